@@ -1,0 +1,46 @@
+// The zeroqc subcommands: thin layers over the library.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "engines/patch/patch_engine.h"
+
+namespace zeroqc::cli {
+
+// Exit statuses shared by all subcommands.
+constexpr int kExitOk = 0;
+constexpr int kExitBadArguments = 2;
+constexpr int kExitImageFailed = 3;
+
+// Thrown by a subcommand's callback to end the program with `code`.
+struct ExitStatus {
+  int code;
+};
+
+// Engine flags common to inspect and demo; defaults resolved next to the executable.
+struct EngineFlags {
+  std::string backbone;  // spec path
+  std::string cache_dir;
+  bool no_cache = false;
+  double threshold = 0;  // 0: calibrated
+  double sigmas = -1;    // < 0: default
+  int bank_size = 0;     // 0: default
+  void Register(CLI::App* app);
+  // Options for a reference folder; `refs_dir/zeroqc.json` may set "threshold" or "threshold_sigmas".
+  StatusOr<PatchEngineOptions> Options(const std::filesystem::path& refs_dir) const;
+};
+
+// Runs the engine over images, writes JSON Lines to stdout (and to `jsonl` if set) and overlays
+// to `overlay_dir` if set. Returns the exit status.
+int InspectImages(Engine& engine, const std::vector<std::string>& images, const std::string& overlay_dir,
+                  std::ostream* jsonl = nullptr);
+
+void RegisterInspect(CLI::App& app);
+void RegisterConvert(CLI::App& app);
+void RegisterDemo(CLI::App& app);
+
+}  // namespace zeroqc::cli

@@ -1,0 +1,37 @@
+#include "core/result.h"
+
+namespace zeroqc {
+
+nlohmann::json ToJson(const DefectObject& o) {
+  nlohmann::json j = {{"name", o.name},
+                      {"color", o.color},
+                      {"qc", o.qc},
+                      {"reason", o.reason},
+                      {"bounding_box",
+                       {{"x_min", o.box.x_min}, {"y_min", o.box.y_min}, {"x_max", o.box.x_max}, {"y_max", o.box.y_max}}}};
+  if (o.score) j["score"] = *o.score;
+  return j;
+}
+
+nlohmann::json ToJson(const InspectionResult& r) {
+  nlohmann::json j;
+  j["image"] = {{"path", r.image_path}, {"width", r.width}, {"height", r.height}};
+  j["engine"] = r.engine;
+  if (r.error) {
+    j["error"] = *r.error;
+    j["text"] = "not inspected: " + *r.error;
+    j["objects"] = nlohmann::json::array();
+    j["verdict"] = nullptr;
+    return j;
+  }
+  j["text"] = r.text;
+  j["objects"] = nlohmann::json::array();
+  for (const auto& o : r.objects) j["objects"].push_back(ToJson(o));
+  j["verdict"] = r.verdict;
+  j["score"] = r.score;
+  j["threshold"] = r.threshold;
+  j["timing_ms"] = r.timing_ms;
+  return j;
+}
+
+}  // namespace zeroqc

@@ -1,0 +1,67 @@
+// Status and StatusOr: errors cross module lines as values, never as exceptions.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+
+namespace zeroqc {
+
+// What went wrong, coarsely: callers map it to exit codes or HTTP statuses.
+enum class Code { kOk, kInvalidArgument, kNotFound, kIoError, kUnsupported, kTooLarge, kCorrupt, kInternal };
+
+class Status {
+ public:
+  Status() = default;
+  Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}
+  static Status Ok() { return {}; }
+
+  bool ok() const { return code_ == Code::kOk; }
+  Code code() const { return code_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  Code code_ = Code::kOk;
+  std::string message_;
+};
+
+inline Status InvalidArgument(std::string m) { return {Code::kInvalidArgument, std::move(m)}; }
+inline Status NotFound(std::string m) { return {Code::kNotFound, std::move(m)}; }
+inline Status IoError(std::string m) { return {Code::kIoError, std::move(m)}; }
+inline Status Unsupported(std::string m) { return {Code::kUnsupported, std::move(m)}; }
+inline Status TooLarge(std::string m) { return {Code::kTooLarge, std::move(m)}; }
+inline Status Corrupt(std::string m) { return {Code::kCorrupt, std::move(m)}; }
+inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
+
+// Either a value or the Status that explains why there is none.
+template <class T>
+class StatusOr {
+ public:
+  StatusOr(T value) : v_(std::move(value)) {}
+  StatusOr(Status status) : v_(std::move(status)) {}  // REQUIRES: !status.ok()
+
+  bool ok() const { return std::holds_alternative<T>(v_); }
+  const Status& status() const {
+    static const Status kOk;
+    return ok() ? kOk : std::get<Status>(v_);
+  }
+  T& value() & { return std::get<T>(v_); }
+  const T& value() const& { return std::get<T>(v_); }
+  T&& value() && { return std::get<T>(std::move(v_)); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+
+ private:
+  std::variant<T, Status> v_;
+};
+
+}  // namespace zeroqc
+
+#define ZQ_RETURN_IF_ERROR(expr)      \
+  do {                                \
+    ::zeroqc::Status _st = (expr);    \
+    if (!_st.ok()) return _st;        \
+  } while (0)

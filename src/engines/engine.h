@@ -1,0 +1,27 @@
+// The one interface every inspection engine implements (patch today; vlm and hybrid next).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+#include "core/result.h"
+#include "image/decode.h"
+
+namespace zeroqc {
+
+struct Inspection {
+  InspectionResult result;
+  cv::Mat heatmap;  // optional: CV_32F at image size, in units of the threshold (1.0 = threshold)
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual std::string name() const = 0;
+  // Thread-safe. Never throws: failures come back in result.error.
+  virtual Inspection Inspect(const Image& image) = 0;
+};
+
+}  // namespace zeroqc

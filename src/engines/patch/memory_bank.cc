@@ -1,0 +1,156 @@
+#include "engines/patch/memory_bank.h"
+
+#include <fstream>
+#include <random>
+
+#include <opencv2/imgproc.hpp>
+
+namespace zeroqc {
+namespace {
+
+// Average groups of adjacent channels so that every layer contributes `dim` channels.
+cv::Mat ReduceChannels(const cv::Mat& chw, int dim) {
+  if (dim <= 0 || chw.rows <= dim) return chw;
+  cv::Mat out(dim, chw.cols, CV_32F);
+  for (int d = 0; d < dim; ++d) {
+    int a = d * chw.rows / dim, b = (d + 1) * chw.rows / dim;
+    cv::reduce(chw.rowRange(a, b), out.row(d), 0, cv::REDUCE_AVG);
+  }
+  return out;
+}
+
+constexpr uint32_t kMagic = 0x5a514231;  // "ZQB1"
+
+}  // namespace
+
+PatchGrid MakePatchGrid(const std::vector<FeatureMap>& maps, const PatchOptions& opt) {
+  const int gh = maps.front().height, gw = maps.front().width;
+  std::vector<cv::Mat> parts;
+  for (const auto& m : maps) {
+    cv::Mat reduced = ReduceChannels(m.data, opt.layer_dim);
+    cv::Mat out(reduced.rows, gh * gw, CV_32F);
+    for (int c = 0; c < reduced.rows; ++c) {
+      cv::Mat plane(m.height, m.width, CV_32F, reduced.ptr<float>(c));
+      cv::Mat smoothed, dst(gh, gw, CV_32F, out.ptr<float>(c));
+      if (opt.neighbourhood > 1)
+        cv::blur(plane, smoothed, {opt.neighbourhood, opt.neighbourhood}, {-1, -1}, cv::BORDER_REFLECT);
+      else
+        smoothed = plane;
+      if (m.height == gh && m.width == gw) smoothed.copyTo(dst);
+      else cv::resize(smoothed, dst, {gw, gh}, 0, 0, cv::INTER_LINEAR);
+    }
+    parts.push_back(out);
+  }
+  cv::Mat all;
+  cv::vconcat(parts, all);
+  PatchGrid g;
+  g.descriptors = all.t();
+  g.grid_h = gh;
+  g.grid_w = gw;
+  return g;
+}
+
+void MemoryBank::Add(const PatchGrid& g) {
+  int begin = rows.rows;
+  if (rows.empty()) rows = g.descriptors.clone();
+  else cv::vconcat(rows, g.descriptors, rows);
+  ranges.emplace_back(begin, rows.rows);
+  grid_h = g.grid_h;
+  grid_w = g.grid_w;
+}
+
+void MemoryBank::UpdateNorms() {
+  sq_norms.create(rows.rows, 1, CV_32F);
+  for (int i = 0; i < rows.rows; ++i) sq_norms.at<float>(i) = static_cast<float>(rows.row(i).dot(rows.row(i)));
+}
+
+void CoresetSubsample(MemoryBank& bank, double ratio, uint64_t seed) {
+  if (ratio >= 1.0 || bank.rows.empty()) return;
+  const int proj_dim = std::min(128, bank.rows.cols);
+  cv::Mat proj(bank.rows.cols, proj_dim, CV_32F);
+  cv::RNG rng(seed + 1);
+  rng.fill(proj, cv::RNG::NORMAL, 0, 1);
+  cv::Mat low = bank.rows * proj;
+  cv::Mat kept_rows;
+  std::vector<std::pair<int, int>> kept_ranges;
+  for (auto [a, b] : bank.ranges) {
+    const int n = b - a, k = std::max(1, static_cast<int>(n * ratio));
+    cv::Mat x = low.rowRange(a, b);
+    std::vector<float> mind(n, std::numeric_limits<float>::max());
+    std::vector<int> chosen;
+    int next = 0;
+    for (int it = 0; it < k; ++it) {
+      chosen.push_back(next);
+      const float* c = x.ptr<float>(next);
+      int best = 0;
+      for (int i = 0; i < n; ++i) {
+        const float* r = x.ptr<float>(i);
+        float d = 0;
+        for (int j = 0; j < proj_dim; ++j) d += (r[j] - c[j]) * (r[j] - c[j]);
+        mind[i] = std::min(mind[i], d);
+        if (mind[i] > mind[best]) best = i;
+      }
+      next = best;
+    }
+    int begin = kept_rows.rows;
+    for (int i : chosen) kept_rows.push_back(bank.rows.row(a + i));
+    kept_ranges.emplace_back(begin, kept_rows.rows);
+  }
+  bank.rows = kept_rows;
+  bank.ranges = kept_ranges;
+  bank.UpdateNorms();
+}
+
+Status MemoryBank::Save(const std::filesystem::path& path) const {
+  std::filesystem::create_directories(path.parent_path());
+  auto tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    auto put = [&](auto v) { out.write(reinterpret_cast<const char*>(&v), sizeof(v)); };
+    put(kMagic);
+    put(int32_t(rows.rows)), put(int32_t(rows.cols)), put(int32_t(grid_h)), put(int32_t(grid_w));
+    put(int32_t(ranges.size()));
+    for (auto [a, b] : ranges) put(int32_t(a)), put(int32_t(b));
+    put(int32_t(loo_scores.size()));
+    for (double s : loo_scores) put(s);
+    put(threshold);
+    cv::Mat r = rows.isContinuous() ? rows : rows.clone();
+    out.write(reinterpret_cast<const char*>(r.data), static_cast<std::streamsize>(r.total() * sizeof(float)));
+    if (!out) return IoError("cannot write memory bank " + tmp.string());
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);  // atomic: readers never see a half-written bank
+  if (ec) return IoError("cannot move memory bank into place: " + ec.message());
+  return Status::Ok();
+}
+
+StatusOr<MemoryBank> MemoryBank::Load(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("no cached memory bank at " + path.string());
+  auto get = [&](auto& v) { in.read(reinterpret_cast<char*>(&v), sizeof(v)); return bool(in); };
+  uint32_t magic = 0;
+  int32_t m = 0, d = 0, gh = 0, gw = 0, nr = 0, nl = 0;
+  if (!get(magic) || magic != kMagic) return Corrupt(path.string() + " is not a zeroqc memory bank");
+  get(m), get(d), get(gh), get(gw), get(nr);
+  if (!in || m < 0 || d <= 0 || nr < 0 || nr > 1'000'000) return Corrupt(path.string() + ": bad header");
+  MemoryBank bank;
+  bank.grid_h = gh, bank.grid_w = gw;
+  for (int i = 0; i < nr; ++i) {
+    int32_t a = 0, b = 0;
+    get(a), get(b);
+    bank.ranges.emplace_back(a, b);
+  }
+  get(nl);
+  if (!in || nl < 0 || nl > 1'000'000) return Corrupt(path.string() + ": bad header");
+  bank.loo_scores.resize(nl);
+  for (auto& s : bank.loo_scores) get(s);
+  get(bank.threshold);
+  bank.rows.create(m, d, CV_32F);
+  in.read(reinterpret_cast<char*>(bank.rows.data), static_cast<std::streamsize>(bank.rows.total() * sizeof(float)));
+  if (!in) return Corrupt(path.string() + " is truncated");
+  bank.UpdateNorms();
+  return bank;
+}
+
+}  // namespace zeroqc

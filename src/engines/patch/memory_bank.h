@@ -1,0 +1,52 @@
+// Patch descriptors and the memory bank of patches from reference images of good parts.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "core/status.h"
+#include "features/backbone.h"
+
+namespace zeroqc {
+
+struct PatchOptions {
+  int neighbourhood = 3;  // local average over k x k patches before matching (PatchCore-style)
+  int layer_dim = 128;    // channels of each layer after adaptive channel averaging (0: keep all)
+};
+
+// One image's patch descriptors on a grid: rows = grid_h * grid_w patches, row-major, CV_32F.
+struct PatchGrid {
+  cv::Mat descriptors;
+  int grid_h = 0, grid_w = 0;
+};
+
+// Aggregates the neighbourhood of every patch, resizes all layers to the finest layer's grid,
+// reduces channels and concatenates them into one descriptor per patch.
+PatchGrid MakePatchGrid(const std::vector<FeatureMap>& maps, const PatchOptions& opt);
+
+// Rows from several reference images; `ranges[i]` is the half-open row range of reference i
+// (coreset subsampling keeps rows grouped by reference, so leave-one-out stays possible).
+struct MemoryBank {
+  cv::Mat rows;        // M x D, CV_32F
+  cv::Mat sq_norms;    // M x 1, |row|^2
+  std::vector<std::pair<int, int>> ranges;
+  int grid_h = 0, grid_w = 0;
+  std::vector<double> loo_scores;  // leave-one-out image scores of the references
+  double threshold = 0;            // calibrated from loo_scores
+
+  void Add(const PatchGrid& g);  // appends one reference
+  void UpdateNorms();
+
+  Status Save(const std::filesystem::path& path) const;
+  static StatusOr<MemoryBank> Load(const std::filesystem::path& path);
+};
+
+// Greedy k-centre coreset: keeps `ratio` of each reference's rows, chosen so that every dropped
+// row is close to a kept one. Distances are computed on a fixed random projection to 128 dims.
+void CoresetSubsample(MemoryBank& bank, double ratio, uint64_t seed = 0);
+
+}  // namespace zeroqc

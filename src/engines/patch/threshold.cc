@@ -1,0 +1,32 @@
+#include "engines/patch/threshold.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace zeroqc {
+namespace {
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+double ImageScore(const cv::Mat& map) {
+  cv::Mat flat = map.reshape(1, 1).clone();
+  const int k = std::max(1, flat.cols / 1000);
+  std::nth_element(flat.ptr<float>(), flat.ptr<float>() + k - 1, flat.ptr<float>() + flat.cols, std::greater<float>());
+  return cv::mean(flat.colRange(0, k))[0];
+}
+
+double CalibrateThreshold(std::vector<double> s, double sigmas) {
+  const double median = Median(s);
+  std::vector<double> dev;
+  for (double v : s) dev.push_back(std::abs(v - median));
+  const double spread = std::max(1.4826 * Median(dev), 0.05 * median);
+  return median + sigmas * spread;
+}
+
+}  // namespace zeroqc

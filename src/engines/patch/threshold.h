@@ -1,0 +1,24 @@
+// The OK/NOK threshold and the image score, calibrated from reference images of good parts
+// alone (no labels).
+#pragma once
+
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+namespace zeroqc {
+
+// Image score: the mean of the highest 0.1% of the anomaly map (at least one pixel). Less noisy
+// than the single maximum, still dominated by the most anomalous region.
+double ImageScore(const cv::Mat& map);
+
+// Rule: each reference is scored against a memory bank built from all the *other* references
+// (leave-one-out), which is how a new good part looks to the full bank. With s those scores,
+//   threshold = median(s) + sigmas * max(1.4826 * MAD(s), 0.05 * median(s))
+// The median absolute deviation ignores the few references that are rare among the others (a
+// unique colour variant scores high when its only look-alike is left out) and would otherwise
+// drag the threshold up; the floor keeps a few-shot bank from a zero spread.
+// REQUIRES: !loo_scores.empty().
+double CalibrateThreshold(std::vector<double> loo_scores, double sigmas);
+
+}  // namespace zeroqc

@@ -1,0 +1,93 @@
+#include "features/backbone.h"
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+#include <openssl/evp.h>
+
+namespace zeroqc {
+
+std::string Sha256Hex(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < len; ++i) out += {kHex[md[i] >> 4], kHex[md[i] & 15]};
+  return out;
+}
+
+StatusOr<std::string> Sha256File(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return IoError("cannot read " + path.string());
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  return Sha256Hex(bytes);
+}
+
+StatusOr<BackboneSpec> BackboneSpec::Load(const std::filesystem::path& json_path) {
+  std::ifstream in(json_path);
+  if (!in)
+    return NotFound("backbone spec " + json_path.string() + " not found: run ./setup.sh to convert the default backbone");
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded()) return Corrupt("backbone spec " + json_path.string() + " is not valid JSON");
+  BackboneSpec s;
+  try {
+    s.name = j.value("name", json_path.stem().string());
+    s.model = json_path.parent_path() / j.at("model").get<std::string>();
+    s.input_width = j.at("input_width").get<int>();
+    s.input_height = j.at("input_height").get<int>();
+    if (j.contains("mean")) s.mean = j["mean"].get<std::array<float, 3>>();
+    if (j.contains("std")) s.std = j["std"].get<std::array<float, 3>>();
+    s.layers = j.at("layers").get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    return InvalidArgument("backbone spec " + json_path.string() + ": " + e.what());
+  }
+  if (s.input_width < 32 || s.input_height < 32 || s.layers.empty())
+    return InvalidArgument("backbone spec " + json_path.string() + " needs an input of at least 32x32 and a layer");
+  return s;
+}
+
+StatusOr<std::unique_ptr<Backbone>> Backbone::Open(const BackboneSpec& spec) {
+  auto hash = Sha256File(spec.model);
+  if (!hash.ok()) return NotFound("backbone model " + spec.model.string() + " not found: run ./setup.sh");
+  auto b = std::unique_ptr<Backbone>(new Backbone());
+  b->spec_ = spec;
+  std::string key = *hash + "|" + std::to_string(spec.input_width) + "x" + std::to_string(spec.input_height);
+  for (int c = 0; c < 3; ++c) key += "|" + std::to_string(spec.mean[c]) + "/" + std::to_string(spec.std[c]);
+  for (const auto& l : spec.layers) key += "|" + l;
+  b->fingerprint_ = Sha256Hex(key);
+  try {
+    b->net_ = cv::dnn::readNetFromONNX(spec.model.string());
+  } catch (const cv::Exception& e) {
+    return Corrupt("OpenCV cannot load " + spec.model.string() + ": " + e.err);
+  }
+  return b;
+}
+
+StatusOr<std::vector<FeatureMap>> Backbone::Extract(const cv::Mat& bgr) {
+  cv::Mat rgb, resized;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  cv::resize(rgb, resized, {spec_.input_width, spec_.input_height}, 0, 0, cv::INTER_AREA);
+  resized.convertTo(resized, CV_32F, 1.0 / 255);
+  cv::subtract(resized, cv::Scalar(spec_.mean[0], spec_.mean[1], spec_.mean[2]), resized);
+  cv::divide(resized, cv::Scalar(spec_.std[0], spec_.std[1], spec_.std[2]), resized);
+  cv::Mat blob = cv::dnn::blobFromImage(resized);
+  std::vector<cv::Mat> outs;
+  try {
+    std::lock_guard lock(mu_);
+    net_.setInput(blob);
+    net_.forward(outs, std::vector<cv::String>(spec_.layers.begin(), spec_.layers.end()));
+  } catch (const cv::Exception& e) {
+    return Internal("backbone " + spec_.name + " failed: " + e.err);
+  }
+  std::vector<FeatureMap> maps;
+  for (auto& o : outs) {
+    if (o.dims != 4) return Internal("backbone layer output is not NCHW");
+    FeatureMap m{o.reshape(1, o.size[1]).clone(), o.size[1], o.size[2], o.size[3]};
+    maps.push_back(std::move(m));
+  }
+  return maps;
+}
+
+}  // namespace zeroqc

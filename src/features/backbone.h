@@ -1,0 +1,60 @@
+// A feature backbone: an ONNX model run by OpenCV DNN, described by a small JSON spec.
+#pragma once
+
+#include <array>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/dnn.hpp>
+
+#include "core/status.h"
+
+namespace zeroqc {
+
+// Example (models/inception_v3.json):
+// {"name": "inception_v3-nsfwjs", "model": "inception_v3_features.onnx", "input_width": 448,
+//  "input_height": 448, "mean": [0,0,0], "std": [1,1,1], "layers": ["mixed2", "mixed7"]}
+// Pixels are RGB scaled to [0,1], then (x - mean) / std per channel. "model" is relative to the spec.
+struct BackboneSpec {
+  std::string name;
+  std::filesystem::path model;
+  int input_width = 0, input_height = 0;
+  std::array<float, 3> mean{0, 0, 0}, std{1, 1, 1};
+  std::vector<std::string> layers;  // feature layers to read, finest first
+
+  static StatusOr<BackboneSpec> Load(const std::filesystem::path& json_path);
+};
+
+// A feature map of one layer: C planes of H x W, CV_32F, stored as a C x (H*W) matrix.
+struct FeatureMap {
+  cv::Mat data;
+  int channels = 0, height = 0, width = 0;
+};
+
+class Backbone {
+ public:
+  static StatusOr<std::unique_ptr<Backbone>> Open(const BackboneSpec& spec);
+
+  // Resizes the BGR image to the input size and returns one map per spec layer. Thread-safe.
+  StatusOr<std::vector<FeatureMap>> Extract(const cv::Mat& bgr);
+
+  const BackboneSpec& spec() const { return spec_; }
+  // Identifies weights and spec, for cache keys: SHA-256 hex of the model file plus the spec.
+  const std::string& fingerprint() const { return fingerprint_; }
+
+ private:
+  BackboneSpec spec_;
+  std::string fingerprint_;
+  cv::dnn::Net net_;
+  std::mutex mu_;  // cv::dnn::Net::forward is not reentrant
+};
+
+// SHA-256 of bytes / a file, lower-case hex.
+std::string Sha256Hex(std::string_view bytes);
+StatusOr<std::string> Sha256File(const std::filesystem::path& path);
+
+}  // namespace zeroqc

@@ -1,0 +1,71 @@
+#include "image/decode.h"
+
+#include <algorithm>
+#include <fstream>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "image/probe.h"
+
+namespace zeroqc {
+
+StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& limits) {
+  if (static_cast<int64_t>(bytes.size()) > limits.max_bytes)
+    return TooLarge("the file has " + std::to_string(bytes.size()) + " bytes, the limit is " +
+                    std::to_string(limits.max_bytes));
+  auto header = ProbeImage(bytes);
+  if (!header.ok()) return header.status();
+  if (header->width <= 0 || header->height <= 0) return Corrupt("the image has zero width or height");
+  if (header->width * header->height > limits.max_pixels)
+    return TooLarge(std::to_string(header->width) + "x" + std::to_string(header->height) +
+                    " pixels exceed the limit of " + std::to_string(limits.max_pixels) + " pixels");
+  cv::Mat raw;
+  try {
+    // IMREAD_COLOR applies EXIF orientation and turns gray, RGBA and 16-bit data into 8-bit BGR.
+    raw = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data())),
+                       cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    return Corrupt("the " + header->format + " data cannot be decoded: " + e.err);
+  }
+  if (raw.empty()) return Corrupt("the " + header->format + " data is truncated or corrupt");
+  if (raw.cols != header->width && raw.cols != header->height)
+    return Corrupt("decoded size does not match the " + header->format + " header");
+  Image img;
+  img.format = header->format;
+  img.bgr = raw;
+  return img;
+}
+
+StatusOr<Image> LoadImage(const std::filesystem::path& path, const ImageLimits& limits) {
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  if (ec) return NotFound("cannot read " + path.string() + ": " + ec.message());
+  if (static_cast<int64_t>(size) > limits.max_bytes)
+    return TooLarge(path.string() + " has " + std::to_string(size) + " bytes, the limit is " +
+                    std::to_string(limits.max_bytes));
+  std::ifstream in(path, std::ios::binary);
+  std::vector<uint8_t> bytes(size);
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size)))
+    return IoError("cannot read " + path.string());
+  auto img = DecodeImage(bytes, limits);
+  if (!img.ok()) return Status(img.status().code(), path.string() + ": " + img.status().message());
+  img->path = path.string();
+  return img;
+}
+
+StatusOr<std::vector<std::filesystem::path>> ListImages(const std::filesystem::path& dir) {
+  static const std::vector<std::string> kExt = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"};
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return NotFound(dir.string() + " is not a folder");
+  std::vector<std::filesystem::path> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    std::string ext = e.path().extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+    if (e.is_regular_file() && std::find(kExt.begin(), kExt.end(), ext) != kExt.end()) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace zeroqc
