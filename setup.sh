@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs every dependency (Debian packages, one npm package), builds build/zeroqc and converts
+# the default backbone into build/models/. Safe to run again: finished steps are skipped.
+#   ./setup.sh            set up, then run the demo
+#   ./setup.sh --no-demo  set up only (what ./test.sh uses)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+NSFWJS_VERSION=4.2.1
+# npm's published integrity of nsfwjs-4.2.1.tgz: the weights we convert are exactly these.
+NSFWJS_SHA512=8ixL8Uk7+9Ir67yUxwtbLFZv6NgmsXsgP2oX5zNxmyTIXUfNdj6FLLVS+YI0pYlMEOExLp69ocfQznzTU9ATGw==
+PACKAGES=(build-essential cmake ninja-build pkg-config git libopencv-dev libonnx-dev libprotobuf-dev
+          nlohmann-json3-dev libcli11-dev libopenblas-dev libssl-dev libgtest-dev libgmock-dev
+          libbenchmark-dev nodejs npm)
+
+say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  say "installing Debian packages: ${missing[*]}"
+  SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+DEPS=.deps
+TFJS=$DEPS/inception_v3
+if [ ! -s "$TFJS/weights.bin" ]; then
+  say "fetching nsfwjs@$NSFWJS_VERSION (InceptionV3 weights) from npm"
+  mkdir -p "$DEPS"
+  tgz=$DEPS/nsfwjs-$NSFWJS_VERSION.tgz
+  [ -s "$tgz" ] || (cd "$DEPS" && npm pack --silent "nsfwjs@$NSFWJS_VERSION" >/dev/null)
+  got=$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)
+  if [ "$got" != "$NSFWJS_SHA512" ]; then
+    echo "nsfwjs tarball integrity mismatch: got sha512-$got" >&2
+    rm -f "$tgz"
+    exit 1
+  fi
+  rm -rf "$DEPS/nsfwjs" && mkdir -p "$DEPS/nsfwjs"
+  tar -xzf "$tgz" -C "$DEPS/nsfwjs" --strip-components=1 package/dist/models/inception_v3
+  node tools/export_tfjs.js "$DEPS/nsfwjs/dist/models/inception_v3" "$TFJS"
+fi
+
+say "building build/zeroqc"
+[ -f build/build.ninja ] || cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j2
+
+mkdir -p build/models
+convert() {  # out size layers...
+  local out=$1 size=$2
+  shift 2
+  if [ ! -s "build/models/$out" ] || [ "$TFJS/weights.bin" -nt "build/models/$out" ] || [ build/zeroqc -nt "build/models/$out" ]; then
+    say "converting InceptionV3 to build/models/$out"
+    build/zeroqc convert --model "$TFJS/model.json" --weights "$TFJS/weights.bin" --out "build/models/$out" \
+      --size "$size" --outputs "$@"
+  fi
+}
+convert inception_v3_448.onnx 448 mixed1 mixed2 mixed7   # the patch engine's feature backbone
+convert inception_v3_full.onnx 299 dense_3               # the whole classifier: proves the conversion
+cp models/inception_v3.json build/models/inception_v3.json
+
+if [ "${1:-}" != "--no-demo" ]; then
+  say "running the demo"
+  build/zeroqc demo --out demo-out
+fi

@@ -1,0 +1,141 @@
+// Runs the built zeroqc binary as a user would: arguments, exit statuses, JSON Lines, overlays.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+
+namespace zeroqc {
+namespace {
+
+struct Run {
+  int status;
+  std::string out, err;
+};
+
+Run Zeroqc(const std::string& args) {
+  auto err_path = std::filesystem::temp_directory_path() / ("zeroqc-cli-stderr-" + std::to_string(getpid()) + ".txt");
+  std::string cmd = testing::ZeroqcBinary().string() + " " + args + " 2>" + err_path.string();
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
+  int st = pclose(p);
+  std::ifstream in(err_path);
+  std::string err((std::istreambuf_iterator<char>(in)), {});
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out, err};
+}
+
+std::vector<nlohmann::json> Lines(const std::string& out) {
+  std::vector<nlohmann::json> v;
+  std::istringstream s(out);
+  for (std::string line; std::getline(s, line);) v.push_back(nlohmann::json::parse(line));
+  return v;
+}
+
+std::string Refs(const std::filesystem::path& dir) {  // 3 good references, copied
+  std::filesystem::create_directories(dir);
+  for (const char* n : {"000.png", "001.png", "002.png"})
+    std::filesystem::copy_file(testing::Datasets() / "mvtec-toothbrush/train/good" / n, dir / n);
+  return dir.string();
+}
+
+const std::string kCache = " --cache " + (std::filesystem::temp_directory_path() / "zeroqc-tests" / "cli-cache").string();
+
+TEST(Cli, BadArgumentsExitWithTwo) {
+  EXPECT_EQ(Zeroqc("inspect x.png").status, 2);  // no --refs
+  EXPECT_EQ(Zeroqc("frobnicate").status, 2);
+  auto dir = testing::TempDir();
+  std::filesystem::create_directories(dir / "empty");
+  auto r = Zeroqc("inspect --refs " + (dir / "empty").string() + " x.png");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("add photos of good parts"), std::string::npos) << r.err;
+  r = Zeroqc("inspect --refs /nonexistent/refs x.png");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("not a folder"), std::string::npos) << r.err;
+}
+
+TEST(Cli, InspectPrintsJsonLinesAndOverlays) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto refs = Refs(dir / "refs");
+  auto t = testing::Datasets() / "mvtec-toothbrush/test";
+  auto r = Zeroqc("inspect --refs " + refs + kCache + " --overlay " + (dir / "ov").string() + " " +
+                  (t / "good/000.png").string() + " " + (t / "defective/010.png").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 2u);
+  for (const auto& j : lines) {
+    for (const char* k : {"text", "objects", "verdict", "score", "threshold", "engine", "image", "timing_ms"})
+      EXPECT_TRUE(j.contains(k)) << k << " in " << j.dump();
+    EXPECT_EQ(j["engine"], "patch");
+    EXPECT_EQ(j["image"]["width"], 1024);
+  }
+  EXPECT_EQ(lines[1]["verdict"], "NOK");
+  EXPECT_FALSE(lines[1]["objects"].empty());
+  EXPECT_TRUE(std::filesystem::exists(dir / "ov" / "000_overlay.jpg"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "ov" / "010_overlay.jpg"));
+}
+
+TEST(Cli, AFailedImageExitsWithThreeAndKeepsTheOthers) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto refs = Refs(dir / "refs");
+  std::ofstream(dir / "corrupt.jpg") << "\xFF\xD8\xFF\xE0 this is not a jpeg";
+  std::ofstream(dir / "notes.txt") << "hello";
+  auto good = testing::Datasets() / "mvtec-toothbrush/test/good/001.png";
+  auto r = Zeroqc("inspect --refs " + refs + kCache + " " + (dir / "corrupt.jpg").string() + " " + good.string() +
+                  " " + (dir / "notes.txt").string() + " " + (dir / "missing.png").string());
+  EXPECT_EQ(r.status, 3);
+  auto lines = Lines(r.out);
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_TRUE(lines[0].contains("error"));
+  EXPECT_TRUE(lines[0]["verdict"].is_null());
+  EXPECT_FALSE(lines[1].contains("error"));
+  EXPECT_TRUE(lines[1]["verdict"] == "OK" || lines[1]["verdict"] == "NOK");
+  EXPECT_NE(lines[2]["error"].get<std::string>().find("not a PNG, JPEG"), std::string::npos);
+  EXPECT_NE(lines[3]["error"].get<std::string>().find("missing.png"), std::string::npos);
+}
+
+TEST(Cli, ProductFileOverridesTheThreshold) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto refs = Refs(dir / "refs");
+  std::ofstream(dir / "refs" / "zeroqc.json") << R"({"threshold": 1000})";
+  auto img = testing::Datasets() / "mvtec-toothbrush/test/defective/010.png";
+  auto r = Zeroqc("inspect --refs " + refs + kCache + " " + img.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = Lines(r.out).at(0);
+  EXPECT_DOUBLE_EQ(j["threshold"].get<double>(), 1000);
+  EXPECT_EQ(j["verdict"], "OK");
+  std::ofstream(dir / "refs" / "zeroqc.json") << R"({"threshold": "high"})";
+  EXPECT_EQ(Zeroqc("inspect --refs " + refs + kCache + " " + img.string()).status, 2);
+}
+
+TEST(Cli, DemoWritesResultsAndOverlays) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto r = Zeroqc("demo" + kCache + " --data " + (testing::SourceDir() / "demo/aws-nova-samples").string() +
+                  " --out " + dir.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto lines = Lines(r.out);
+  EXPECT_EQ(lines.size(), 13u);  // 8 defective parts + 5 references re-inspected
+  EXPECT_TRUE(std::filesystem::exists(dir / "results.jsonl"));
+  EXPECT_NE(r.err.find("results.jsonl"), std::string::npos);
+  int overlays = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir / "overlays")) overlays += e.path().extension() == ".jpg";
+  EXPECT_EQ(overlays, 13);
+}
+
+}  // namespace
+}  // namespace zeroqc

@@ -1,0 +1,65 @@
+#include "engines/patch/knn.h"
+
+#include <gtest/gtest.h>
+
+namespace zeroqc {
+namespace {
+
+MemoryBank RandomBank(int refs, int rows_each, int dim, uint64_t seed) {
+  MemoryBank bank;
+  cv::RNG rng(seed);
+  for (int r = 0; r < refs; ++r) {
+    PatchGrid g;
+    g.descriptors.create(rows_each, dim, CV_32F);
+    rng.fill(g.descriptors, cv::RNG::NORMAL, 0, 1);
+    g.grid_h = 1, g.grid_w = rows_each;
+    bank.Add(g);
+  }
+  bank.UpdateNorms();
+  return bank;
+}
+
+float Brute(const cv::Mat& q, const MemoryBank& bank, int skip_a, int skip_b) {
+  double best = 1e30;
+  for (int j = 0; j < bank.rows.rows; ++j)
+    if (j < skip_a || j >= skip_b) best = std::min(best, cv::norm(q, bank.rows.row(j), cv::NORM_L2));
+  return float(best);
+}
+
+TEST(Knn, MatchesBruteForceAcrossBlocks) {
+  MemoryBank bank = RandomBank(3, 3000, 24, 7);  // > one 4096-row block
+  cv::Mat q(50, 24, CV_32F);
+  cv::RNG(9).fill(q, cv::RNG::NORMAL, 0, 1);
+  auto d = NearestDistances(q, bank);
+  for (int i = 0; i < q.rows; ++i) EXPECT_NEAR(d[i], Brute(q.row(i), bank, 0, 0), 1e-3) << i;
+}
+
+TEST(Knn, QueryInBankHasZeroDistanceUnlessLeftOut) {
+  MemoryBank bank = RandomBank(3, 100, 16, 3);
+  cv::Mat q = bank.rows.rowRange(100, 110).clone();  // rows of reference 1
+  for (float v : NearestDistances(q, bank)) EXPECT_NEAR(v, 0.f, 1e-2);
+  auto loo = NearestDistances(q, bank, 1);
+  for (int i = 0; i < q.rows; ++i) {
+    EXPECT_GT(loo[i], 1.f);
+    EXPECT_NEAR(loo[i], Brute(q.row(i), bank, 100, 200), 1e-3);
+  }
+}
+
+TEST(Knn, CoresetKeepsRatioPerReferenceAndCoversTheBank) {
+  MemoryBank bank = RandomBank(4, 500, 32, 5);
+  MemoryBank full = bank;
+  CoresetSubsample(bank, 0.1);
+  ASSERT_EQ(bank.ranges.size(), 4u);
+  for (auto [a, b] : bank.ranges) EXPECT_EQ(b - a, 50);
+  EXPECT_EQ(bank.rows.rows, 200);
+  // Greedy k-centre beats a random subset of the same size at covering the dropped rows.
+  MemoryBank random = full;
+  random.rows = full.rows.rowRange(0, 200).clone();
+  random.ranges = {{0, 200}};
+  random.UpdateNorms();
+  auto cov_k = NearestDistances(full.rows, bank), cov_r = NearestDistances(full.rows, random);
+  EXPECT_LT(*std::max_element(cov_k.begin(), cov_k.end()), *std::max_element(cov_r.begin(), cov_r.end()));
+}
+
+}  // namespace
+}  // namespace zeroqc

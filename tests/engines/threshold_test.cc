@@ -1,0 +1,39 @@
+#include "engines/patch/threshold.h"
+
+#include <gtest/gtest.h>
+
+namespace zeroqc {
+namespace {
+
+TEST(Threshold, MedianPlusSigmasTimesRobustSpread) {
+  // median 10, |dev| = {2,1,0,1,2} -> MAD 1 -> spread 1.4826 (above the 5% floor of 0.5)
+  EXPECT_NEAR(CalibrateThreshold({8, 9, 10, 11, 12}, 2.0), 10 + 2 * 1.4826, 1e-9);
+  EXPECT_NEAR(CalibrateThreshold({12, 8, 11, 9, 10}, 0.0), 10.0, 1e-9);  // order does not matter
+}
+
+TEST(Threshold, RareOutliersDoNotDragItUp) {
+  std::vector<double> s = {8, 9, 10, 11, 12};
+  double base = CalibrateThreshold(s, 2.0);
+  s.push_back(40);  // one unusual reference
+  // median 10.5, MAD 1.5: 10.5 + 2 * 2.22; a max-based rule would sit above 40.
+  EXPECT_NEAR(CalibrateThreshold(s, 2.0), 10.5 + 2 * 1.4826 * 1.5, 1e-9);
+  EXPECT_LT(CalibrateThreshold(s, 2.0) - base, 2.0);
+}
+
+TEST(Threshold, FewShotSpreadHasAFloor) {
+  EXPECT_NEAR(CalibrateThreshold({4.0}, 2.0), 4.0 + 2 * 0.2, 1e-9);
+  EXPECT_NEAR(CalibrateThreshold({4.0, 4.0, 4.0}, 1.0), 4.2, 1e-9);
+}
+
+TEST(Threshold, ImageScoreIsMeanOfTopPermille) {
+  cv::Mat map(100, 100, CV_32F, cv::Scalar(1));  // 10000 px -> top 10
+  for (int i = 0; i < 10; ++i) map.at<float>(i, 0) = 5.f;
+  map.at<float>(50, 50) = 100.f;  // one hot pixel among the top 10
+  EXPECT_NEAR(ImageScore(map), (9 * 5.0 + 100.0) / 10, 1e-4);
+  cv::Mat tiny(2, 2, CV_32F, cv::Scalar(3));
+  tiny.at<float>(0, 0) = 7;
+  EXPECT_NEAR(ImageScore(tiny), 7.0, 1e-6);  // at least one pixel
+}
+
+}  // namespace
+}  // namespace zeroqc

@@ -1,0 +1,171 @@
+#include "image/decode.h"
+
+#include <fstream>
+#include <random>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "image/probe.h"
+#include "test_support.h"
+
+namespace zeroqc {
+namespace {
+
+std::vector<uint8_t> Encode(const cv::Mat& m, const std::string& ext) {
+  std::vector<uint8_t> buf;
+  EXPECT_TRUE(cv::imencode(ext, m, buf)) << ext;
+  return buf;
+}
+
+cv::Mat Pattern(int w, int h) {  // asymmetric, so orientation mistakes show
+  cv::Mat m(h, w, CV_8UC3, cv::Scalar(30, 60, 90));
+  cv::rectangle(m, {0, 0}, {w / 4, h / 4}, cv::Scalar(0, 0, 255), cv::FILLED);
+  return m;
+}
+
+TEST(Decode, EveryFormatRoundTrips) {
+  cv::Mat src = Pattern(64, 48);
+  for (const char* ext : {".png", ".jpg", ".bmp", ".tiff", ".webp"}) {
+    auto img = DecodeImage(Encode(src, ext));
+    ASSERT_TRUE(img.ok()) << ext << ": " << img.status().message();
+    EXPECT_EQ(img->bgr.cols, 64) << ext;
+    EXPECT_EQ(img->bgr.rows, 48) << ext;
+    EXPECT_EQ(img->bgr.type(), CV_8UC3) << ext;
+    auto px = img->bgr.at<cv::Vec3b>(2, 2);
+    EXPECT_GT(px[2], 200) << ext << ": top-left should stay red";
+  }
+}
+
+TEST(Decode, ProbeReadsSizesFromHeaders) {
+  cv::Mat src = Pattern(70, 33);
+  for (auto [ext, fmt] : {std::pair{".png", "png"}, {".jpg", "jpeg"}, {".bmp", "bmp"}, {".tiff", "tiff"}, {".webp", "webp"}}) {
+    auto h = ProbeImage(Encode(src, ext));
+    ASSERT_TRUE(h.ok()) << ext << ": " << h.status().message();
+    EXPECT_EQ(h->format, fmt);
+    EXPECT_EQ(h->width, 70) << ext;
+    EXPECT_EQ(h->height, 33) << ext;
+  }
+}
+
+TEST(Decode, GrayAndRgbaBecomeBgr) {
+  cv::Mat gray(20, 30, CV_8UC1, cv::Scalar(128));
+  auto g = DecodeImage(Encode(gray, ".png"));
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->bgr.type(), CV_8UC3);
+  cv::Mat rgba(20, 30, CV_8UC4, cv::Scalar(10, 20, 30, 128));
+  auto a = DecodeImage(Encode(rgba, ".png"));
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->bgr.type(), CV_8UC3);
+  EXPECT_EQ(a->bgr.at<cv::Vec3b>(0, 0)[2], 30);
+}
+
+// A JPEG whose EXIF says "rotate 90 degrees clockwise to display" (orientation 6).
+std::vector<uint8_t> WithExifOrientation(std::vector<uint8_t> jpeg, uint8_t orientation) {
+  const uint8_t exif[] = {0xFF, 0xE1, 0x00, 0x22, 'E', 'x', 'i', 'f', 0, 0,
+                          'M', 'M', 0x00, 0x2A, 0x00, 0x00, 0x00, 0x08,  // TIFF header, IFD at 8
+                          0x00, 0x01,                                    // one entry
+                          0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, orientation, 0x00, 0x00,
+                          0x00, 0x00, 0x00, 0x00};  // no next IFD
+  jpeg.insert(jpeg.begin() + 2, std::begin(exif), std::end(exif));
+  return jpeg;
+}
+
+TEST(Decode, AppliesExifOrientation) {
+  auto bytes = WithExifOrientation(Encode(Pattern(80, 40), ".jpg"), 6);
+  auto img = DecodeImage(bytes);
+  ASSERT_TRUE(img.ok()) << img.status().message();
+  EXPECT_EQ(img->bgr.cols, 40);
+  EXPECT_EQ(img->bgr.rows, 80);
+  // The red top-left corner is now the top-right corner.
+  EXPECT_GT(img->bgr.at<cv::Vec3b>(2, 37)[2], 200);
+  EXPECT_LT(img->bgr.at<cv::Vec3b>(2, 2)[2], 150);
+}
+
+TEST(Decode, RefusesBadInputWithClearErrors) {
+  auto png = Encode(Pattern(64, 64), ".png");
+
+  auto empty = DecodeImage({});
+  EXPECT_EQ(empty.status().code(), Code::kCorrupt);
+
+  std::vector<uint8_t> gif = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0, 0, 0};
+  auto unsupported = DecodeImage(gif);
+  EXPECT_EQ(unsupported.status().code(), Code::kUnsupported);
+  EXPECT_NE(unsupported.status().message().find("not a PNG"), std::string::npos);
+
+  std::vector<uint8_t> truncated(png.begin(), png.begin() + png.size() / 2);
+  auto t = DecodeImage(truncated);
+  EXPECT_EQ(t.status().code(), Code::kCorrupt) << t.status().message();
+
+  auto zero = png;  // IHDR width := 0
+  zero[16] = zero[17] = zero[18] = zero[19] = 0;
+  EXPECT_EQ(DecodeImage(zero).status().code(), Code::kCorrupt);
+
+  auto bomb = png;  // IHDR claims 100000 x 100000 pixels
+  for (int at : {16, 20}) bomb[at] = 0, bomb[at + 1] = 0x01, bomb[at + 2] = 0x86, bomb[at + 3] = 0xA0;
+  auto b = DecodeImage(bomb);
+  EXPECT_EQ(b.status().code(), Code::kTooLarge);
+  EXPECT_NE(b.status().message().find("100000x100000"), std::string::npos);
+
+  ImageLimits small;
+  small.max_pixels = 1000;
+  EXPECT_EQ(DecodeImage(png, small).status().code(), Code::kTooLarge);
+  small = {};
+  small.max_bytes = 10;
+  EXPECT_EQ(DecodeImage(png, small).status().code(), Code::kTooLarge);
+}
+
+TEST(Decode, MissingFileIsNotFound) {
+  auto r = LoadImage("/nonexistent/zeroqc/x.png");
+  EXPECT_EQ(r.status().code(), Code::kNotFound);
+  EXPECT_NE(r.status().message().find("/nonexistent/zeroqc/x.png"), std::string::npos);
+}
+
+// Mutated bytes of real images: every outcome is an image or an error, never a crash.
+TEST(Decode, SurvivesFuzzedRealImages) {
+  REQUIRE_DATASETS();
+  std::vector<std::filesystem::path> seeds = {
+      testing::Datasets() / "mvtec-toothbrush/test/defective/000.png",
+      testing::Datasets() / "aws-nova-samples/plasticpart_nok.jpg"};
+  cv::Mat small_png = Pattern(32, 32);
+  std::vector<std::vector<uint8_t>> corpus = {Encode(small_png, ".png"), Encode(small_png, ".jpg"),
+                                              Encode(small_png, ".bmp"), Encode(small_png, ".tiff"),
+                                              Encode(small_png, ".webp")};
+  for (const auto& s : seeds) {
+    std::ifstream in(s, std::ios::binary);
+    corpus.emplace_back(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  std::mt19937 rng(1234);
+  int decoded = 0, refused = 0;
+  for (int iter = 0; iter < 400; ++iter) {
+    auto bytes = corpus[iter % corpus.size()];
+    switch (rng() % 4) {
+      case 0:  // flip bytes in the header region
+        for (int k = 0; k < 4; ++k) bytes[rng() % std::min<size_t>(bytes.size(), 64)] ^= uint8_t(1 + rng() % 255);
+        break;
+      case 1:  // flip bytes anywhere
+        for (int k = 0; k < 16; ++k) bytes[rng() % bytes.size()] = uint8_t(rng());
+        break;
+      case 2:  // truncate
+        bytes.resize(rng() % bytes.size());
+        break;
+      default:  // splice garbage into the middle
+        bytes.insert(bytes.begin() + rng() % bytes.size(), 37, uint8_t(rng()));
+    }
+    auto img = DecodeImage(bytes);
+    if (img.ok()) {
+      ++decoded;
+      EXPECT_EQ(img->bgr.type(), CV_8UC3);
+      EXPECT_GT(img->bgr.total(), 0u);
+    } else {
+      ++refused;
+      EXPECT_FALSE(img.status().message().empty());
+    }
+  }
+  EXPECT_GT(refused, 50);
+  EXPECT_EQ(decoded + refused, 400);
+}
+
+}  // namespace
+}  // namespace zeroqc
