@@ -11,7 +11,7 @@ NSFWJS_VERSION=4.2.1
 NSFWJS_SHA512=8ixL8Uk7+9Ir67yUxwtbLFZv6NgmsXsgP2oX5zNxmyTIXUfNdj6FLLVS+YI0pYlMEOExLp69ocfQznzTU9ATGw==
 PACKAGES=(build-essential cmake ninja-build pkg-config git libopencv-dev libonnx-dev libprotobuf-dev
           nlohmann-json3-dev libcli11-dev libopenblas-dev libssl-dev libgtest-dev libgmock-dev
-          libbenchmark-dev nodejs npm)
+          libbenchmark-dev)
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
@@ -19,6 +19,10 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node and npm only unpack the weights; any install of them will do (some images ship their own
+# nodejs, which conflicts with Debian's npm package), so Debian's are added only when absent.
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
   SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
@@ -58,7 +62,7 @@ convert() {  # out size layers...
       --size "$size" --outputs "$@"
   fi
 }
-convert inception_v3_448.onnx 448 mixed1 mixed2 mixed7   # the patch engine's feature backbone
+convert inception_v3_416.onnx 416 mixed1 mixed2 mixed7   # the patch engine's feature backbone
 convert inception_v3_full.onnx 299 dense_3               # the whole classifier: proves the conversion
 cp models/inception_v3.json build/models/inception_v3.json
 

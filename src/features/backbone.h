@@ -16,8 +16,8 @@
 namespace zeroqc {
 
 // Example (models/inception_v3.json):
-// {"name": "inception_v3-nsfwjs", "model": "inception_v3_features.onnx", "input_width": 448,
-//  "input_height": 448, "mean": [0,0,0], "std": [1,1,1], "layers": ["mixed2", "mixed7"]}
+// {"name": "inception_v3-nsfwjs", "model": "inception_v3_features.onnx", "input_width": 416,
+//  "input_height": 416, "mean": [0,0,0], "std": [1,1,1], "layers": ["mixed2", "mixed7"]}
 // Pixels are RGB scaled to [0,1], then (x - mean) / std per channel. "model" is relative to the spec.
 struct BackboneSpec {
   std::string name;

@@ -23,6 +23,7 @@ void MinOverRows(const cv::Mat& q, const std::vector<float>& qn, const MemoryBan
     for (int i = 0; i < n; ++i) {
       const float* row = prod.data() + static_cast<size_t>(i) * m;
       float mn = best[i] - qn[i];
+#pragma omp simd reduction(min : mn)  // lets the compiler vectorise the scan (-fopenmp-simd)
       for (int j = 0; j < m; ++j) mn = std::min(mn, row[j] + bn[j]);
       best[i] = mn + qn[i];
     }
