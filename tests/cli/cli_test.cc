@@ -47,7 +47,7 @@ std::string Refs(const std::filesystem::path& dir) {  // 3 good references, copi
   return dir.string();
 }
 
-const std::string kCache = " --cache " + (std::filesystem::temp_directory_path() / "zeroqc-tests" / "cli-cache").string();
+const std::string kCache = " --cache " + (testing::BinaryDir() / "test-cache").string();
 
 TEST(Cli, BadArgumentsExitWithTwo) {
   EXPECT_EQ(Zeroqc("inspect x.png").status, 2);  // no --refs

@@ -13,7 +13,7 @@ namespace {
 PatchEngineOptions Options() {
   PatchEngineOptions o;
   o.backbone_spec = testing::BackboneSpecPath();
-  o.cache_dir = std::filesystem::temp_directory_path() / "zeroqc-tests" / "bank-cache";
+  o.cache_dir = testing::BinaryDir() / "test-cache";  // per build tree: a fresh clone starts cold
   return o;
 }
 
