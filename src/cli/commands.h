@@ -29,6 +29,7 @@ struct EngineFlags {
   double threshold = 0;  // 0: calibrated
   double sigmas = -1;    // < 0: default
   int bank_size = 0;     // 0: default
+  int64_t max_pixels = ImageLimits{}.max_pixels;
   void Register(CLI::App* app);
   // Options for a reference folder; `refs_dir/zeroqc.json` may set "threshold" or "threshold_sigmas".
   StatusOr<PatchEngineOptions> Options(const std::filesystem::path& refs_dir) const;
@@ -36,8 +37,8 @@ struct EngineFlags {
 
 // Runs the engine over images, writes JSON Lines to stdout (and to `jsonl` if set) and overlays
 // to `overlay_dir` if set. Returns the exit status.
-int InspectImages(Engine& engine, const std::vector<std::string>& images, const std::string& overlay_dir,
-                  std::ostream* jsonl = nullptr);
+int InspectImages(Engine& engine, const std::vector<std::string>& images, const ImageLimits& limits,
+                  const std::string& overlay_dir, std::ostream* jsonl = nullptr);
 
 void RegisterInspect(CLI::App& app);
 void RegisterConvert(CLI::App& app);

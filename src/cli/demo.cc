@@ -72,7 +72,7 @@ void RegisterDemo(CLI::App& app) {
       std::vector<std::string> images;
       for (const auto& q : product.qc) images.push_back(q.string());
       images.push_back(product.refs.front().string());  // a good part, as a sanity check
-      rc = std::max(rc, InspectImages(**engine, images, (std::filesystem::path(args->out) / "overlays").string(), &jsonl));
+      rc = std::max(rc, InspectImages(**engine, images, opts->limits, (std::filesystem::path(args->out) / "overlays").string(), &jsonl));
     }
     std::cerr << "results: " << jsonl_path.string() << "\noverlays: " << (std::filesystem::path(args->out) / "overlays").string()
               << "\n";

@@ -27,6 +27,7 @@ std::filesystem::path DefaultCacheDir() {
 }  // namespace
 
 void EngineFlags::Register(CLI::App* app) {
+  app->add_option("--max-pixels", max_pixels, "refuse images with more pixels than this (default 100000000)")->check(CLI::PositiveNumber);
   app->add_option("--backbone", backbone, "backbone spec JSON (default: models/inception_v3.json beside the binary, or $ZEROQC_BACKBONE)");
   app->add_option("--cache", cache_dir, "memory-bank cache folder (default: ~/.cache/zeroqc)");
   app->add_flag("--no-cache", no_cache, "always rebuild the memory bank");
@@ -42,6 +43,7 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
   else o.backbone_spec = ExeDir() / "models" / "inception_v3.json";
   if (!no_cache) o.cache_dir = cache_dir.empty() ? DefaultCacheDir() : std::filesystem::path(cache_dir);
   if (bank_size > 0) o.max_bank_rows = bank_size;
+  o.limits.max_pixels = max_pixels;
   if (sigmas >= 0) o.threshold_sigmas = sigmas;
   auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references
   if (std::filesystem::exists(product)) {
@@ -59,12 +61,12 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
   return o;
 }
 
-int InspectImages(Engine& engine, const std::vector<std::string>& images, const std::string& overlay_dir,
-                  std::ostream* jsonl) {
+int InspectImages(Engine& engine, const std::vector<std::string>& images, const ImageLimits& limits,
+                  const std::string& overlay_dir, std::ostream* jsonl) {
   int status = kExitOk;
   if (!overlay_dir.empty()) std::filesystem::create_directories(overlay_dir);
   for (const auto& path : images) {
-    auto img = LoadImage(path);
+    auto img = LoadImage(path, limits);
     Inspection insp;
     if (!img.ok()) {
       insp.result.engine = engine.name();
@@ -113,7 +115,7 @@ void RegisterInspect(CLI::App& app) {
       std::cerr << "zeroqc inspect: " << engine.status().message() << "\n";
       throw ExitStatus{kExitBadArguments};
     }
-    int rc = InspectImages(**engine, args->images, args->overlay);
+    int rc = InspectImages(**engine, args->images, opts->limits, args->overlay);
     if (rc != kExitOk) throw ExitStatus{rc};
   });
 }

@@ -106,6 +106,19 @@ TEST(Cli, AFailedImageExitsWithThreeAndKeepsTheOthers) {
   EXPECT_NE(lines[3]["error"].get<std::string>().find("missing.png"), std::string::npos);
 }
 
+TEST(Cli, PixelLimitRefusesLargeImages) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto refs = Refs(dir / "refs");
+  auto img = testing::Datasets() / "mvtec-toothbrush/test/good/000.png";  // 1024 x 1024
+  auto r = Zeroqc("inspect --refs " + refs + kCache + " --max-pixels 1000000 " + img.string());
+  EXPECT_EQ(r.status, 3);
+  auto j = Lines(r.out).at(0);
+  EXPECT_NE(j["error"].get<std::string>().find("exceed the limit of 1000000 pixels"), std::string::npos) << j.dump();
+  EXPECT_EQ(Zeroqc("inspect --refs " + refs + kCache + " --max-pixels 1100000 " + img.string()).status, 0);
+}
+
 TEST(Cli, ProductFileOverridesTheThreshold) {
   REQUIRE_DATASETS();
   REQUIRE_BACKBONE();
