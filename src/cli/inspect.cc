@@ -56,6 +56,8 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
     } catch (const nlohmann::json::exception&) {
       return InvalidArgument(product.string() + ": threshold and threshold_sigmas must be numbers");
     }
+    if ((o.threshold && *o.threshold <= 0) || o.threshold_sigmas < 0)
+      return InvalidArgument(product.string() + ": threshold must be > 0 and threshold_sigmas >= 0");
   }
   if (threshold > 0) o.threshold = threshold;
   return o;

@@ -131,8 +131,12 @@ TEST(Cli, ProductFileOverridesTheThreshold) {
   auto j = Lines(r.out).at(0);
   EXPECT_DOUBLE_EQ(j["threshold"].get<double>(), 1000);
   EXPECT_EQ(j["verdict"], "OK");
-  std::ofstream(dir / "refs" / "zeroqc.json") << R"({"threshold": "high"})";
-  EXPECT_EQ(Zeroqc("inspect --refs " + refs + kCache + " " + img.string()).status, 2);
+  for (const char* bad : {R"({"threshold": "high"})", R"({"threshold": 0})", R"({"threshold_sigmas": -1})", "[1]"}) {
+    std::ofstream(dir / "refs" / "zeroqc.json") << bad;
+    auto rb = Zeroqc("inspect --refs " + refs + kCache + " " + img.string());
+    EXPECT_EQ(rb.status, 2) << bad;
+    EXPECT_NE(rb.err.find("zeroqc.json"), std::string::npos) << rb.err;
+  }
 }
 
 TEST(Cli, DemoWritesResultsAndOverlays) {

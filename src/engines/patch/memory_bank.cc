@@ -1,5 +1,7 @@
 #include "engines/patch/memory_bank.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <random>
 
@@ -103,8 +105,8 @@ void CoresetSubsample(MemoryBank& bank, double ratio, uint64_t seed) {
 
 Status MemoryBank::Save(const std::filesystem::path& path) const {
   std::filesystem::create_directories(path.parent_path());
-  auto tmp = path;
-  tmp += ".tmp";
+  auto tmp = path;  // unique per process: two builders of the same bank must not share it
+  tmp += "." + std::to_string(::getpid()) + ".tmp";
   {
     std::ofstream out(tmp, std::ios::binary);
     auto put = [&](auto v) { out.write(reinterpret_cast<const char*>(&v), sizeof(v)); };
