@@ -1,0 +1,137 @@
+#include "bench/metrics.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include <opencv2/imgproc.hpp>
+
+namespace zeroqc {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+double Ratio(double a, double b) { return b == 0 ? kNaN : a / b; }
+
+}  // namespace
+
+void Confusion::Add(bool actual, bool predicted) {
+  if (actual) predicted ? ++tp : ++fn;
+  else predicted ? ++fp : ++tn;
+}
+
+Classification Classify(const Confusion& c) {
+  Classification m;
+  m.accuracy = Ratio(c.tp + c.tn, c.tp + c.tn + c.fp + c.fn);
+  m.precision = Ratio(c.tp, c.tp + c.fp);
+  m.recall = Ratio(c.tp, c.tp + c.fn);
+  m.specificity = Ratio(c.tn, c.tn + c.fp);
+  m.f1 = Ratio(2.0 * c.tp, 2.0 * c.tp + c.fp + c.fn);
+  m.balanced_accuracy = (m.recall + m.specificity) / 2;
+  return m;
+}
+
+double Auroc(const std::vector<double>& scores, const std::vector<bool>& is_nok) {
+  // Mann-Whitney U with mid-ranks for ties.
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  double pos = 0, neg = 0, rank_sum = 0;
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i;
+    while (j < order.size() && scores[order[j]] == scores[order[i]]) ++j;
+    const double mid = (i + 1 + j) / 2.0;  // average of ranks i+1 .. j
+    for (size_t k = i; k < j; ++k)
+      if (is_nok[order[k]]) rank_sum += mid;
+    i = j;
+  }
+  for (bool b : is_nok) b ? ++pos : ++neg;
+  if (pos == 0 || neg == 0) return kNaN;
+  return (rank_sum - pos * (pos + 1) / 2) / (pos * neg);
+}
+
+std::vector<cv::Point2d> RocCurve(const std::vector<double>& scores, const std::vector<bool>& is_nok) {
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  double pos = std::count(is_nok.begin(), is_nok.end(), true), neg = is_nok.size() - pos;
+  std::vector<cv::Point2d> roc = {{0, 0}};
+  double tp = 0, fp = 0;
+  for (size_t i = 0; i < order.size();) {
+    size_t j = i;
+    for (; j < order.size() && scores[order[j]] == scores[order[i]]; ++j) is_nok[order[j]] ? ++tp : ++fp;
+    roc.push_back({neg ? fp / neg : 0, pos ? tp / pos : 0});
+    i = j;
+  }
+  return roc;
+}
+
+double PixelAuroc(const std::vector<cv::Mat>& maps, const std::vector<cv::Mat>& masks, int bins) {
+  double lo = std::numeric_limits<double>::max(), hi = std::numeric_limits<double>::lowest();
+  for (const auto& m : maps) {
+    double a, b;
+    cv::minMaxLoc(m, &a, &b);
+    lo = std::min(lo, a), hi = std::max(hi, b);
+  }
+  // Histograms of defect and normal pixels over score bins, then the ROC area bin by bin.
+  std::vector<double> hp(bins, 0), hn(bins, 0);
+  const double scale = hi > lo ? (bins - 1) / (hi - lo) : 0;
+  for (size_t i = 0; i < maps.size(); ++i) {
+    for (int y = 0; y < maps[i].rows; ++y) {
+      const float* s = maps[i].ptr<float>(y);
+      const uint8_t* g = masks[i].ptr<uint8_t>(y);
+      for (int x = 0; x < maps[i].cols; ++x) (g[x] ? hp : hn)[int((s[x] - lo) * scale)] += 1;
+    }
+  }
+  double pos = std::accumulate(hp.begin(), hp.end(), 0.0), neg = std::accumulate(hn.begin(), hn.end(), 0.0);
+  if (pos == 0 || neg == 0) return kNaN;
+  double area = 0, neg_below = 0;
+  for (int b = 0; b < bins; ++b) {  // a defect pixel beats the normals below it, ties count half
+    area += hp[b] * (neg_below + hn[b] / 2);
+    neg_below += hn[b];
+  }
+  return area / (pos * neg);
+}
+
+double Pro(const std::vector<cv::Mat>& maps, const std::vector<cv::Mat>& masks, double max_fpr, int steps) {
+  struct Gt {
+    size_t image;
+    cv::Mat region;
+    double area;
+  };
+  std::vector<Gt> regions;
+  double normal = 0, lo = std::numeric_limits<double>::max(), hi = std::numeric_limits<double>::lowest();
+  for (size_t i = 0; i < maps.size(); ++i) {
+    cv::Mat labels;
+    int n = cv::connectedComponents(masks[i] > 0, labels, 8, CV_32S);
+    for (int l = 1; l < n; ++l) {
+      cv::Mat r = labels == l;
+      regions.push_back({i, r, double(cv::countNonZero(r))});
+    }
+    normal += masks[i].total() - cv::countNonZero(masks[i]);
+    double a, b;
+    cv::minMaxLoc(maps[i], &a, &b);
+    lo = std::min(lo, a), hi = std::max(hi, b);
+  }
+  if (regions.empty() || normal == 0) return kNaN;
+  // Sweep thresholds from high to low; integrate PRO over FPR with the trapezoid rule.
+  double area = 0, prev_fpr = 0, prev_pro = 0;
+  for (int s = 0; s <= steps; ++s) {
+    const double t = hi - (hi - lo) * s / steps;
+    double fp = 0, pro = 0;
+    for (size_t i = 0; i < maps.size(); ++i) fp += cv::countNonZero((maps[i] > t) & (masks[i] == 0));
+    for (const auto& g : regions) pro += cv::countNonZero((maps[g.image] > t) & g.region) / g.area;
+    pro /= regions.size();
+    double fpr = fp / normal;
+    if (fpr >= max_fpr) {  // interpolate the last piece up to max_fpr
+      const double w = fpr > prev_fpr ? (max_fpr - prev_fpr) / (fpr - prev_fpr) : 0;
+      area += (max_fpr - prev_fpr) * (prev_pro + (prev_pro + w * (pro - prev_pro))) / 2;
+      return area / max_fpr;
+    }
+    area += (fpr - prev_fpr) * (pro + prev_pro) / 2;
+    prev_fpr = fpr, prev_pro = pro;
+  }
+  return (area + (max_fpr - prev_fpr) * prev_pro) / max_fpr;
+}
+
+}  // namespace zeroqc
