@@ -13,6 +13,17 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 double Ratio(double a, double b) { return b == 0 ? kNaN : a / b; }
 
+// Lowest and highest score over all maps.
+std::pair<double, double> ScoreRange(const std::vector<cv::Mat>& maps) {
+  double lo = std::numeric_limits<double>::max(), hi = std::numeric_limits<double>::lowest();
+  for (const auto& m : maps) {
+    double a, b;
+    cv::minMaxLoc(m, &a, &b);
+    lo = std::min(lo, a), hi = std::max(hi, b);
+  }
+  return {lo, hi};
+}
+
 }  // namespace
 
 void Confusion::Add(bool actual, bool predicted) {
@@ -31,25 +42,6 @@ Classification Classify(const Confusion& c) {
   return m;
 }
 
-double Auroc(const std::vector<double>& scores, const std::vector<bool>& is_nok) {
-  // Mann-Whitney U with mid-ranks for ties.
-  std::vector<size_t> order(scores.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
-  double pos = 0, neg = 0, rank_sum = 0;
-  for (size_t i = 0; i < order.size();) {
-    size_t j = i;
-    while (j < order.size() && scores[order[j]] == scores[order[i]]) ++j;
-    const double mid = (i + 1 + j) / 2.0;  // average of ranks i+1 .. j
-    for (size_t k = i; k < j; ++k)
-      if (is_nok[order[k]]) rank_sum += mid;
-    i = j;
-  }
-  for (bool b : is_nok) b ? ++pos : ++neg;
-  if (pos == 0 || neg == 0) return kNaN;
-  return (rank_sum - pos * (pos + 1) / 2) / (pos * neg);
-}
-
 std::vector<cv::Point2d> RocCurve(const std::vector<double>& scores, const std::vector<bool>& is_nok) {
   std::vector<size_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
@@ -66,13 +58,18 @@ std::vector<cv::Point2d> RocCurve(const std::vector<double>& scores, const std::
   return roc;
 }
 
+double Auroc(const std::vector<double>& scores, const std::vector<bool>& is_nok) {
+  const auto n_nok = std::count(is_nok.begin(), is_nok.end(), true);
+  if (n_nok == 0 || n_nok == static_cast<long>(is_nok.size())) return kNaN;
+  // The trapezoid under the ROC, tie groups as diagonal steps, is the Mann-Whitney U with mid-ranks.
+  const auto roc = RocCurve(scores, is_nok);
+  double area = 0;
+  for (size_t i = 1; i < roc.size(); ++i) area += (roc[i].x - roc[i - 1].x) * (roc[i].y + roc[i - 1].y) / 2;
+  return area;
+}
+
 double PixelAuroc(const std::vector<cv::Mat>& maps, const std::vector<cv::Mat>& masks, int bins) {
-  double lo = std::numeric_limits<double>::max(), hi = std::numeric_limits<double>::lowest();
-  for (const auto& m : maps) {
-    double a, b;
-    cv::minMaxLoc(m, &a, &b);
-    lo = std::min(lo, a), hi = std::max(hi, b);
-  }
+  const auto [lo, hi] = ScoreRange(maps);
   // Histograms of defect and normal pixels over score bins, then the ROC area bin by bin.
   std::vector<double> hp(bins, 0), hn(bins, 0);
   const double scale = hi > lo ? (bins - 1) / (hi - lo) : 0;
@@ -100,7 +97,7 @@ double Pro(const std::vector<cv::Mat>& maps, const std::vector<cv::Mat>& masks, 
     double area;
   };
   std::vector<Gt> regions;
-  double normal = 0, lo = std::numeric_limits<double>::max(), hi = std::numeric_limits<double>::lowest();
+  double normal = 0;
   for (size_t i = 0; i < maps.size(); ++i) {
     cv::Mat labels;
     int n = cv::connectedComponents(masks[i] > 0, labels, 8, CV_32S);
@@ -109,11 +106,9 @@ double Pro(const std::vector<cv::Mat>& maps, const std::vector<cv::Mat>& masks, 
       regions.push_back({i, r, double(cv::countNonZero(r))});
     }
     normal += masks[i].total() - cv::countNonZero(masks[i]);
-    double a, b;
-    cv::minMaxLoc(maps[i], &a, &b);
-    lo = std::min(lo, a), hi = std::max(hi, b);
   }
   if (regions.empty() || normal == 0) return kNaN;
+  const auto [lo, hi] = ScoreRange(maps);
   // Sweep thresholds from high to low; integrate PRO over FPR with the trapezoid rule.
   double area = 0, prev_fpr = 0, prev_pro = 0;
   for (int s = 0; s <= steps; ++s) {
