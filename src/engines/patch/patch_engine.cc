@@ -97,9 +97,11 @@ cv::Mat PatchEngine::AnomalyMap(const std::vector<float>& d) const {
 
 Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   std::vector<PatchGrid> grids;
+  cv::Mat first;  // kept for one-shot calibration, so the reference is not decoded twice
   for (const auto& path : refs) {
     auto img = LoadImage(path, opt_.limits);
     if (!img.ok()) return Status(img.status().code(), "reference " + img.status().message());
+    if (first.empty()) first = img->bgr;
     auto g = Describe(img->bgr);
     if (!g.ok()) return g.status();
     bank_.Add(*g);
@@ -113,8 +115,7 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
     for (size_t i = 0; i < grids.size(); ++i)
       bank_.loo_scores.push_back(ImageScore(AnomalyMap(NearestDistances(grids[i].descriptors, bank_, int(i)))));
   } else {
-    auto img = LoadImage(refs[0], opt_.limits);
-    for (const auto& j : Jitter(img->bgr)) {
+    for (const auto& j : Jitter(first)) {
       auto g = Describe(j);
       if (!g.ok()) return g.status();
       bank_.loo_scores.push_back(ImageScore(AnomalyMap(NearestDistances(g->descriptors, bank_))));
