@@ -129,4 +129,27 @@ double Pro(const std::vector<cv::Mat>& maps, const std::vector<cv::Mat>& masks, 
   return (area + (max_fpr - prev_fpr) * prev_pro) / max_fpr;
 }
 
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return kNaN;
+  std::sort(v.begin(), v.end());
+  const double pos = std::clamp(p, 0.0, 100.0) / 100.0 * double(v.size() - 1);
+  const size_t lo = size_t(pos), hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (pos - double(lo)) * (v[hi] - v[lo]);
+}
+
+LatencyStats Latency(const std::vector<double>& ms, int bins) {
+  LatencyStats s;
+  if (ms.empty()) return s;
+  auto [lo, hi] = std::minmax_element(ms.begin(), ms.end());
+  s.min = *lo, s.max = *hi;
+  s.p50 = Percentile(ms, 50), s.p90 = Percentile(ms, 90), s.p99 = Percentile(ms, 99);
+  s.mean = std::accumulate(ms.begin(), ms.end(), 0.0) / double(ms.size());
+  bins = std::max(1, bins);
+  const double width = (s.max - s.min) / bins;
+  for (int i = 0; i <= bins; ++i) s.edges.push_back(s.min + width * i);
+  s.counts.assign(bins, 0);
+  for (double x : ms) ++s.counts[width > 0 ? std::min(bins - 1, int((x - s.min) / width)) : 0];
+  return s;
+}
+
 }  // namespace zeroqc

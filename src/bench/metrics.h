@@ -35,4 +35,17 @@ double PixelAuroc(const std::vector<cv::Mat>& maps, const std::vector<cv::Mat>& 
 double Pro(const std::vector<cv::Mat>& maps, const std::vector<cv::Mat>& masks, double max_fpr = 0.3,
            int steps = 200);
 
+// The p-th percentile (0..100) of `values`, linearly interpolated between order statistics
+// (NumPy's default). NaN for no values.
+double Percentile(std::vector<double> values, double p);
+
+// A latency distribution: order statistics and a histogram of `bins` equal-width bins from min
+// to max (edges has bins + 1 entries).
+struct LatencyStats {
+  double min = 0, p50 = 0, p90 = 0, p99 = 0, max = 0, mean = 0;
+  std::vector<double> edges;
+  std::vector<int> counts;
+};
+LatencyStats Latency(const std::vector<double>& ms, int bins = 20);
+
 }  // namespace zeroqc

@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "bench/runner.h"
 #include "engines/patch/patch_engine.h"
 
 namespace zeroqc::cli {
@@ -33,7 +34,14 @@ struct EngineFlags {
   void Register(CLI::App* app);
   // Options for a reference folder; `refs_dir/zeroqc.json` may set "threshold" or "threshold_sigmas".
   StatusOr<PatchEngineOptions> Options(const std::filesystem::path& refs_dir) const;
+  ImageLimits limits() const;
 };
+
+// The engines `--engine` can name, and a factory for one of them configured from the flags;
+// `config_dir` is the product folder whose zeroqc.json may override settings.
+std::vector<std::string> EngineNames();
+StatusOr<EngineFactory> MakeEngineFactory(const std::string& engine, const EngineFlags& flags,
+                                          const std::filesystem::path& config_dir);
 
 // Runs the engine over images, writes JSON Lines to stdout (and to `jsonl` if set) and overlays
 // to `overlay_dir` if set. Returns the exit status.
@@ -43,5 +51,6 @@ int InspectImages(Engine& engine, const std::vector<std::string>& images, const 
 void RegisterInspect(CLI::App& app);
 void RegisterConvert(CLI::App& app);
 void RegisterDemo(CLI::App& app);
+void RegisterBench(CLI::App& app);
 
 }  // namespace zeroqc::cli

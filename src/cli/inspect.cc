@@ -63,6 +63,26 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
   return o;
 }
 
+ImageLimits EngineFlags::limits() const {
+  ImageLimits l;
+  l.max_pixels = max_pixels;
+  return l;
+}
+
+std::vector<std::string> EngineNames() { return {"patch"}; }
+
+StatusOr<EngineFactory> MakeEngineFactory(const std::string& engine, const EngineFlags& flags,
+                                          const std::filesystem::path& config_dir) {
+  if (engine != "patch") return InvalidArgument("unknown engine '" + engine + "'");
+  auto opts = flags.Options(config_dir);
+  if (!opts.ok()) return opts.status();
+  return EngineFactory([o = *opts](const std::vector<std::filesystem::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
+    auto e = PatchEngine::Create(o, refs);
+    if (!e.ok()) return e.status();
+    return std::unique_ptr<Engine>(std::move(*e));
+  });
+}
+
 int InspectImages(Engine& engine, const std::vector<std::string>& images, const ImageLimits& limits,
                   const std::string& overlay_dir, std::ostream* jsonl) {
   int status = kExitOk;

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   zeroqc::cli::RegisterInspect(app);
   zeroqc::cli::RegisterConvert(app);
   zeroqc::cli::RegisterDemo(app);
+  zeroqc::cli::RegisterBench(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -75,5 +75,28 @@ TEST(Metrics, PixelAurocAndPro) {
   EXPECT_TRUE(std::isnan(Pro({perfect}, {cv::Mat::zeros(40, 40, CV_8U)})));
 }
 
+TEST(Metrics, PercentileInterpolatesLikeNumpy) {
+  std::vector<double> v = {40, 10, 30, 20};  // sorted 10 20 30 40
+  EXPECT_DOUBLE_EQ(Percentile(v, 0), 10);
+  EXPECT_DOUBLE_EQ(Percentile(v, 50), 25);
+  EXPECT_DOUBLE_EQ(Percentile(v, 90), 37);  // position 2.7
+  EXPECT_DOUBLE_EQ(Percentile(v, 100), 40);
+  EXPECT_DOUBLE_EQ(Percentile({7}, 99), 7);
+  EXPECT_TRUE(std::isnan(Percentile({}, 50)));
+}
+
+TEST(Metrics, LatencyHistogramCountsEveryValueOnce) {
+  auto s = Latency({100, 110, 120, 130, 200}, 4);  // bins of 25 ms from 100
+  EXPECT_EQ(s.min, 100);
+  EXPECT_EQ(s.max, 200);
+  EXPECT_DOUBLE_EQ(s.mean, 132);
+  EXPECT_DOUBLE_EQ(s.p50, 120);
+  ASSERT_EQ(s.edges.size(), 5u);
+  EXPECT_DOUBLE_EQ(s.edges[1], 125);
+  EXPECT_EQ(s.counts, (std::vector<int>{3, 1, 0, 1}));  // the maximum falls in the last bin
+  auto flat = Latency({5, 5, 5}, 3);
+  EXPECT_EQ(flat.counts, (std::vector<int>{3, 0, 0}));
+}
+
 }  // namespace
 }  // namespace zeroqc

@@ -1,44 +1,17 @@
 // Runs the built zeroqc binary as a user would: arguments, exit statuses, JSON Lines, overlays.
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <array>
-#include <cstdio>
 #include <fstream>
-#include <sstream>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "test_support.h"
+#include "cli/run_zeroqc.h"
 
 namespace zeroqc {
 namespace {
 
-struct Run {
-  int status;
-  std::string out, err;
-};
-
-Run Zeroqc(const std::string& args) {
-  auto err_path = std::filesystem::temp_directory_path() / ("zeroqc-cli-stderr-" + std::to_string(getpid()) + ".txt");
-  std::string cmd = testing::ZeroqcBinary().string() + " " + args + " 2>" + err_path.string();
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  while (size_t n = fread(buf.data(), 1, buf.size(), p)) out.append(buf.data(), n);
-  int st = pclose(p);
-  std::ifstream in(err_path);
-  std::string err((std::istreambuf_iterator<char>(in)), {});
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out, err};
-}
-
-std::vector<nlohmann::json> Lines(const std::string& out) {
-  std::vector<nlohmann::json> v;
-  std::istringstream s(out);
-  for (std::string line; std::getline(s, line);) v.push_back(nlohmann::json::parse(line));
-  return v;
-}
+using testing::Lines;
+using testing::Zeroqc;
+using testing::kCache;
 
 std::string Refs(const std::filesystem::path& dir) {  // 3 good references, copied
   std::filesystem::create_directories(dir);
@@ -46,8 +19,6 @@ std::string Refs(const std::filesystem::path& dir) {  // 3 good references, copi
     std::filesystem::copy_file(testing::Datasets() / "mvtec-toothbrush/train/good" / n, dir / n);
   return dir.string();
 }
-
-const std::string kCache = " --cache " + (testing::BinaryDir() / "test-cache").string();
 
 TEST(Cli, BadArgumentsExitWithTwo) {
   EXPECT_EQ(Zeroqc("inspect x.png").status, 2);  // no --refs

@@ -1,0 +1,37 @@
+// Benchmark datasets in the MVTec AD layout, and seeded K-shot draws from their reference pool.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace zeroqc {
+
+struct Sample {
+  std::filesystem::path image;
+  std::string type;            // the test sub-folder: "good" or a defect type
+  bool nok = false;            // type != "good"
+  std::filesystem::path mask;  // ground_truth/<type>/<stem>_mask.png, empty when absent
+};
+
+struct Dataset {
+  std::filesystem::path root;
+  std::vector<std::filesystem::path> pool;  // train/good: the reference pool, never scored
+  std::vector<Sample> samples;              // test/<type>/*, sorted by type then name
+  bool has_masks() const;
+};
+
+// Reads `root` laid out as train/good/*, test/<good|defect type>/*, ground_truth/<type>/NNN_mask.png.
+// Errors name the folder that is missing or empty.
+StatusOr<Dataset> LoadDataset(const std::filesystem::path& root);
+
+// K references drawn without replacement from `pool`, the same for the same seed on every machine
+// (Fisher-Yates on a splitmix64 stream, not std::shuffle, whose algorithm is unspecified).
+// Returned sorted. k >= pool.size() returns the whole pool.
+std::vector<std::filesystem::path> DrawShots(const std::vector<std::filesystem::path>& pool, size_t k,
+                                             uint64_t seed);
+
+}  // namespace zeroqc

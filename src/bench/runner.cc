@@ -1,0 +1,175 @@
+#include "bench/runner.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <thread>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+namespace zeroqc {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+cv::Mat ScoreMap(const Inspection& insp, int side) {
+  const InspectionResult& r = insp.result;
+  if (r.error || r.width <= 0 || r.height <= 0) return {};
+  const double scale = std::min(1.0, double(side) / std::max(r.width, r.height));
+  const cv::Size size(std::max(1, int(std::lround(r.width * scale))), std::max(1, int(std::lround(r.height * scale))));
+  cv::Mat m;
+  if (!insp.heatmap.empty()) {
+    cv::resize(insp.heatmap, m, size, 0, 0, cv::INTER_AREA);
+    return m * r.threshold;
+  }
+  m = cv::Mat::zeros(size, CV_32F);
+  for (const auto& o : r.objects) {
+    if (o.qc != "NOK") continue;
+    cv::Rect box(cv::Point(int(o.box.x_min * scale), int(o.box.y_min * scale)),
+                 cv::Point(int(std::ceil(o.box.x_max * scale)), int(std::ceil(o.box.y_max * scale))));
+    box &= cv::Rect({}, size);
+    if (box.area() == 0) continue;
+    cv::Mat roi = m(box);
+    cv::max(roi, float(o.score.value_or(1.0)), roi);
+  }
+  return m;
+}
+
+// Pixel AUROC and PRO over the records at `idx` that have a map and ground truth.
+std::pair<double, double> PixelMetrics(const std::vector<Record>& recs, const std::vector<cv::Mat>& masks,
+                                       const std::vector<size_t>& idx) {
+  std::vector<cv::Mat> maps, gts;
+  bool any_defect = false;
+  for (size_t i : idx) {
+    if (recs[i].map.empty() || masks[i].empty()) continue;
+    maps.push_back(recs[i].map);
+    gts.push_back(masks[i]);
+    any_defect = any_defect || cv::countNonZero(masks[i]) > 0;
+  }
+  if (maps.empty() || !any_defect) return {kNaN, kNaN};
+  return {PixelAuroc(maps, gts), Pro(maps, gts)};
+}
+
+}  // namespace
+
+RunMetrics Evaluate(const Dataset& d, const std::vector<Record>& recs) {
+  RunMetrics m;
+  std::vector<double> scores;
+  std::vector<bool> nok;
+  std::vector<cv::Mat> masks(recs.size());  // at map size; empty when no ground truth
+  const bool pixel = d.has_masks();
+  for (size_t i = 0; i < recs.size(); ++i) {
+    const Record& r = recs[i];
+    const Sample& s = d.samples[r.sample];
+    m.confusion.Add(s.nok, r.predicted_nok());
+    if (r.result.error) ++m.errors;
+    scores.push_back(r.result.error ? std::numeric_limits<double>::infinity() : r.result.score);
+    nok.push_back(s.nok);
+    auto& t = m.per_type[s.type];
+    ++t.images;
+    t.correct += s.nok == r.predicted_nok();
+    if (!pixel || r.map.empty()) continue;
+    if (!s.nok) {
+      masks[i] = cv::Mat::zeros(r.map.size(), CV_8U);
+    } else if (!s.mask.empty()) {
+      cv::Mat gt = cv::imread(s.mask.string(), cv::IMREAD_GRAYSCALE);
+      if (!gt.empty()) cv::resize(gt, masks[i], r.map.size(), 0, 0, cv::INTER_NEAREST);
+    }
+  }
+  m.cls = Classify(m.confusion);
+  m.auroc = Auroc(scores, nok);
+  std::vector<size_t> all(recs.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  std::tie(m.pixel_auroc, m.pro) = pixel ? PixelMetrics(recs, masks, all) : std::pair{kNaN, kNaN};
+  for (auto& [type, t] : m.per_type) {
+    t.auroc = t.pixel_auroc = t.pro = kNaN;
+    if (type == "good") continue;
+    std::vector<size_t> idx;
+    std::vector<double> sc;
+    std::vector<bool> nk;
+    for (size_t i = 0; i < recs.size(); ++i) {
+      const Sample& s = d.samples[recs[i].sample];
+      if (s.type != type && s.nok) continue;
+      idx.push_back(i);
+      sc.push_back(scores[i]);
+      nk.push_back(s.nok);
+    }
+    t.auroc = Auroc(sc, nk);
+    if (pixel) std::tie(t.pixel_auroc, t.pro) = PixelMetrics(recs, masks, idx);
+  }
+  return m;
+}
+
+StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& factory, const BenchOptions& o) {
+  if (o.seeds < 1 || o.jobs < 1) return InvalidArgument("seeds and jobs must be at least 1");
+  if (o.shots > d.pool.size())
+    return InvalidArgument("--shots " + std::to_string(o.shots) + " but the reference pool has only " +
+                           std::to_string(d.pool.size()) + " images");
+  std::mutex mu;
+  auto report = [&](BenchProgress p) {
+    if (!o.progress) return;
+    std::lock_guard lock(mu);
+    o.progress(p);
+  };
+  std::vector<Run> runs;
+  for (int ri = 0; ri < o.seeds; ++ri) {
+    Run run;
+    run.seed = o.first_seed + ri;
+    run.references = DrawShots(d.pool, o.shots == 0 ? d.pool.size() : o.shots, run.seed);
+    report({ri, o.seeds, 0, d.samples.size(), "references"});
+    auto t0 = std::chrono::steady_clock::now();
+    auto engine = factory(run.references);
+    if (!engine.ok()) return Status(engine.status().code(), "seed " + std::to_string(run.seed) + ": " + engine.status().message());
+    run.setup_ms = MsSince(t0);
+
+    run.records.resize(d.samples.size());
+    std::atomic<size_t> next{0}, done{0};
+    auto worker = [&] {
+      for (size_t i; (i = next++) < d.samples.size();) {
+        Record& rec = run.records[i];
+        rec.sample = i;
+        const auto start = std::chrono::steady_clock::now();
+        auto img = LoadImage(d.samples[i].image, o.limits);
+        Inspection insp;
+        if (img.ok()) {
+          insp = (*engine)->Inspect(*img);
+        } else {
+          insp.result.engine = (*engine)->name();
+          insp.result.image_path = d.samples[i].image.string();
+          insp.result.error = img.status().message();
+        }
+        rec.latency_ms = MsSince(start);
+        rec.map = ScoreMap(insp, o.map_side);
+        rec.map_is_heatmap = !insp.heatmap.empty();
+        rec.result = std::move(insp.result);
+        report({ri, o.seeds, ++done, d.samples.size(), "inspect"});
+      }
+    };
+    t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> pool;
+    for (int j = 0; j < o.jobs; ++j) pool.emplace_back(worker);
+    for (auto& t : pool) t.join();
+    run.wall_ms = MsSince(t0);
+    run.throughput_ips = run.wall_ms > 0 ? 1000.0 * double(d.samples.size()) / run.wall_ms : 0;
+    for (const auto& rec : run.records)
+      if (!rec.result.error) {
+        run.threshold = rec.result.threshold;
+        break;
+      }
+    run.metrics = Evaluate(d, run.records);
+    if (ri > 0 && !o.keep_all_maps)
+      for (auto& rec : run.records) rec.map.release();
+    runs.push_back(std::move(run));
+  }
+  return runs;
+}
+
+}  // namespace zeroqc

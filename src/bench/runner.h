@@ -1,0 +1,81 @@
+// Runs an engine over a benchmark dataset: K-shot reference draws over seeds, a pool of `jobs`
+// workers, per-image latency, and the metrics of each run. Engine-neutral: engines come from a factory.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "bench/dataset.h"
+#include "bench/metrics.h"
+#include "engines/engine.h"
+
+namespace zeroqc {
+
+// Builds an engine from a set of reference images (the patch engine builds its memory bank).
+using EngineFactory =
+    std::function<StatusOr<std::unique_ptr<Engine>>(const std::vector<std::filesystem::path>& references)>;
+
+struct Record {
+  size_t sample = 0;  // index into Dataset::samples
+  InspectionResult result;
+  double latency_ms = 0;  // decode + inspect, as a caller sees it
+  // Anomaly map in the engine's score units, at most BenchOptions::map_side on its long side. From
+  // the heat map when the engine has one, else the NOK boxes filled with their score (or 1).
+  cv::Mat map;
+  bool map_is_heatmap = false;  // false: rasterised boxes
+  // An image that could not be inspected counts as NOK: a real line would stop the part.
+  bool predicted_nok() const { return result.error.has_value() || result.verdict == "NOK"; }
+};
+
+struct TypeMetrics {
+  int images = 0, correct = 0;
+  double auroc, pixel_auroc, pro;  // this type's images against all good ones; NaN for "good"
+};
+
+struct RunMetrics {
+  Confusion confusion;
+  Classification cls;
+  double auroc, pixel_auroc, pro;  // NaN when undefined (one class, no masks)
+  int errors = 0;
+  std::map<std::string, TypeMetrics> per_type;
+};
+
+struct Run {
+  uint64_t seed = 0;
+  std::vector<std::filesystem::path> references;
+  double threshold = 0;            // as the engine reported it
+  double setup_ms = 0, wall_ms = 0;  // engine construction; inspecting all samples
+  double throughput_ips = 0;
+  std::vector<Record> records;  // in sample order
+  RunMetrics metrics;
+};
+
+struct BenchProgress {
+  int run = 0, runs = 0;
+  size_t done = 0, total = 0;
+  std::string stage;  // "references" while the engine is built, then "inspect"
+};
+
+struct BenchOptions {
+  size_t shots = 0;  // 0: the whole pool
+  int seeds = 1;
+  uint64_t first_seed = 1;
+  int jobs = 1;
+  ImageLimits limits;
+  int map_side = 256;          // pixel metrics at this resolution: memory, and MVTec practice
+  bool keep_all_maps = false;  // otherwise only the first run keeps its maps (for the report)
+  std::function<void(const BenchProgress&)> progress;  // called from worker threads, serialised
+};
+
+StatusOr<std::vector<Run>> RunBench(const Dataset& dataset, const EngineFactory& factory, const BenchOptions& options);
+
+// The metrics of one run's records (all of dataset.samples, in order).
+RunMetrics Evaluate(const Dataset& dataset, const std::vector<Record>& records);
+
+}  // namespace zeroqc

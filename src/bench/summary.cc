@@ -1,0 +1,127 @@
+#include "bench/summary.h"
+
+#include <cmath>
+#include <functional>
+
+namespace zeroqc {
+namespace {
+
+// NaN-aware mean and sample standard deviation over runs; nullopt when no run defines the value.
+struct MeanSd {
+  double mean = std::nan(""), sd = std::nan("");
+};
+MeanSd Aggregate(const std::vector<double>& v) {
+  std::vector<double> x;
+  for (double d : v)
+    if (std::isfinite(d)) x.push_back(d);
+  MeanSd m;
+  if (x.empty()) return m;
+  double s = 0;
+  for (double d : x) s += d;
+  m.mean = s / x.size();
+  double ss = 0;
+  for (double d : x) ss += (d - m.mean) * (d - m.mean);
+  m.sd = x.size() > 1 ? std::sqrt(ss / (x.size() - 1)) : 0.0;
+  return m;
+}
+
+nlohmann::json Number(double d) { return std::isfinite(d) ? nlohmann::json(d) : nlohmann::json(nullptr); }
+
+using Getter = std::function<double(const Run&)>;
+const std::vector<std::pair<const char*, Getter>>& ScalarMetrics() {
+  static const std::vector<std::pair<const char*, Getter>> m = {
+      {"accuracy", [](const Run& r) { return r.metrics.cls.accuracy; }},
+      {"precision", [](const Run& r) { return r.metrics.cls.precision; }},
+      {"recall", [](const Run& r) { return r.metrics.cls.recall; }},
+      {"specificity", [](const Run& r) { return r.metrics.cls.specificity; }},
+      {"f1", [](const Run& r) { return r.metrics.cls.f1; }},
+      {"balanced_accuracy", [](const Run& r) { return r.metrics.cls.balanced_accuracy; }},
+      {"auroc", [](const Run& r) { return r.metrics.auroc; }},
+      {"pixel_auroc", [](const Run& r) { return r.metrics.pixel_auroc; }},
+      {"pro", [](const Run& r) { return r.metrics.pro; }},
+      {"throughput_ips", [](const Run& r) { return r.throughput_ips; }},
+      {"setup_ms", [](const Run& r) { return r.setup_ms; }},
+  };
+  return m;
+}
+
+nlohmann::json LatencyJson(const LatencyStats& s) {
+  return {{"min", s.min}, {"p50", s.p50}, {"p90", s.p90}, {"p99", s.p99}, {"max", s.max}, {"mean", s.mean},
+          {"histogram", {{"edges_ms", s.edges}, {"counts", s.counts}}}};
+}
+
+nlohmann::json RunJson(const Run& r) {
+  nlohmann::json refs = nlohmann::json::array();
+  for (const auto& p : r.references) refs.push_back(p.filename().string());
+  nlohmann::json j = {{"seed", r.seed}, {"references", refs}, {"threshold", r.threshold},
+                      {"wall_ms", r.wall_ms}, {"errors", r.metrics.errors}};
+  for (const auto& [key, get] : ScalarMetrics()) j[key] = Number(get(r));
+  const Confusion& c = r.metrics.confusion;
+  j["confusion"] = {{"tp", c.tp}, {"fp", c.fp}, {"tn", c.tn}, {"fn", c.fn}};
+  std::vector<double> ms;
+  for (const auto& rec : r.records) ms.push_back(rec.latency_ms);
+  j["latency_ms"] = LatencyJson(Latency(ms));
+  return j;
+}
+
+}  // namespace
+
+nlohmann::json Summarize(const Dataset& d, const std::vector<Run>& runs, const BenchConfig& cfg) {
+  nlohmann::json j;
+  j["dataset"] = d.root.string();
+  j["engine"] = cfg.engine;
+  j["shots"] = cfg.shots;
+  j["pool"] = d.pool.size();
+  j["seeds"] = cfg.seeds;
+  j["jobs"] = cfg.jobs;
+  j["images"] = d.samples.size();
+  j["nok_images"] = std::count_if(d.samples.begin(), d.samples.end(), [](const Sample& s) { return s.nok; });
+  for (const auto& [key, get] : ScalarMetrics()) {
+    std::vector<double> v;
+    for (const auto& r : runs) v.push_back(get(r));
+    auto a = Aggregate(v);
+    j[key] = Number(a.mean);
+    j["spread"][key] = Number(a.sd);
+  }
+  std::vector<double> tp, fp, tn, fn, ms;
+  int errors = 0;
+  for (const auto& r : runs) {
+    tp.push_back(r.metrics.confusion.tp), fp.push_back(r.metrics.confusion.fp);
+    tn.push_back(r.metrics.confusion.tn), fn.push_back(r.metrics.confusion.fn);
+    errors += r.metrics.errors;
+    for (const auto& rec : r.records) ms.push_back(rec.latency_ms);
+  }
+  j["confusion"] = {{"tp", Aggregate(tp).mean}, {"fp", Aggregate(fp).mean}, {"tn", Aggregate(tn).mean}, {"fn", Aggregate(fn).mean}};
+  j["errors"] = errors;
+  j["latency_ms"] = LatencyJson(Latency(ms));
+  if (!runs.empty()) {
+    for (const auto& [type, t] : runs.front().metrics.per_type) {
+      std::vector<double> acc, auroc, pix, pro;
+      for (const auto& r : runs) {
+        const TypeMetrics& x = r.metrics.per_type.at(type);
+        acc.push_back(double(x.correct) / x.images);
+        auroc.push_back(x.auroc), pix.push_back(x.pixel_auroc), pro.push_back(x.pro);
+      }
+      j["per_type"][type] = {{"images", t.images}, {"accuracy", Number(Aggregate(acc).mean)},
+                             {"auroc", Number(Aggregate(auroc).mean)}, {"pixel_auroc", Number(Aggregate(pix).mean)},
+                             {"pro", Number(Aggregate(pro).mean)}};
+    }
+  }
+  j["runs"] = nlohmann::json::array();
+  for (const auto& r : runs) j["runs"].push_back(RunJson(r));
+  return j;
+}
+
+nlohmann::json RecordJson(const Dataset& d, const Run& run, const Record& rec) {
+  nlohmann::json j = ToJson(rec.result);
+  const Sample& s = d.samples[rec.sample];
+  j["bench"] = {{"seed", run.seed},
+                {"type", s.type},
+                {"expected", s.nok ? "NOK" : "OK"},
+                {"predicted", rec.predicted_nok() ? "NOK" : "OK"},
+                {"correct", s.nok == rec.predicted_nok()},
+                {"latency_ms", rec.latency_ms}};
+  return j;
+}
+
+}  // namespace zeroqc

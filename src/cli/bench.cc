@@ -1,0 +1,122 @@
+// zeroqc bench: the evaluation table of the reference design on a dataset in the MVTec layout.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "bench/report.h"
+#include "bench/summary.h"
+#include "cli/commands.h"
+
+namespace zeroqc::cli {
+namespace {
+
+// A one-line progress bar on stderr; on a non-terminal (CI logs) a line per quarter instead.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled), tty_(isatty(STDERR_FILENO)) {}
+  void operator()(const BenchProgress& p) {
+    if (!enabled_) return;
+    if (p.stage == "references") {
+      start_ = std::chrono::steady_clock::now();
+      quarter_ = -1;
+      std::fprintf(stderr, "%sseed %d/%d: building the engine from the references...\n", tty_ ? "\r\033[K" : "", p.run + 1, p.runs);
+      return;
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double rate = s > 0 ? p.done / s : 0;
+    const double eta = rate > 0 ? (p.total - p.done) / rate : 0;
+    constexpr int kWidth = 30;
+    const int filled = int(kWidth * p.done / std::max<size_t>(1, p.total));
+    if (tty_) {
+      std::fprintf(stderr, "\r\033[Kseed %d/%d [%s%s] %zu/%zu  %.2f img/s  ETA %.0fs", p.run + 1, p.runs,
+                   std::string(filled, '#').c_str(), std::string(kWidth - filled, '.').c_str(), p.done, p.total, rate, eta);
+      if (p.done == p.total) std::fputc('\n', stderr);
+    } else if (int q = int(4 * p.done / std::max<size_t>(1, p.total)); q != quarter_) {
+      quarter_ = q;
+      std::fprintf(stderr, "seed %d/%d: %zu/%zu images, %.2f img/s\n", p.run + 1, p.runs, p.done, p.total, rate);
+    }
+  }
+
+ private:
+  bool enabled_, tty_;
+  int quarter_ = -1;
+  std::chrono::steady_clock::time_point start_;
+};
+
+void PrintSummary(const nlohmann::json& s, const std::filesystem::path& out) {
+  auto f = [](const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); };
+  std::printf("%-18s %s\n", "engine", s["engine"].get<std::string>().c_str());
+  std::printf("%-18s %zu of %zu, %d seed(s)\n", "references", s["shots"].get<size_t>(), s["pool"].get<size_t>(), s["seeds"].get<int>());
+  for (const char* k : {"accuracy", "precision", "recall", "specificity", "f1", "balanced_accuracy", "auroc", "pixel_auroc", "pro"})
+    std::printf("%-18s %.3f  (sd %.3f)\n", k, f(s[k]), f(s["spread"][k]));
+  const auto& l = s["latency_ms"];
+  std::printf("%-18s p50 %.0f  p90 %.0f  p99 %.0f ms\n", "latency", f(l["p50"]), f(l["p90"]), f(l["p99"]));
+  std::printf("%-18s %.2f images/s at %d job(s)\n", "throughput", f(s["throughput_ips"]), s["jobs"].get<int>());
+  std::printf("%-18s %s\n", "report", (out / "report.html").c_str());
+}
+
+}  // namespace
+
+void RegisterBench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "evaluate an engine on a dataset in the MVTec layout (metrics.json, results.jsonl, report.html)");
+  struct Args {
+    EngineFlags engine;
+    std::string dataset, engine_name = "patch", out = "bench-out";
+    size_t shots = 0;
+    int seeds = 1, jobs = 1;
+    uint64_t seed = 1;
+    bool no_progress = false;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_option("dataset", args->dataset, "folder with train/good, test/<type> and optionally ground_truth/<type>")->required();
+  cmd->add_option("--engine", args->engine_name, "engine to evaluate (default patch)")->check(CLI::IsMember(EngineNames()));
+  cmd->add_option("--shots", args->shots, "references drawn from train/good per run (default: all of them)");
+  cmd->add_option("--seeds", args->seeds, "runs, each with its own draw of references (default 1)")->check(CLI::Range(1, 1000));
+  cmd->add_option("--seed", args->seed, "seed of the first run; run i uses seed + i (default 1)");
+  cmd->add_option("--jobs", args->jobs, "images inspected in parallel (default 1)")->check(CLI::Range(1, 256));
+  cmd->add_option("--out", args->out, "output folder (default bench-out)");
+  cmd->add_flag("--no-progress", args->no_progress, "no progress on stderr");
+  args->engine.Register(cmd);
+  cmd->callback([args] {
+    auto dataset = LoadDataset(args->dataset);
+    if (!dataset.ok()) {
+      std::cerr << "zeroqc bench: " << dataset.status().message() << "\n";
+      throw ExitStatus{kExitBadArguments};
+    }
+    auto factory = MakeEngineFactory(args->engine_name, args->engine, dataset->root / "train" / "good");
+    if (!factory.ok()) {
+      std::cerr << "zeroqc bench: " << factory.status().message() << "\n";
+      throw ExitStatus{kExitBadArguments};
+    }
+    BenchOptions opt;
+    opt.shots = args->shots;
+    opt.seeds = args->seeds;
+    opt.first_seed = args->seed;
+    opt.jobs = args->jobs;
+    opt.limits.max_pixels = args->engine.max_pixels;
+    opt.progress = ProgressBar(!args->no_progress);
+    auto runs = RunBench(*dataset, *factory, opt);
+    if (!runs.ok()) {
+      std::cerr << "zeroqc bench: " << runs.status().message() << "\n";
+      throw ExitStatus{kExitBadArguments};
+    }
+    BenchConfig cfg{args->engine_name, runs->front().references.size(), args->seeds, args->jobs};
+    auto summary = Summarize(*dataset, *runs, cfg);
+    const std::filesystem::path out = args->out;
+    std::filesystem::create_directories(out);
+    std::ofstream(out / "metrics.json") << summary.dump(2) << "\n";
+    std::ofstream jsonl(out / "results.jsonl");
+    for (const auto& run : *runs)
+      for (const auto& rec : run.records) jsonl << RecordJson(*dataset, run, rec).dump() << "\n";
+    ReportOptions ro;
+    ro.limits = opt.limits;
+    std::ofstream(out / "report.html") << ReportHtml(summary, *dataset, *runs, ro);
+    PrintSummary(summary, out);
+    if (summary["errors"].get<int>() > 0) throw ExitStatus{kExitImageFailed};
+  });
+}
+
+}  // namespace zeroqc::cli
