@@ -4,26 +4,10 @@
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
-#include <openssl/evp.h>
+
+#include "core/hash.h"
 
 namespace zeroqc {
-
-std::string Sha256Hex(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) out += {kHex[md[i] >> 4], kHex[md[i] & 15]};
-  return out;
-}
-
-StatusOr<std::string> Sha256File(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return IoError("cannot read " + path.string());
-  std::string bytes((std::istreambuf_iterator<char>(in)), {});
-  return Sha256Hex(bytes);
-}
 
 StatusOr<BackboneSpec> BackboneSpec::Load(const std::filesystem::path& json_path) {
   std::ifstream in(json_path);

@@ -53,8 +53,4 @@ class Backbone {
   std::mutex mu_;  // cv::dnn::Net::forward is not reentrant
 };
 
-// SHA-256 of bytes / a file, lower-case hex.
-std::string Sha256Hex(std::string_view bytes);
-StatusOr<std::string> Sha256File(const std::filesystem::path& path);
-
 }  // namespace zeroqc

@@ -6,6 +6,7 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "core/hash.h"
 #include "engines/patch/knn.h"
 #include "engines/patch/regions.h"
 #include "engines/patch/threshold.h"
