@@ -32,7 +32,7 @@ cv::Mat ScoreMap(const Inspection& insp, int side) {
   }
   m = cv::Mat::zeros(size, CV_32F);
   for (const auto& o : r.objects) {
-    if (o.qc != "NOK") continue;
+    if (o.qc != "NOK" || !o.has_box) continue;
     cv::Rect box(cv::Point(int(o.box.x_min * scale), int(o.box.y_min * scale)),
                  cv::Point(int(std::ceil(o.box.x_max * scale)), int(std::ceil(o.box.y_max * scale))));
     box &= cv::Rect({}, size);

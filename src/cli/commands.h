@@ -9,6 +9,7 @@
 
 #include "bench/runner.h"
 #include "engines/patch/patch_engine.h"
+#include "vlm/provider.h"
 
 namespace zeroqc::cli {
 
@@ -31,6 +32,9 @@ struct EngineFlags {
   double sigmas = -1;    // < 0: default
   int bank_size = 0;     // 0: default
   int64_t max_pixels = ImageLimits{}.max_pixels;
+  // vlm engine
+  std::string provider = "bedrock", profile = "generic", box_format;
+  ProviderOptions vlm;
   void Register(CLI::App* app);
   // Options for a reference folder; `refs_dir/zeroqc.json` may set "threshold" or "threshold_sigmas".
   StatusOr<PatchEngineOptions> Options(const std::filesystem::path& refs_dir) const;
@@ -44,9 +48,9 @@ StatusOr<EngineFactory> MakeEngineFactory(const std::string& engine, const Engin
                                           const std::filesystem::path& config_dir);
 
 // Runs the engine over images, writes JSON Lines to stdout (and to `jsonl` if set) and overlays
-// to `overlay_dir` if set. Returns the exit status.
+// to `overlay_dir` if set, `jobs` images at a time, lines in input order. Returns the exit status.
 int InspectImages(Engine& engine, const std::vector<std::string>& images, const ImageLimits& limits,
-                  const std::string& overlay_dir, std::ostream* jsonl = nullptr);
+                  const std::string& overlay_dir, std::ostream* jsonl = nullptr, int jobs = 1);
 
 void RegisterInspect(CLI::App& app);
 void RegisterConvert(CLI::App& app);

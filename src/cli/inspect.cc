@@ -1,8 +1,8 @@
-#include <unistd.h>
-
-#include <cstdlib>
-#include <fstream>
+#include <atomic>
+#include <optional>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include <opencv2/imgcodecs.hpp>
 
@@ -10,134 +10,73 @@
 #include "image/overlay.h"
 
 namespace zeroqc::cli {
-namespace {
-
-std::filesystem::path ExeDir() {
-  std::error_code ec;
-  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
-  return ec ? std::filesystem::current_path() : p.parent_path();
-}
-
-std::filesystem::path DefaultCacheDir() {
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::filesystem::path(x) / "zeroqc";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::filesystem::path(h) / ".cache" / "zeroqc";
-  return std::filesystem::temp_directory_path() / "zeroqc-cache";
-}
-
-}  // namespace
-
-void EngineFlags::Register(CLI::App* app) {
-  app->add_option("--max-pixels", max_pixels, "refuse images with more pixels than this (default 100000000)")->check(CLI::PositiveNumber);
-  app->add_option("--backbone", backbone, "backbone spec JSON (default: models/inception_v3.json beside the binary, or $ZEROQC_BACKBONE)");
-  app->add_option("--cache", cache_dir, "memory-bank cache folder (default: ~/.cache/zeroqc)");
-  app->add_flag("--no-cache", no_cache, "always rebuild the memory bank");
-  app->add_option("--threshold", threshold, "fixed OK/NOK threshold instead of the calibrated one")->check(CLI::PositiveNumber);
-  app->add_option("--sigmas", sigmas, "calibration: threshold = median + SIGMAS * robust spread of leave-one-out scores (default 2)")->check(CLI::NonNegativeNumber);
-  app->add_option("--bank-size", bank_size, "patches kept in the memory bank; more references are subsampled by a coreset (default 6400)")->check(CLI::Range(64, 10'000'000));
-}
-
-StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& refs_dir) const {
-  PatchEngineOptions o;
-  if (!backbone.empty()) o.backbone_spec = backbone;
-  else if (const char* env = std::getenv("ZEROQC_BACKBONE"); env && *env) o.backbone_spec = env;
-  else o.backbone_spec = ExeDir() / "models" / "inception_v3.json";
-  if (!no_cache) o.cache_dir = cache_dir.empty() ? DefaultCacheDir() : std::filesystem::path(cache_dir);
-  if (bank_size > 0) o.max_bank_rows = bank_size;
-  o.limits.max_pixels = max_pixels;
-  if (sigmas >= 0) o.threshold_sigmas = sigmas;
-  auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references
-  if (std::filesystem::exists(product)) {
-    std::ifstream in(product);
-    auto j = nlohmann::json::parse(in, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return InvalidArgument(product.string() + " is not a JSON object");
-    try {
-      if (j.contains("threshold_sigmas")) o.threshold_sigmas = j["threshold_sigmas"].get<double>();
-      if (j.contains("threshold")) o.threshold = j["threshold"].get<double>();
-    } catch (const nlohmann::json::exception&) {
-      return InvalidArgument(product.string() + ": threshold and threshold_sigmas must be numbers");
-    }
-    if ((o.threshold && *o.threshold <= 0) || o.threshold_sigmas < 0)
-      return InvalidArgument(product.string() + ": threshold must be > 0 and threshold_sigmas >= 0");
-  }
-  if (threshold > 0) o.threshold = threshold;
-  return o;
-}
-
-ImageLimits EngineFlags::limits() const {
-  ImageLimits l;
-  l.max_pixels = max_pixels;
-  return l;
-}
-
-std::vector<std::string> EngineNames() { return {"patch"}; }
-
-StatusOr<EngineFactory> MakeEngineFactory(const std::string& engine, const EngineFlags& flags,
-                                          const std::filesystem::path& config_dir) {
-  if (engine != "patch") return InvalidArgument("unknown engine '" + engine + "'");
-  auto opts = flags.Options(config_dir);
-  if (!opts.ok()) return opts.status();
-  return EngineFactory([o = *opts](const std::vector<std::filesystem::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
-    auto e = PatchEngine::Create(o, refs);
-    if (!e.ok()) return e.status();
-    return std::unique_ptr<Engine>(std::move(*e));
-  });
-}
 
 int InspectImages(Engine& engine, const std::vector<std::string>& images, const ImageLimits& limits,
-                  const std::string& overlay_dir, std::ostream* jsonl) {
-  int status = kExitOk;
+                  const std::string& overlay_dir, std::ostream* jsonl, int jobs) {
   if (!overlay_dir.empty()) std::filesystem::create_directories(overlay_dir);
-  for (const auto& path : images) {
-    auto img = LoadImage(path, limits);
-    Inspection insp;
-    if (!img.ok()) {
-      insp.result.engine = engine.name();
-      insp.result.image_path = path;
-      insp.result.error = img.status().message();
-    } else {
-      insp = engine.Inspect(*img);
+  std::vector<std::optional<std::string>> lines(images.size());
+  std::mutex mu;
+  size_t printed = 0;
+  bool failed = false;
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; (i = next++) < images.size();) {
+      const std::string& path = images[i];
+      auto img = LoadImage(path, limits);
+      Inspection insp;
+      if (!img.ok()) {
+        insp.result.engine = engine.name();
+        insp.result.image_path = path;
+        insp.result.error = img.status().message();
+      } else {
+        insp = engine.Inspect(*img);
+      }
+      if (!overlay_dir.empty() && img.ok()) {
+        auto out = std::filesystem::path(overlay_dir) / (std::filesystem::path(path).stem().string() + "_overlay.jpg");
+        cv::imwrite(out.string(), DrawOverlay(img->bgr, insp.heatmap, insp.result));
+      }
+      std::lock_guard lock(mu);
+      failed = failed || insp.result.error.has_value();
+      lines[i] = ToJson(insp.result).dump();
+      for (; printed < lines.size() && lines[printed]; ++printed) {  // stream in input order
+        std::cout << *lines[printed] << std::endl;
+        if (jsonl) *jsonl << *lines[printed] << "\n";
+      }
     }
-    if (insp.result.error) status = kExitImageFailed;
-    std::string line = ToJson(insp.result).dump();
-    std::cout << line << std::endl;
-    if (jsonl) *jsonl << line << "\n";
-    if (!overlay_dir.empty() && img.ok()) {
-      auto out = std::filesystem::path(overlay_dir) / (std::filesystem::path(path).stem().string() + "_overlay.jpg");
-      cv::imwrite(out.string(), DrawOverlay(img->bgr, insp.heatmap, insp.result));
-    }
-  }
-  return status;
+  };
+  std::vector<std::thread> pool;
+  for (int j = 0; j < std::max(1, jobs); ++j) pool.emplace_back(worker);
+  for (auto& t : pool) t.join();
+  return failed ? kExitImageFailed : kExitOk;
 }
 
 void RegisterInspect(CLI::App& app) {
   auto* cmd = app.add_subcommand("inspect", "inspect QC images against reference images of good parts (JSON Lines on stdout)");
   struct Args {
     EngineFlags engine;
-    std::string refs, overlay;
+    std::string engine_name = "patch", refs, overlay;
+    int jobs = 1;
     std::vector<std::string> images;
   };
   auto args = std::make_shared<Args>();
+  cmd->add_option("--engine", args->engine_name, "patch (embedded, offline) or vlm (a vision-language model) (default patch)")->check(CLI::IsMember(EngineNames()));
   cmd->add_option("--refs", args->refs, "folder of reference images of good parts")->required();
   cmd->add_option("--overlay", args->overlay, "write each image with heat map and boxes to this folder");
+  cmd->add_option("--jobs", args->jobs, "images inspected at a time (parallel model requests for vlm) (default 1)")->check(CLI::Range(1, 256));
   cmd->add_option("images", args->images, "QC images")->required();
   args->engine.Register(cmd);
   cmd->callback([args] {
+    auto fail = [](const std::string& m) {
+      std::cerr << "zeroqc inspect: " << m << "\n";
+      throw ExitStatus{kExitBadArguments};
+    };
     auto refs = ListImages(args->refs);
-    if (!refs.ok()) {
-      std::cerr << "zeroqc inspect: reference folder: " << refs.status().message() << "\n";
-      throw ExitStatus{kExitBadArguments};
-    }
-    auto opts = args->engine.Options(args->refs);
-    if (!opts.ok()) {
-      std::cerr << "zeroqc inspect: " << opts.status().message() << "\n";
-      throw ExitStatus{kExitBadArguments};
-    }
-    auto engine = PatchEngine::Create(*opts, *refs);
-    if (!engine.ok()) {
-      std::cerr << "zeroqc inspect: " << engine.status().message() << "\n";
-      throw ExitStatus{kExitBadArguments};
-    }
-    int rc = InspectImages(**engine, args->images, opts->limits, args->overlay);
+    if (!refs.ok()) fail("reference folder: " + refs.status().message());
+    auto factory = MakeEngineFactory(args->engine_name, args->engine, args->refs);
+    if (!factory.ok()) fail(factory.status().message());
+    auto engine = (*factory)(*refs);
+    if (!engine.ok()) fail(engine.status().message());
+    int rc = InspectImages(**engine, args->images, args->engine.limits(), args->overlay, nullptr, args->jobs);
     if (rc != kExitOk) throw ExitStatus{rc};
   });
 }

@@ -7,8 +7,9 @@ nlohmann::json ToJson(const DefectObject& o) {
                       {"color", o.color},
                       {"qc", o.qc},
                       {"reason", o.reason},
-                      {"bounding_box",
-                       {{"x_min", o.box.x_min}, {"y_min", o.box.y_min}, {"x_max", o.box.x_max}, {"y_max", o.box.y_max}}}};
+                      {"bounding_box", nullptr}};
+  if (o.has_box)
+    j["bounding_box"] = {{"x_min", o.box.x_min}, {"y_min", o.box.y_min}, {"x_max", o.box.x_max}, {"y_max", o.box.y_max}};
   if (o.score) j["score"] = *o.score;
   return j;
 }
@@ -17,6 +18,9 @@ nlohmann::json ToJson(const InspectionResult& r) {
   nlohmann::json j;
   j["image"] = {{"path", r.image_path}, {"width", r.width}, {"height", r.height}};
   j["engine"] = r.engine;
+  if (!r.model.empty()) j["model"] = r.model;
+  if (!r.usage.is_null()) j["usage"] = r.usage;
+  if (r.attempts > 0) j["attempts"] = r.attempts, j["latency_ms"] = r.latency_ms;
   if (r.error) {
     j["error"] = *r.error;
     j["text"] = "not inspected: " + *r.error;

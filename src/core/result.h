@@ -20,6 +20,7 @@ struct DefectObject {
   std::string reason;  // why it was judged so
   BoundingBox box;
   std::optional<double> score;  // the region's peak anomaly score (embedded engine)
+  bool has_box = true;  // false when the model gave no usable box ("bounding_box": null)
 };
 
 struct InspectionResult {
@@ -31,7 +32,13 @@ struct InspectionResult {
   double score = 0, threshold = 0;
   std::string engine;
   double timing_ms = 0;
-  std::optional<std::string> error;  // set when the image could not be inspected
+  std::optional<std::string> error;
+  // Vision-language engine: the model, its token usage as the provider reports it, and how many
+  // requests it took (retries, repair); null / 0 for the embedded engine.
+  std::string model;
+  nlohmann::json usage;
+  int attempts = 0;
+  double latency_ms = 0;  // time spent waiting on the model, all attempts  // set when the image could not be inspected
 };
 
 nlohmann::json ToJson(const InspectionResult& r);

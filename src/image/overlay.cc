@@ -23,6 +23,7 @@ cv::Mat DrawOverlay(const cv::Mat& bgr, const cv::Mat& heatmap, const Inspection
   const int thick = std::max(2, std::min(out.cols, out.rows) / 250);
   const double font = std::max(0.6, std::min(out.cols, out.rows) / 900.0);
   for (const auto& o : r.objects) {
+    if (!o.has_box) continue;
     cv::Scalar c = o.qc == "NOK" ? cv::Scalar(0, 0, 255) : cv::Scalar(0, 200, 0);
     cv::rectangle(out, {o.box.x_min, o.box.y_min}, {o.box.x_max, o.box.y_max}, c, thick);
     char label[80];

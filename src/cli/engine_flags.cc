@@ -1,0 +1,126 @@
+// Engine configuration from flags, environment and per-product files, and the engine factory.
+#include <cstdlib>
+#include <fstream>
+
+#include "cli/commands.h"
+#include "engines/vlm/vlm_engine.h"
+
+namespace zeroqc::cli {
+namespace {
+
+std::filesystem::path ExeDir() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::filesystem::current_path() : p.parent_path();
+}
+
+std::filesystem::path DefaultCacheDir() {
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::filesystem::path(x) / "zeroqc";
+  if (const char* h = std::getenv("HOME"); h && *h) return std::filesystem::path(h) / ".cache" / "zeroqc";
+  return std::filesystem::temp_directory_path() / "zeroqc-cache";
+}
+
+}  // namespace
+
+void EngineFlags::Register(CLI::App* app) {
+  app->add_option("--max-pixels", max_pixels, "refuse images with more pixels than this (default 100000000)")->check(CLI::PositiveNumber);
+  app->add_option("--backbone", backbone, "backbone spec JSON (default: models/inception_v3.json beside the binary, or $ZEROQC_BACKBONE)");
+  app->add_option("--cache", cache_dir, "memory-bank cache folder (default: ~/.cache/zeroqc)");
+  app->add_flag("--no-cache", no_cache, "always rebuild the memory bank");
+  app->add_option("--threshold", threshold, "fixed OK/NOK threshold instead of the calibrated one")->check(CLI::PositiveNumber);
+  app->add_option("--sigmas", sigmas, "calibration: threshold = median + SIGMAS * robust spread of leave-one-out scores (default 2)")->check(CLI::NonNegativeNumber);
+  app->add_option("--bank-size", bank_size, "patches kept in the memory bank; more references are subsampled by a coreset (default 6400)")->check(CLI::Range(64, 10'000'000));
+  auto* g = app->add_option_group("vlm engine", "vision-language model settings (--engine vlm)");
+  g->add_option("--provider", provider, "bedrock, openai (any OpenAI-compatible server) or ollama (default bedrock)")->check(CLI::IsMember(ProviderNames()));
+  g->add_option("--model", vlm.model, "model id, e.g. us.amazon.nova-pro-v1:0, gpt-4o, qwen2.5vl:7b");
+  g->add_option("--base-url", vlm.base_url, "endpoint (default: the provider's public one; ollama: http://127.0.0.1:11434)");
+  g->add_option("--region", vlm.region, "AWS region for bedrock (default: AWS_REGION, AWS_DEFAULT_REGION or ~/.aws/config)");
+  g->add_option("--profile", profile, "prompt profile: generic, toothbrush or a JSON file (default generic)");
+  g->add_option("--box-format", box_format, "the model's box convention: norm1000, norm1000-yx or pixels (default: per provider)");
+  g->add_option("--api-key-env", vlm.api_key_env, "openai: environment variable holding the API key (default OPENAI_API_KEY)");
+  g->add_option("--timeout", vlm.timeout_ms, "per-request timeout in ms (default 120000)")->check(CLI::Range(100, 3'600'000));
+  g->add_option("--attempts", vlm.max_attempts, "attempts per request for throttling, 5xx and timeouts (default 3)")->check(CLI::Range(1, 10));
+  g->add_option("--backoff", vlm.backoff_ms, "first retry delay in ms, doubled per attempt with jitter (default 500)")->check(CLI::Range(0, 60000));
+}
+
+StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& refs_dir) const {
+  PatchEngineOptions o;
+  if (!backbone.empty()) o.backbone_spec = backbone;
+  else if (const char* env = std::getenv("ZEROQC_BACKBONE"); env && *env) o.backbone_spec = env;
+  else o.backbone_spec = ExeDir() / "models" / "inception_v3.json";
+  if (!no_cache) o.cache_dir = cache_dir.empty() ? DefaultCacheDir() : std::filesystem::path(cache_dir);
+  if (bank_size > 0) o.max_bank_rows = bank_size;
+  o.limits.max_pixels = max_pixels;
+  if (sigmas >= 0) o.threshold_sigmas = sigmas;
+  auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references
+  if (std::filesystem::exists(product)) {
+    std::ifstream in(product);
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return InvalidArgument(product.string() + " is not a JSON object");
+    try {
+      if (j.contains("threshold_sigmas")) o.threshold_sigmas = j["threshold_sigmas"].get<double>();
+      if (j.contains("threshold")) o.threshold = j["threshold"].get<double>();
+    } catch (const nlohmann::json::exception&) {
+      return InvalidArgument(product.string() + ": threshold and threshold_sigmas must be numbers");
+    }
+    if ((o.threshold && *o.threshold <= 0) || o.threshold_sigmas < 0)
+      return InvalidArgument(product.string() + ": threshold must be > 0 and threshold_sigmas >= 0");
+  }
+  if (threshold > 0) o.threshold = threshold;
+  return o;
+}
+
+ImageLimits EngineFlags::limits() const {
+  ImageLimits l;
+  l.max_pixels = max_pixels;
+  return l;
+}
+
+std::vector<std::string> EngineNames() { return {"patch", "vlm"}; }
+
+namespace {
+
+StatusOr<EngineFactory> PatchFactory(const EngineFlags& flags, const std::filesystem::path& config_dir) {
+  auto opts = flags.Options(config_dir);
+  if (!opts.ok()) return opts.status();
+  return EngineFactory([o = *opts](const std::vector<std::filesystem::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
+    auto e = PatchEngine::Create(o, refs);
+    if (!e.ok()) return e.status();
+    return std::unique_ptr<Engine>(std::move(*e));
+  });
+}
+
+StatusOr<EngineFactory> VlmFactory(const EngineFlags& flags) {
+  VlmEngineOptions o;
+  auto profile = LoadProfile(flags.profile);
+  if (!profile.ok()) return profile.status();
+  o.profile = *profile;
+  if (!flags.box_format.empty()) {
+    auto b = ParseBoxFormat(flags.box_format);
+    if (!b.ok()) return b.status();
+    o.box_format = *b;
+  }
+  o.model = flags.vlm.model;
+  o.limits = flags.limits();
+  auto probe = MakeProvider(flags.provider, flags.vlm);  // fail now on missing model or credentials
+  if (!probe.ok()) return probe.status();
+  return EngineFactory([o, name = flags.provider, po = flags.vlm](const std::vector<std::filesystem::path>& refs)
+                           -> StatusOr<std::unique_ptr<Engine>> {
+    auto provider = MakeProvider(name, po);
+    if (!provider.ok()) return provider.status();
+    auto e = VlmEngine::Create(std::move(*provider), o, refs);
+    if (!e.ok()) return e.status();
+    return std::unique_ptr<Engine>(std::move(*e));
+  });
+}
+
+}  // namespace
+
+StatusOr<EngineFactory> MakeEngineFactory(const std::string& engine, const EngineFlags& flags,
+                                          const std::filesystem::path& config_dir) {
+  if (engine == "patch") return PatchFactory(flags, config_dir);
+  if (engine == "vlm") return VlmFactory(flags);
+  return InvalidArgument("unknown engine '" + engine + "': use patch or vlm");
+}
+
+}  // namespace zeroqc::cli
