@@ -140,6 +140,13 @@ void LatencyTable(std::ostringstream& h, const nlohmann::json& s) {
     << "<tr><td>ms per image</td><td>" << Fmt(l["min"], 0) << "</td><td>" << Fmt(l["p50"], 0) << "</td><td>"
     << Fmt(l["p90"], 0) << "</td><td>" << Fmt(l["p99"], 0) << "</td><td>" << Fmt(l["max"], 0) << "</td><td>"
     << Fmt(s["throughput_ips"], 2) << " images/s at " << s["jobs"].get<int>() << " job(s)</td></tr></table>\n";
+  if (s.contains("usage")) {  // the model's token bill
+    const auto& u = s["usage"]["per_image"];
+    h << "<table id=\"usage\"><tr><th>tokens per image</th><th>input</th><th>output</th><th>cache read</th><th>requests</th></tr>\n"
+      << "<tr><td>mean</td><td>" << Fmt(u.value("input_tokens", nlohmann::json()), 0) << "</td><td>"
+      << Fmt(u.value("output_tokens", nlohmann::json()), 0) << "</td><td>" << Fmt(u.value("cache_read_input_tokens", nlohmann::json()), 0)
+      << "</td><td>" << s["usage"]["requests"].get<int>() << "</td></tr></table>\n";
+  }
 }
 
 // How wrong (misses, > 0) or how close (correct calls, < 0) a verdict was, on a log scale of

@@ -93,6 +93,25 @@ nlohmann::json Summarize(const Dataset& d, const std::vector<Run>& runs, const B
   }
   j["confusion"] = {{"tp", Aggregate(tp).mean}, {"fp", Aggregate(fp).mean}, {"tn", Aggregate(tn).mean}, {"fn", Aggregate(fn).mean}};
   j["errors"] = errors;
+  // Model token accounting (vision-language engine): totals and means per inspected image.
+  nlohmann::json usage = nlohmann::json::object();
+  size_t with_usage = 0;
+  int attempts = 0;
+  for (const auto& r : runs)
+    for (const auto& rec : r.records) {
+      attempts += rec.result.attempts;
+      if (!rec.result.usage.is_object()) continue;
+      ++with_usage;
+      for (const auto& [k, v] : rec.result.usage.items())
+        if (v.is_number() && k != "model_latency_ms") usage[k] = usage.value(k, 0.0) + v.get<double>();
+    }
+  if (with_usage > 0) {
+    nlohmann::json per_image;
+    for (const auto& [k, v] : usage.items()) per_image[k] = v.get<double>() / with_usage;
+    usage["per_image"] = per_image;
+    usage["requests"] = attempts;
+    j["usage"] = usage;
+  }
   j["latency_ms"] = LatencyJson(Latency(ms));
   if (!runs.empty()) {
     for (const auto& [type, t] : runs.front().metrics.per_type) {

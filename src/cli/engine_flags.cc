@@ -38,7 +38,7 @@ void EngineFlags::Register(CLI::App* app) {
   g->add_option("--profile", profile, "prompt profile: generic, toothbrush or a JSON file (default generic)");
   g->add_option("--box-format", box_format, "the model's box convention: norm1000, norm1000-yx or pixels (default: per provider)");
   g->add_option("--api-key-env", vlm.api_key_env, "openai: environment variable holding the API key (default OPENAI_API_KEY)");
-  g->add_option("--timeout", vlm.timeout_ms, "per-request timeout in ms (default 120000)")->check(CLI::Range(100, 3'600'000));
+  g->add_option("--timeout", vlm.timeout_ms, "per-request timeout in ms (default: 120000 for bedrock and openai, 600000 for ollama)")->check(CLI::Range(100, 3'600'000));
   g->add_option("--attempts", vlm.max_attempts, "attempts per request for throttling, 5xx and timeouts (default 3)")->check(CLI::Range(1, 10));
   g->add_option("--backoff", vlm.backoff_ms, "first retry delay in ms, doubled per attempt with jitter (default 500)")->check(CLI::Range(0, 60000));
 }

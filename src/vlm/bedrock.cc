@@ -34,6 +34,7 @@ class Bedrock : public HttpProvider {
  public:
   Bedrock(ProviderOptions o, AwsAuth auth) : HttpProvider(std::move(o)), auth_(std::move(auth)) {
     if (opt_.base_url.empty()) opt_.base_url = "https://bedrock-runtime." + auth_.region + ".amazonaws.com";
+    if (opt_.timeout_ms <= 0) opt_.timeout_ms = 120000;
     while (!opt_.base_url.empty() && opt_.base_url.back() == '/') opt_.base_url.pop_back();
   }
   std::string name() const override { return "bedrock"; }

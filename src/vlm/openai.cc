@@ -18,6 +18,7 @@ class OpenAi : public HttpProvider {
  public:
   explicit OpenAi(ProviderOptions o) : HttpProvider(std::move(o)) {
     opt_.base_url = Trimmed(opt_.base_url.empty() ? "https://api.openai.com/v1" : opt_.base_url);
+    if (opt_.timeout_ms <= 0) opt_.timeout_ms = 120000;
     const std::string env = opt_.api_key_env.empty() ? "OPENAI_API_KEY" : opt_.api_key_env;
     if (const char* k = std::getenv(env.c_str())) key_ = k;
   }
@@ -76,6 +77,7 @@ class Ollama : public HttpProvider {
  public:
   explicit Ollama(ProviderOptions o) : HttpProvider(std::move(o)) {
     opt_.base_url = Trimmed(opt_.base_url.empty() ? "http://127.0.0.1:11434" : opt_.base_url);
+    if (opt_.timeout_ms <= 0) opt_.timeout_ms = 600000;
   }
   std::string name() const override { return "ollama"; }
   BoxFormat default_box_format() const override { return BoxFormat::kNorm1000; }  // Qwen2-VL/Qwen3-VL family

@@ -43,7 +43,7 @@ struct ProviderOptions {
   std::string base_url;      // empty: the provider's default endpoint
   std::string region;        // Bedrock
   std::string api_key_env;   // OpenAI-compatible: env var holding the key (default OPENAI_API_KEY)
-  int timeout_ms = 120000;
+  int timeout_ms = 0;        // 0: the provider's default (cloud 120 s, ollama 600 s: CPU inference is slow)
   int max_attempts = 3;
   int backoff_ms = 500;      // first retry delay; doubles, with jitter
   std::string credentials_home;  // Bedrock: where ~/.aws lives (tests); empty: $HOME

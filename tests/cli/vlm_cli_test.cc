@@ -105,7 +105,12 @@ TEST(VlmCli, BenchRunsTheReferenceDesignExperiment) {
   EXPECT_EQ(m["runs"].size(), 2u);
   EXPECT_GT(m["pixel_auroc"].get<double>(), 0.95);  // from the boxes
   EXPECT_EQ(server.requests().size(), 12u);         // 6 images x 2 seeds
-  EXPECT_TRUE(fs::exists(out / "report.html"));
+  EXPECT_EQ(m["usage"]["input_tokens"], 12 * 800);
+  EXPECT_EQ(m["usage"]["per_image"]["output_tokens"], 50);
+  EXPECT_EQ(m["usage"]["requests"], 12);
+  std::ifstream hin(out / "report.html");
+  std::string html((std::istreambuf_iterator<char>(hin)), {});
+  EXPECT_NE(html.find("id=\"usage\""), std::string::npos);
 }
 
 TEST(VlmCli, MissingModelIsABadArgument) {
