@@ -137,15 +137,7 @@ StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& facto
         Record& rec = run.records[i];
         rec.sample = i;
         const auto start = std::chrono::steady_clock::now();
-        auto img = LoadImage(d.samples[i].image, o.limits);
-        Inspection insp;
-        if (img.ok()) {
-          insp = (*engine)->Inspect(*img);
-        } else {
-          insp.result.engine = (*engine)->name();
-          insp.result.image_path = d.samples[i].image.string();
-          insp.result.error = img.status().message();
-        }
+        Inspection insp = InspectFile(**engine, d.samples[i].image, o.limits);
         rec.latency_ms = MsSince(start);
         rec.map = ScoreMap(insp, o.map_side);
         rec.map_is_heatmap = !insp.heatmap.empty();

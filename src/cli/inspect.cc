@@ -22,18 +22,11 @@ int InspectImages(Engine& engine, const std::vector<std::string>& images, const 
   auto worker = [&] {
     for (size_t i; (i = next++) < images.size();) {
       const std::string& path = images[i];
-      auto img = LoadImage(path, limits);
-      Inspection insp;
-      if (!img.ok()) {
-        insp.result.engine = engine.name();
-        insp.result.image_path = path;
-        insp.result.error = img.status().message();
-      } else {
-        insp = engine.Inspect(*img);
-      }
-      if (!overlay_dir.empty() && img.ok()) {
+      Image img;
+      Inspection insp = InspectFile(engine, path, limits, &img);
+      if (!overlay_dir.empty() && !img.bgr.empty()) {
         auto out = std::filesystem::path(overlay_dir) / (std::filesystem::path(path).stem().string() + "_overlay.jpg");
-        cv::imwrite(out.string(), DrawOverlay(img->bgr, insp.heatmap, insp.result));
+        cv::imwrite(out.string(), DrawOverlay(img.bgr, insp.heatmap, insp.result));
       }
       std::lock_guard lock(mu);
       failed = failed || insp.result.error.has_value();

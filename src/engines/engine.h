@@ -22,6 +22,15 @@ class Engine {
   virtual std::string name() const = 0;
   // Thread-safe. Never throws: failures come back in result.error.
   virtual Inspection Inspect(const Image& image) = 0;
+
+ protected:
+  // A result with this engine's name and the image's path and size filled in.
+  InspectionResult NewResult(const Image& image) const;
 };
+
+// Reads and decodes `path` within `limits`, then inspects it; a file that cannot be read becomes an
+// error result. `decoded`, when given, receives the image (empty when it failed).
+Inspection InspectFile(Engine& engine, const std::filesystem::path& path, const ImageLimits& limits,
+                       Image* decoded = nullptr);
 
 }  // namespace zeroqc

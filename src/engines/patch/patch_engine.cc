@@ -129,10 +129,7 @@ Inspection PatchEngine::Inspect(const Image& image) {
   const auto t0 = std::chrono::steady_clock::now();
   Inspection out;
   InspectionResult& r = out.result;
-  r.engine = name();
-  r.image_path = image.path;
-  r.width = image.bgr.cols;
-  r.height = image.bgr.rows;
+  r = NewResult(image);
   r.threshold = threshold_;
   auto g = Describe(image.bgr);
   if (!g.ok()) {

@@ -66,10 +66,8 @@ Inspection VlmEngine::Inspect(const Image& image) {
   const auto t0 = std::chrono::steady_clock::now();
   Inspection out;
   InspectionResult& r = out.result;
-  r.engine = name();
+  r = NewResult(image);
   r.model = opt_.model;
-  r.image_path = image.path;
-  r.width = image.bgr.cols, r.height = image.bgr.rows;
   r.threshold = 0.5;  // score is 1 for NOK, 0 for OK: the model gives a verdict, not a degree
   auto finish = [&] {
     r.timing_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
