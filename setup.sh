@@ -11,7 +11,7 @@ NSFWJS_VERSION=4.2.1
 NSFWJS_SHA512=8ixL8Uk7+9Ir67yUxwtbLFZv6NgmsXsgP2oX5zNxmyTIXUfNdj6FLLVS+YI0pYlMEOExLp69ocfQznzTU9ATGw==
 PACKAGES=(build-essential cmake ninja-build pkg-config git libopencv-dev libonnx-dev libprotobuf-dev
           nlohmann-json3-dev libcli11-dev libopenblas-dev libssl-dev libgtest-dev libgmock-dev
-          libbenchmark-dev libcurl4-openssl-dev libcpp-httplib-dev)
+          libbenchmark-dev libcurl4-openssl-dev libcpp-httplib-dev libsqlite3-dev)
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 

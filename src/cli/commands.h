@@ -56,5 +56,7 @@ void RegisterInspect(CLI::App& app);
 void RegisterConvert(CLI::App& app);
 void RegisterDemo(CLI::App& app);
 void RegisterBench(CLI::App& app);
+void RegisterServe(CLI::App& app);
+void RegisterKeys(CLI::App& app);
 
 }  // namespace zeroqc::cli

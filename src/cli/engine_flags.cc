@@ -53,7 +53,7 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
   o.limits.max_pixels = max_pixels;
   if (sigmas >= 0) o.threshold_sigmas = sigmas;
   auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references
-  if (std::filesystem::exists(product)) {
+  if (!refs_dir.empty() && std::filesystem::exists(product)) {
     std::ifstream in(product);
     auto j = nlohmann::json::parse(in, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return InvalidArgument(product.string() + " is not a JSON object");

@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   zeroqc::cli::RegisterConvert(app);
   zeroqc::cli::RegisterDemo(app);
   zeroqc::cli::RegisterBench(app);
+  zeroqc::cli::RegisterServe(app);
+  zeroqc::cli::RegisterKeys(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -9,7 +9,7 @@
 namespace zeroqc {
 
 // What went wrong, coarsely: callers map it to exit codes or HTTP statuses.
-enum class Code { kOk, kInvalidArgument, kNotFound, kIoError, kUnsupported, kTooLarge, kCorrupt, kInternal };
+enum class Code { kOk, kInvalidArgument, kNotFound, kIoError, kUnsupported, kTooLarge, kCorrupt, kInternal, kUnavailable };
 
 class Status {
  public:
@@ -33,6 +33,7 @@ inline Status Unsupported(std::string m) { return {Code::kUnsupported, std::move
 inline Status TooLarge(std::string m) { return {Code::kTooLarge, std::move(m)}; }
 inline Status Corrupt(std::string m) { return {Code::kCorrupt, std::move(m)}; }
 inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
+inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 
 // Either a value or the Status that explains why there is none.
 template <class T>

@@ -45,8 +45,9 @@ class Bedrock : public HttpProvider {
     const PromptProfile& p = *q.profile;
     nlohmann::json body;
     body["system"] = nlohmann::json::array({{{"text", q.system}}});
-    // Prompt caching: Nova needs ~1,000 tokens before a checkpoint; a short system prompt is not worth one.
-    if (q.system.size() / 4 >= 1000) body["system"].push_back({{"cachePoint", {{"type", "default"}}}});
+    // Prompt caching: checkpoints after the system prompt and after the references (2 of Nova's 4).
+    // One placed before the prefix reaches the model's minimum (~1,000 tokens) is ignored, not refused.
+    body["system"].push_back({{"cachePoint", {{"type", "default"}}}});
     nlohmann::json content = nlohmann::json::array();
     for (size_t i = 0; i < q.references.size(); ++i) {
       content.push_back({{"text", "Reference image " + std::to_string(i + 1) + " of " + std::to_string(q.references.size()) + ": a good part."}});

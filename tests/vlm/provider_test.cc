@@ -89,6 +89,7 @@ TEST(Bedrock, ConverseRequestIsSignedAndShaped) {
   EXPECT_EQ(seen[0].path, "/model/us.amazon.nova-pro-v1%3A0/converse");
   auto body = nlohmann::json::parse(seen[0].body);
   EXPECT_NE(body["system"][0]["text"].get<std::string>().find("colour"), std::string::npos);
+  EXPECT_EQ(body["system"][1]["cachePoint"]["type"], "default");
   ASSERT_EQ(body["messages"].size(), 1u);
   EXPECT_EQ(body["messages"][0]["role"], "user");
   const auto& c = body["messages"][0]["content"];

@@ -1,0 +1,130 @@
+// zeroqc serve: the inspection service; zeroqc keys: API keys for it.
+#include <csignal>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "engines/vlm/vlm_engine.h"
+#include "server/api.h"
+
+namespace zeroqc::cli {
+namespace {
+
+std::filesystem::path DefaultWebDir() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  for (auto d : {exe / ".." / "web", exe / "web", std::filesystem::path("web")})
+    if (std::filesystem::exists(d / "index.html")) return std::filesystem::weakly_canonical(d);
+  return {};
+}
+
+// A product's engine: the command-line engine flags as defaults, the product's settings on top.
+ProductEngineFactory ProductEngines(EngineFlags flags, std::filesystem::path data_dir) {
+  if (flags.cache_dir.empty() && !flags.no_cache) flags.cache_dir = (data_dir / "cache").string();
+  return [flags](const Product& p, const std::vector<std::filesystem::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
+    EngineFlags f = flags;
+    const auto& s = p.settings;
+    try {
+      if (s.contains("threshold")) f.threshold = s["threshold"].get<double>();
+      if (s.contains("threshold_sigmas")) f.sigmas = s["threshold_sigmas"].get<double>();
+      f.provider = s.value("provider", f.provider);
+      f.vlm.model = s.value("model", f.vlm.model);
+      f.vlm.base_url = s.value("base_url", f.vlm.base_url);
+      f.vlm.region = s.value("region", f.vlm.region);
+      f.profile = s.value("profile", f.profile);
+      f.box_format = s.value("box_format", f.box_format);
+    } catch (const nlohmann::json::exception& e) {
+      return InvalidArgument("product '" + p.name + "' settings: " + e.what());
+    }
+    auto factory = MakeEngineFactory(p.engine, f, std::filesystem::path());
+    if (!factory.ok()) return factory.status();
+    return (*factory)(refs);
+  };
+}
+
+}  // namespace
+
+void RegisterServe(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve", "run the inspection service: HTTP API, web page, durable queue, webhooks, hot folder");
+  struct Args {
+    EngineFlags engine;
+    ServiceConfig svc;
+    std::string bind = "127.0.0.1", data, web;
+    int port = 8080;
+    int64_t max_upload = 64ll << 20;
+  };
+  auto a = std::make_shared<Args>();
+  cmd->add_option("--data", a->data, "folder for the database, images and caches")->required();
+  cmd->add_option("--port", a->port, "TCP port (default 8080; 0 picks a free one)")->check(CLI::Range(0, 65535));
+  cmd->add_option("--bind", a->bind, "address to listen on (default 127.0.0.1: this machine only)");
+  cmd->add_option("--workers", a->svc.workers, "inspections run at a time (default 1)")->check(CLI::Range(1, 64));
+  cmd->add_option("--queue", a->svc.queue_capacity, "queued inspections before uploads get 503 (default 64)")->check(CLI::Range(1, 1'000'000));
+  cmd->add_option("--rate", a->svc.rate_per_second, "requests per second per API key (default 10)")->check(CLI::PositiveNumber);
+  cmd->add_option("--burst", a->svc.burst, "requests a key may make at once (default 20)")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-upload-bytes", a->max_upload, "largest image accepted (default 67108864; 413 beyond)")->check(CLI::PositiveNumber);
+  cmd->add_option("--hot-folder", a->svc.hot_folder, "inspect files dropped here (moved to done/ or failed/)");
+  cmd->add_option("--hot-folder-product", a->svc.hot_folder_product, "the product of hot-folder images");
+  cmd->add_option("--webhook-attempts", a->svc.webhook_attempts, "deliveries tried before the dead-letter list (default 5)")->check(CLI::Range(1, 100));
+  cmd->add_option("--webhook-backoff", a->svc.webhook_backoff_ms, "first webhook retry delay in ms, doubling (default 1000)")->check(CLI::Range(0, 3'600'000));
+  cmd->add_option("--web", a->web, "folder of the web page (default: web/ beside the build)");
+  a->engine.Register(cmd);
+  cmd->callback([a] {
+    // Signals are taken by this thread alone (sigwait), so that shutdown is orderly.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+    ServiceConfig c = a->svc;
+    c.data_dir = a->data;
+    c.limits = a->engine.limits();
+    c.limits.max_bytes = a->max_upload;
+    c.make_engine = ProductEngines(a->engine, c.data_dir);
+    auto svc = Service::Start(c);
+    if (!svc.ok()) {
+      std::cerr << "zeroqc serve: " << svc.status().message() << "\n";
+      throw ExitStatus{kExitBadArguments};
+    }
+    const std::filesystem::path web = a->web.empty() ? DefaultWebDir() : std::filesystem::path(a->web);
+    auto api = ApiServer::Start(**svc, a->bind, a->port, web);
+    if (!api.ok()) {
+      std::cerr << "zeroqc serve: " << api.status().message() << "\n";
+      throw ExitStatus{kExitBadArguments};
+    }
+    std::cerr << "zeroqc serve: listening on http://" << a->bind << ":" << (*api)->port() << " (data " << a->data << ", "
+              << (*svc)->store().CountByStatus("queued") << " queued)" << std::endl;
+    std::cout << "port " << (*api)->port() << std::endl;  // for scripts and tests that ask for port 0
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    std::cerr << "zeroqc serve: stopping (signal " << sig << "); queued work resumes at the next start" << std::endl;
+    (*api)->Stop();
+  });
+}
+
+void RegisterKeys(CLI::App& app) {
+  auto* keys = app.add_subcommand("keys", "API keys of the service");
+  keys->require_subcommand(1);
+  auto* create = keys->add_subcommand("create", "make a key; it is printed once, only its hash is stored");
+  struct Args {
+    std::string data, scope = "read", name;
+  };
+  auto a = std::make_shared<Args>();
+  create->add_option("--data", a->data, "the service's data folder")->required();
+  create->add_option("--scope", a->scope, "read, write (also read) or admin (everything)")->check(CLI::IsMember({"read", "write", "admin"}));
+  create->add_option("--name", a->name, "who or what uses the key");
+  create->callback([a] {
+    auto store = Store::Open(a->data);
+    if (!store.ok()) {
+      std::cerr << "zeroqc keys: " << store.status().message() << "\n";
+      throw ExitStatus{kExitBadArguments};
+    }
+    auto key = (*store)->CreateKey(*ParseScope(a->scope), a->name);
+    if (!key.ok()) {
+      std::cerr << "zeroqc keys: " << key.status().message() << "\n";
+      throw ExitStatus{kExitBadArguments};
+    }
+    std::cout << *key << std::endl;
+  });
+}
+
+}  // namespace zeroqc::cli

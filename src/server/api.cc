@@ -1,0 +1,357 @@
+#include "server/api.h"
+
+#include <httplib.h>
+
+#include <fstream>
+#include <regex>
+
+#include "core/base64.h"
+
+namespace zeroqc {
+namespace {
+
+const std::regex kInspectionId("ins_[0-9a-f]{24}");
+const std::regex kProductName("[a-z0-9][a-z0-9_-]{0,63}");
+
+void Error(httplib::Response& res, int status, const std::string& code, const std::string& message) {
+  res.status = status;
+  res.set_content(nlohmann::json({{"error", {{"code", code}, {"message", message}}}}).dump(), "application/json");
+}
+
+void Json(httplib::Response& res, int status, const nlohmann::json& j) {
+  res.status = status;
+  res.set_content(j.dump(), "application/json");
+}
+
+int HttpStatusOf(Code c) {
+  switch (c) {
+    case Code::kTooLarge: return 413;
+    case Code::kUnsupported: return 415;
+    case Code::kCorrupt: return 422;
+    case Code::kNotFound: return 404;
+    case Code::kInvalidArgument: return 400;
+    case Code::kUnavailable: return 503;
+    default: return 500;
+  }
+}
+
+const char* CodeName(Code c) {
+  switch (c) {
+    case Code::kTooLarge: return "too_large";
+    case Code::kUnsupported: return "unsupported_media";
+    case Code::kCorrupt: return "corrupt_image";
+    case Code::kNotFound: return "not_found";
+    case Code::kInvalidArgument: return "bad_request";
+    case Code::kUnavailable: return "queue_full";
+    default: return "internal";
+  }
+}
+
+std::string MimeOfBlob(const std::string& blob) {
+  auto ext = blob.substr(blob.rfind('.') + 1);
+  if (ext == "jpg") return "image/jpeg";
+  if (ext == "png" || ext == "bmp" || ext == "webp" || ext == "tiff") return "image/" + ext;
+  return "application/octet-stream";
+}
+
+bool StartsWith(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+
+class Routes {
+ public:
+  Routes(Service& s, httplib::Server& h, std::filesystem::path web) : svc_(s), http_(h), web_(std::move(web)) {}
+
+  void Install() {
+    http_.set_payload_max_length(size_t(svc_.config().limits.max_bytes) * 4 / 3 + 64 * 1024);  // base64 JSON headroom
+    http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      svc_.CountRequest(req.matches.empty() ? "other" : RouteOf(req), res.status);
+    });
+    http_.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { Json(res, 200, {{"status", "ok"}}); });
+    http_.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+      const bool ok = svc_.ready() && svc_.store().schema_version() == Store::kSchemaVersion;
+      Json(res, ok ? 200 : 503, {{"ready", ok}, {"queue_depth", svc_.store().CountByStatus("queued")}});
+    });
+    http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(svc_.MetricsText(), "text/plain; version=0.0.4");
+    });
+
+    http_.Post("/v1/inspections", Guard(Scope::kWrite, [this](auto& q, auto& r, auto&) { PostInspection(q, r); }));
+    http_.Get("/v1/inspections", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { ListInspections(q, r); }));
+    http_.Get(R"(/v1/inspections/([^/]+))", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+      if (auto j = Inspection(q, r)) Json(r, 200, *j);
+    }));
+    http_.Get(R"(/v1/inspections/([^/]+)/(image|overlay))", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { InspectionFile(q, r); }));
+    http_.Post(R"(/v1/inspections/([^/]+)/review)", Guard(Scope::kWrite, [this](auto& q, auto& r, auto& key) { Review(q, r, key); }));
+
+    http_.Get("/v1/products", Guard(Scope::kRead, [this](auto&, auto& r, auto&) {
+      nlohmann::json out = nlohmann::json::array();
+      for (const auto& p : svc_.store().ListProducts()) out.push_back(ProductJson(p));
+      Json(r, 200, {{"items", out}});
+    }));
+    http_.Post("/v1/products", Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) { PutProduct(q, r); }));
+    http_.Get(R"(/v1/products/([^/]+))", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+      if (auto p = FindProduct(q, r)) Json(r, 200, ProductJson(*p));
+    }));
+    http_.Get(R"(/v1/products/([^/]+)/references)", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+      if (auto p = FindProduct(q, r)) Json(r, 200, {{"items", ProductJson(*p)["references"]}});
+    }));
+    http_.Post(R"(/v1/products/([^/]+)/references)", Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) { AddReference(q, r); }));
+    http_.Delete(R"(/v1/products/([^/]+)/references/(\d{1,18}))", Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) {
+      if (auto p = FindProduct(q, r)) {
+        if (!svc_.store().DeleteReference(p->name, std::stoll(q.matches[2]))) return Error(r, 404, "not_found", "no such reference");
+        svc_.InvalidateEngine(p->name);
+        r.status = 204;
+      }
+    }));
+    http_.Get(R"(/v1/products/([^/]+)/references/(\d{1,18})/image)", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+      if (auto p = FindProduct(q, r))
+        for (const auto& ref : svc_.store().ListReferences(p->name))
+          if (ref.id == std::stoll(q.matches[2])) return SendBlob(r, ref.blob);
+      if (r.status != 404) Error(r, 404, "not_found", "no such reference");
+    }));
+    http_.Get("/v1/webhooks/dead-letters", Guard(Scope::kAdmin, [this](auto&, auto& r, auto&) {
+      Json(r, 200, {{"items", svc_.store().DeadLetters()}});
+    }));
+    if (!web_.empty()) {
+      for (auto [path, file, mime] : {std::tuple{"/", "index.html", "text/html; charset=utf-8"},
+                                      {"/app.js", "app.js", "text/javascript; charset=utf-8"},
+                                      {"/style.css", "style.css", "text/css; charset=utf-8"}}) {
+        http_.Get(path, [this, file = std::string(file), mime = std::string(mime)](const httplib::Request&, httplib::Response& res) {
+          std::ifstream in(web_ / file, std::ios::binary);
+          if (!in) return Error(res, 404, "not_found", "the web page is not installed");
+          res.set_content(std::string((std::istreambuf_iterator<char>(in)), {}), mime);
+        });
+      }
+    }
+  }
+
+ private:
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&, const ApiKey&)>;
+
+  std::string RouteOf(const httplib::Request& req) const {
+    // Normalise ids out of the path so /metrics labels stay few.
+    std::string p = std::regex_replace(req.path, std::regex("ins_[0-9a-f]+"), "{id}");
+    p = std::regex_replace(p, std::regex("/references/\\d+"), "/references/{ref}");
+    if (StartsWith(p, "/v1/products/")) p = std::regex_replace(p, std::regex("^/v1/products/[^/]+"), "/v1/products/{name}");
+    return req.method + " " + p;
+  }
+
+  // Authentication, scope and rate limit in front of a handler.
+  httplib::Server::Handler Guard(Scope need, Handler h) {
+    return [this, need, h](const httplib::Request& req, httplib::Response& res) {
+      const std::string auth = req.get_header_value("Authorization");
+      if (!StartsWith(auth, "Bearer ")) {
+        res.set_header("WWW-Authenticate", "Bearer");
+        return Error(res, 401, "unauthorized", "send an API key as 'Authorization: Bearer <key>' (zeroqc keys create)");
+      }
+      auto key = svc_.store().FindKey(auth.substr(7));
+      if (!key) return Error(res, 401, "unauthorized", "unknown or revoked API key");
+      if (int(key->scope) < int(need))
+        return Error(res, 403, "forbidden", std::string("this needs a key with scope ") + ScopeName(need) + ", yours is " + ScopeName(key->scope));
+      if (double wait = svc_.RateLimit(key->id); wait > 0) {
+        res.set_header("Retry-After", std::to_string(int(std::ceil(wait))));
+        return Error(res, 429, "rate_limited", "too many requests for this key: slow down");
+      }
+      h(req, res, *key);
+    };
+  }
+
+  std::optional<nlohmann::json> Inspection(const httplib::Request& q, httplib::Response& r) {
+    const std::string id = q.matches[1];
+    if (!std::regex_match(id, kInspectionId)) return Error(r, 404, "not_found", "no inspection " + id), std::nullopt;
+    auto j = svc_.store().GetInspection(id);
+    if (!j) Error(r, 404, "not_found", "no inspection " + id);
+    return j;
+  }
+
+  std::optional<Product> FindProduct(const httplib::Request& q, httplib::Response& r) {
+    const std::string name = q.matches[1];
+    auto p = std::regex_match(name, kProductName) ? svc_.store().GetProduct(name) : std::nullopt;
+    if (!p) Error(r, 404, "not_found", "no product " + name);
+    return p;
+  }
+
+  void SendBlob(httplib::Response& r, const std::string& blob) {
+    std::ifstream in(svc_.store().blobs().PathOf(blob), std::ios::binary);
+    if (!in) return Error(r, 404, "not_found", "file missing");
+    r.set_content(std::string((std::istreambuf_iterator<char>(in)), {}), MimeOfBlob(blob));
+  }
+
+  nlohmann::json ProductJson(const Product& p) {
+    nlohmann::json refs = nlohmann::json::array();
+    for (const auto& ref : svc_.store().ListReferences(p.name))
+      refs.push_back({{"id", ref.id}, {"filename", ref.filename}, {"image", "/v1/products/" + p.name + "/references/" + std::to_string(ref.id) + "/image"}});
+    return {{"name", p.name}, {"engine", p.engine}, {"settings", p.settings}, {"webhook_url", p.webhook_url}, {"references", refs}};
+  }
+
+  // The image and fields of an upload: multipart/form-data (file "image") or JSON (base64 "image").
+  bool ReadUpload(const httplib::Request& q, httplib::Response& r, std::string* bytes, std::string* filename, nlohmann::json* fields) {
+    const std::string type = q.get_header_value("Content-Type");
+    if (q.is_multipart_form_data()) {
+      if (!q.has_file("image")) return Error(r, 400, "bad_request", "multipart upload without an 'image' file part"), false;
+      auto f = q.get_file_value("image");
+      *bytes = f.content;
+      *filename = f.filename;
+      for (const auto& [k, v] : q.files)
+        if (k != "image") (*fields)[k] = v.content;
+      return true;
+    }
+    if (StartsWith(type, "application/json")) {
+      auto j = nlohmann::json::parse(q.body, nullptr, false);
+      if (!j.is_object() || !j.contains("image") || !j["image"].is_string())
+        return Error(r, 400, "bad_request", "JSON upload needs an object with a base64 \"image\""), false;
+      auto decoded = Base64Decode(j["image"].get<std::string>());
+      if (!decoded.ok()) return Error(r, 400, "bad_request", "\"image\": " + decoded.status().message()), false;
+      bytes->assign(decoded->begin(), decoded->end());
+      *filename = j.value("filename", "");
+      j.erase("image");
+      *fields = j;
+      return true;
+    }
+    if (StartsWith(type, "image/")) {  // a raw image body
+      *bytes = q.body;
+      return true;
+    }
+    Error(r, 415, "unsupported_media", "send multipart/form-data, application/json or image/*, not '" + type + "'");
+    return false;
+  }
+
+  static std::string Field(const nlohmann::json& f, const char* k) {
+    if (!f.contains(k)) return "";
+    return f[k].is_string() ? f[k].get<std::string>() : f[k].dump();
+  }
+
+  void PostInspection(const httplib::Request& q, httplib::Response& r) {
+    std::string bytes, filename;
+    nlohmann::json fields = nlohmann::json::object();
+    if (!ReadUpload(q, r, &bytes, &filename, &fields)) return;
+    NewInspection n;
+    n.product = Field(fields, "product");
+    if (n.product.empty()) n.product = q.get_param_value("product");
+    if (!std::regex_match(n.product, kProductName)) return Error(r, 400, "bad_request", "a valid 'product' field is required");
+    n.batch = Field(fields, "batch");
+    n.part_id = Field(fields, "part_id");
+    n.station = Field(fields, "station");
+    n.image_name = filename.substr(0, 255);
+    if (fields.contains("metadata")) {
+      n.metadata = fields["metadata"].is_string() ? nlohmann::json::parse(fields["metadata"].get<std::string>(), nullptr, false) : fields["metadata"];
+      if (!n.metadata.is_object()) return Error(r, 400, "bad_request", "'metadata' must be a JSON object");
+    }
+    auto id = svc_.Submit(n, bytes);
+    if (!id.ok()) {
+      if (id.status().code() == Code::kUnavailable) r.set_header("Retry-After", "1");
+      return Error(r, HttpStatusOf(id.status().code()), CodeName(id.status().code()), id.status().message());
+    }
+    if (q.get_param_value("wait") == "true") {
+      int ms = 60000;
+      if (q.has_param("timeout_ms")) ms = std::clamp(std::atoi(q.get_param_value("timeout_ms").c_str()), 1, 600000);
+      if (svc_.WaitFor(*id, std::chrono::milliseconds(ms))) return Json(r, 200, *svc_.store().GetInspection(*id));
+    }
+    r.set_header("Location", "/v1/inspections/" + *id);
+    Json(r, 202, {{"id", *id}, {"status", "queued"}, {"links", {{"self", "/v1/inspections/" + *id}}}});
+  }
+
+  void ListInspections(const httplib::Request& q, httplib::Response& r) {
+    InspectionFilter f;
+    f.product = q.get_param_value("product");
+    f.verdict = q.get_param_value("verdict");
+    f.since = q.get_param_value("since");
+    if (q.has_param("limit")) f.limit = std::atoi(q.get_param_value("limit").c_str());
+    if (q.has_param("cursor")) f.before_seq = std::atoll(q.get_param_value("cursor").c_str());
+    if (!f.verdict.empty() && f.verdict != "OK" && f.verdict != "NOK") return Error(r, 400, "bad_request", "verdict is OK or NOK");
+    Json(r, 200, svc_.store().ListInspections(f));
+  }
+
+  void InspectionFile(const httplib::Request& q, httplib::Response& r) {
+    const std::string id = q.matches[1];
+    if (!std::regex_match(id, kInspectionId)) return Error(r, 404, "not_found", "no inspection " + id);
+    auto blob = svc_.store().InspectionBlob(id, q.matches[2] == "overlay");
+    if (!blob) return Error(r, 404, "not_found", q.matches[2] == "overlay" ? "no overlay (not finished yet?)" : "no inspection " + id);
+    SendBlob(r, *blob);
+  }
+
+  void Review(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
+    auto j = Inspection(q, r);
+    if (!j) return;
+    auto body = nlohmann::json::parse(q.body, nullptr, false);
+    if (!body.is_object() || !body.contains("verdict") || (body["verdict"] != "OK" && body["verdict"] != "NOK"))
+      return Error(r, 400, "bad_request", "review body: {\"verdict\": \"OK\"|\"NOK\", \"comment\": \"...\", \"reviewer\": \"...\"}");
+    const std::string reviewer = body.value("reviewer", key.name.empty() ? "key " + std::to_string(key.id) : key.name);
+    auto s = svc_.store().AddReview((*j)["id"], body["verdict"], body.value("comment", ""), reviewer);
+    if (!s.ok()) return Error(r, 500, "internal", s.message());
+    Json(r, 201, *svc_.store().GetInspection((*j)["id"]));
+  }
+
+  void PutProduct(const httplib::Request& q, httplib::Response& r) {
+    auto body = nlohmann::json::parse(q.body, nullptr, false);
+    if (!body.is_object()) return Error(r, 400, "bad_request", "send a JSON object {name, engine, settings, webhook_url, webhook_secret}");
+    Product p;
+    p.name = body.value("name", "");
+    if (!std::regex_match(p.name, kProductName)) return Error(r, 400, "bad_request", "name: 1-64 of a-z 0-9 _ -, starting with a letter or digit");
+    p.engine = body.value("engine", "patch");
+    if (p.engine != "patch" && p.engine != "vlm") return Error(r, 400, "bad_request", "engine is patch or vlm");
+    p.settings = body.value("settings", nlohmann::json::object());
+    if (!p.settings.is_object()) return Error(r, 400, "bad_request", "settings must be an object");
+    p.webhook_url = body.value("webhook_url", "");
+    p.webhook_secret = body.value("webhook_secret", "");
+    if (!p.webhook_url.empty() && !StartsWith(p.webhook_url, "http://") && !StartsWith(p.webhook_url, "https://"))
+      return Error(r, 400, "bad_request", "webhook_url must be http(s)");
+    const bool existed = svc_.store().GetProduct(p.name).has_value();
+    if (auto s = svc_.store().PutProduct(p); !s.ok()) return Error(r, 500, "internal", s.message());
+    svc_.InvalidateEngine(p.name);
+    Json(r, existed ? 200 : 201, ProductJson(p));
+  }
+
+  void AddReference(const httplib::Request& q, httplib::Response& r) {
+    auto p = FindProduct(q, r);
+    if (!p) return;
+    std::string bytes, filename;
+    nlohmann::json fields = nlohmann::json::object();
+    if (!ReadUpload(q, r, &bytes, &filename, &fields)) return;
+    auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, svc_.config().limits);
+    if (!img.ok()) return Error(r, HttpStatusOf(img.status().code()), CodeName(img.status().code()), img.status().message());
+    auto blob = svc_.store().blobs().Put(bytes, img->format == "jpeg" ? "jpg" : img->format);
+    if (!blob.ok()) return Error(r, 500, "internal", blob.status().message());
+    auto id = svc_.store().AddReference(p->name, *blob, filename.substr(0, 255));
+    if (!id.ok()) return Error(r, 500, "internal", id.status().message());
+    svc_.InvalidateEngine(p->name);  // the memory bank is rebuilt on the next inspection
+    Json(r, 201, {{"id", *id}, {"filename", filename}, {"image", "/v1/products/" + p->name + "/references/" + std::to_string(*id) + "/image"}});
+  }
+
+  Service& svc_;
+  httplib::Server& http_;
+  std::filesystem::path web_;
+};
+
+}  // namespace
+
+StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(Service& service, const std::string& bind, int port,
+                                                      const std::filesystem::path& web_dir) {
+  auto s = std::unique_ptr<ApiServer>(new ApiServer());
+  s->http_ = std::make_unique<httplib::Server>();
+  auto routes = std::make_shared<Routes>(service, *s->http_, web_dir);
+  routes->Install();
+  // The routes live as long as the server: the handlers hold them through this capture.
+  s->http_->set_pre_routing_handler([routes](const httplib::Request&, httplib::Response&) {
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s->port_ = port == 0 ? s->http_->bind_to_any_port(bind) : (s->http_->bind_to_port(bind, port) ? port : -1);
+  if (s->port_ <= 0) return IoError("cannot listen on " + bind + ":" + std::to_string(port) + " (in use, or not an address of this machine)");
+  s->thread_ = std::thread([srv = s->http_.get()] { srv->listen_after_bind(); });
+  while (!s->http_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return s;
+}
+
+ApiServer::~ApiServer() {
+  Stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void ApiServer::Stop() {
+  if (http_) http_->stop();
+}
+
+void ApiServer::Wait() {
+  if (thread_.joinable()) thread_.join();
+}
+
+}  // namespace zeroqc

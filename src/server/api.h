@@ -1,0 +1,37 @@
+// The HTTP API (cpp-httplib) over a Service: /v1/inspections, /v1/products, health, metrics and the
+// web page. Every request path is matched by pattern and every id checked by shape before it is
+// used; nothing from a request names a file.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "server/service.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace zeroqc {
+
+class ApiServer {
+ public:
+  // Binds `bind:port` (port 0: any free port) and serves in a background thread. `web_dir` holds
+  // the browser page (index.html, app.js, style.css); empty: no page.
+  static StatusOr<std::unique_ptr<ApiServer>> Start(Service& service, const std::string& bind, int port,
+                                                    const std::filesystem::path& web_dir);
+  ~ApiServer();
+  int port() const { return port_; }
+  void Wait();  // blocks until Stop() (from a signal handler thread)
+  void Stop();
+
+ private:
+  ApiServer() = default;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+}  // namespace zeroqc

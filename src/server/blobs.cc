@@ -1,0 +1,55 @@
+#include "server/blobs.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "core/hash.h"
+
+namespace zeroqc {
+
+std::filesystem::path BlobStore::PathOf(const std::string& name) const {
+  // 64 hex digits, a dot, a short alphanumeric extension: nothing else reaches the filesystem.
+  if (name.size() < 66 || name.size() > 70 || name[64] != '.') return {};
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool ok = i < 64 ? (std::isdigit((unsigned char)c) || (c >= 'a' && c <= 'f')) : i == 64 || std::isalnum((unsigned char)c);
+    if (!ok) return {};
+  }
+  return root_ / name.substr(0, 2) / name;
+}
+
+StatusOr<std::string> BlobStore::Put(std::string_view bytes, const std::string& ext) {
+  const std::string name = Sha256Hex(bytes) + "." + ext;
+  const auto path = PathOf(name);
+  if (path.empty()) return InvalidArgument("bad blob extension '" + ext + "'");
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) return name;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  static std::atomic<uint64_t> counter{0};
+  const auto tmp = path.string() + ".tmp" + std::to_string(getpid()) + "." + std::to_string(counter++);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return IoError("cannot write " + tmp);
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+    if (n <= 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return IoError("cannot write " + tmp + " (disk full?)");
+    }
+    off += size_t(n);
+  }
+  const bool synced = ::fsync(fd) == 0;
+  ::close(fd);
+  if (!synced || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return IoError("cannot store " + path.string());
+  }
+  int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // make the rename durable
+  if (dir >= 0) ::fsync(dir), ::close(dir);
+  return name;
+}
+
+}  // namespace zeroqc

@@ -1,0 +1,241 @@
+#include "server/service.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "core/hash.h"
+#include "image/overlay.h"
+#include "vlm/http.h"
+
+namespace zeroqc {
+namespace {
+
+const double kLatencyBounds[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+
+std::string Ext(const std::string& format) { return format == "jpeg" ? "jpg" : format.empty() ? "bin" : format; }
+
+}  // namespace
+
+std::string WebhookSignature(const std::string& secret, const std::string& body) { return HexLower(HmacSha256(secret, body)); }
+
+StatusOr<std::unique_ptr<Service>> Service::Start(ServiceConfig c) {
+  if (!c.make_engine) return InvalidArgument("service needs an engine factory");
+  auto s = std::unique_ptr<Service>(new Service(std::move(c)));
+  auto store = Store::Open(s->cfg_.data_dir);
+  if (!store.ok()) return store.status();
+  s->store_ = std::move(*store);
+  s->latency_buckets_.assign(std::size(kLatencyBounds), 0);
+  s->queued_ = s->store_->RequeueRunning();  // work accepted before a crash or restart resumes
+  for (int i = 0; i < std::max(1, s->cfg_.workers); ++i) s->threads_.emplace_back([p = s.get()] { p->WorkerLoop(); });
+  s->threads_.emplace_back([p = s.get()] { p->WebhookLoop(); });
+  if (!s->cfg_.hot_folder.empty()) {
+    if (!s->store_->GetProduct(s->cfg_.hot_folder_product))
+      return InvalidArgument("hot folder: product '" + s->cfg_.hot_folder_product + "' does not exist: create it first");
+    for (auto sub : {"done", "failed"}) std::filesystem::create_directories(s->cfg_.hot_folder / sub);
+    s->threads_.emplace_back([p = s.get()] { p->HotFolderLoop(); });
+  }
+  s->ready_ = true;
+  return s;
+}
+
+Service::~Service() {
+  stop_ = true;
+  work_cv_.notify_all();
+  done_cv_.notify_all();
+  webhook_cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+StatusOr<std::string> Service::Submit(NewInspection n, std::string_view bytes) {
+  if (!store_->GetProduct(n.product)) return NotFound("unknown product '" + n.product + "': create it with POST /v1/products");
+  if (queue_full()) return Unavailable("the inspection queue is full (" + std::to_string(cfg_.queue_capacity) + "): retry later");
+  auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, cfg_.limits);
+  if (!img.ok()) return img.status();
+  auto blob = store_->blobs().Put(bytes, Ext(img->format));
+  if (!blob.ok()) return blob.status();
+  n.image_blob = *blob;
+  auto id = store_->Enqueue(n);
+  if (!id.ok()) return id.status();
+  ++queued_;
+  work_cv_.notify_one();
+  return id;
+}
+
+bool Service::WaitFor(const std::string& id, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    auto j = store_->GetInspection(id);
+    if (j && ((*j)["status"] == "done" || (*j)["status"] == "failed")) return true;
+    if (stop_ || done_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      j = store_->GetInspection(id);
+      return j && ((*j)["status"] == "done" || (*j)["status"] == "failed");
+    }
+  }
+}
+
+double Service::RateLimit(int64_t key) {
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  auto [it, fresh] = buckets_.try_emplace(key, Bucket{cfg_.burst, now});
+  Bucket& b = it->second;
+  b.tokens = std::min(cfg_.burst, b.tokens + std::chrono::duration<double>(now - b.at).count() * cfg_.rate_per_second);
+  b.at = now;
+  if (b.tokens >= 1) {
+    b.tokens -= 1;
+    return 0;
+  }
+  return (1 - b.tokens) / cfg_.rate_per_second;
+}
+
+void Service::InvalidateEngine(const std::string& product) {
+  std::lock_guard lock(engines_mu_);
+  engines_.erase(product);
+}
+
+StatusOr<std::shared_ptr<Engine>> Service::EngineFor(const std::string& name) {
+  {
+    std::lock_guard lock(engines_mu_);
+    if (auto it = engines_.find(name); it != engines_.end()) return it->second;
+  }
+  auto product = store_->GetProduct(name);
+  if (!product) return NotFound("product '" + name + "' no longer exists");
+  std::vector<std::filesystem::path> refs;
+  for (const auto& r : store_->ListReferences(name)) refs.push_back(store_->blobs().PathOf(r.blob));
+  if (refs.empty()) return InvalidArgument("product '" + name + "' has no reference images: add photos of good parts");
+  auto e = cfg_.make_engine(*product, refs);
+  if (!e.ok()) return e.status();
+  std::shared_ptr<Engine> engine = std::move(*e);
+  std::lock_guard lock(engines_mu_);
+  engines_[name] = engine;
+  return engine;
+}
+
+void Service::WorkerLoop() {
+  while (!stop_) {
+    auto item = store_->ClaimNext();
+    if (!item) {
+      std::unique_lock lock(mu_);
+      work_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_.load() || queued_.load() > 0; });
+      continue;
+    }
+    --queued_;
+    Process(*item);
+    done_cv_.notify_all();
+    webhook_cv_.notify_one();
+  }
+}
+
+void Service::Process(const WorkItem& item) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Inspection insp;
+  Image img;
+  auto engine = EngineFor(item.product);
+  if (!engine.ok()) {
+    insp.result.image_path = item.image_name;
+    insp.result.error = engine.status().message();
+  } else {
+    insp = InspectFile(**engine, store_->blobs().PathOf(item.image_blob), cfg_.limits, &img);
+    insp.result.image_path = item.image_name;  // the client's name, not our blob path
+  }
+  std::string overlay;
+  if (!img.bgr.empty()) {
+    std::vector<uint8_t> jpg;
+    cv::imencode(".jpg", DrawOverlay(img.bgr, insp.heatmap, insp.result), jpg, {cv::IMWRITE_JPEG_QUALITY, 85});
+    if (auto b = store_->blobs().Put({reinterpret_cast<const char*>(jpg.data()), jpg.size()}, "jpg"); b.ok()) overlay = *b;
+  }
+  (void)store_->Finish(item.id, insp.result, overlay);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::lock_guard lock(metrics_mu_);
+  ++verdicts_[insp.result.error ? "error" : insp.result.verdict];
+  for (size_t i = 0; i < std::size(kLatencyBounds); ++i)
+    if (s <= kLatencyBounds[i]) ++latency_buckets_[i];
+  latency_sum_s_ += s;
+  ++latency_count_;
+}
+
+void Service::WebhookLoop() {
+  while (!stop_) {
+    for (const auto& d : store_->DueDeliveries(16)) {
+      auto j = store_->GetInspection(d.inspection);
+      if (!j) {
+        store_->DeliveryFailed(d.id, "inspection vanished", 0, 0);
+        continue;
+      }
+      const std::string body = nlohmann::json({{"event", "inspection.finished"}, {"inspection", *j}}).dump();
+      auto r = HttpPost(d.url, {{"Content-Type", "application/json"}, {"X-Zeroqc-Event", "inspection.finished"},
+                                {"X-Zeroqc-Delivery", std::to_string(d.id)}, {"X-Zeroqc-Signature", "sha256=" + WebhookSignature(d.secret, body)}},
+                        body, cfg_.webhook_timeout_ms);
+      if (r.error.empty() && r.status >= 200 && r.status < 300) {
+        store_->DeliveryDone(d.id);
+      } else {
+        const std::string why = r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error;
+        store_->DeliveryFailed(d.id, why, cfg_.webhook_attempts, cfg_.webhook_backoff_ms * (1 << std::min(d.attempts, 16)));
+      }
+    }
+    std::unique_lock lock(mu_);
+    webhook_cv_.wait_for(lock, std::chrono::milliseconds(200));
+  }
+}
+
+void Service::HotFolderLoop() {
+  namespace fs = std::filesystem;
+  while (!stop_) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(cfg_.hot_folder, ec)) {
+      if (stop_ || !e.is_regular_file() || e.path().filename().string().front() == '.') continue;
+      // A file still being written (by a camera or FTP) is left until it has been still for a second.
+      auto age = fs::file_time_type::clock::now() - fs::last_write_time(e.path(), ec);
+      if (ec || age < std::chrono::seconds(1)) continue;
+      if (queue_full()) break;
+      std::ifstream in(e.path(), std::ios::binary);
+      std::string bytes((std::istreambuf_iterator<char>(in)), {});
+      NewInspection n;
+      n.product = cfg_.hot_folder_product;
+      n.image_name = e.path().filename().string();
+      n.station = "hot-folder";
+      n.metadata = {{"source", "hot-folder"}};
+      auto id = Submit(n, bytes);
+      if (!id.ok() && id.status().code() == Code::kUnavailable) break;
+      // Accepted (durably queued) -> done/; refused (corrupt, too large) -> failed/ with the reason.
+      const fs::path dest = cfg_.hot_folder / (id.ok() ? "done" : "failed") / e.path().filename();
+      fs::rename(e.path(), dest, ec);
+      if (!id.ok()) std::ofstream(dest.string() + ".error.txt") << id.status().message() << "\n";
+    }
+    std::unique_lock lock(mu_);
+    work_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_.load(); });
+  }
+}
+
+void Service::CountRequest(const std::string& route, int status) {
+  std::lock_guard lock(metrics_mu_);
+  ++requests_[{route, status}];
+}
+
+std::string Service::MetricsText() {
+  std::ostringstream m;
+  std::lock_guard lock(metrics_mu_);
+  m << "# HELP zeroqc_http_requests_total HTTP requests by route and status.\n# TYPE zeroqc_http_requests_total counter\n";
+  for (const auto& [k, v] : requests_)
+    m << "zeroqc_http_requests_total{route=\"" << k.first << "\",code=\"" << k.second << "\"} " << v << "\n";
+  m << "# HELP zeroqc_inspections_total Finished inspections by verdict.\n# TYPE zeroqc_inspections_total counter\n";
+  for (const auto& [k, v] : verdicts_) m << "zeroqc_inspections_total{verdict=\"" << k << "\"} " << v << "\n";
+  m << "# HELP zeroqc_inspection_duration_seconds Time from claim to stored result.\n"
+       "# TYPE zeroqc_inspection_duration_seconds histogram\n";
+  for (size_t i = 0; i < std::size(kLatencyBounds); ++i)
+    m << "zeroqc_inspection_duration_seconds_bucket{le=\"" << kLatencyBounds[i] << "\"} " << latency_buckets_[i] << "\n";
+  m << "zeroqc_inspection_duration_seconds_bucket{le=\"+Inf\"} " << latency_count_ << "\n"
+    << "zeroqc_inspection_duration_seconds_sum " << latency_sum_s_ << "\n"
+    << "zeroqc_inspection_duration_seconds_count " << latency_count_ << "\n";
+  m << "# HELP zeroqc_queue_depth Inspections waiting for a worker.\n# TYPE zeroqc_queue_depth gauge\nzeroqc_queue_depth "
+    << queued_.load() << "\n";
+  m << "# HELP zeroqc_webhook_dead_letters Webhook deliveries that gave up.\n# TYPE zeroqc_webhook_dead_letters gauge\n"
+       "zeroqc_webhook_dead_letters "
+    << store_->DeadLetters().size() << "\n";
+  return m.str();
+}
+
+}  // namespace zeroqc

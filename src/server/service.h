@@ -1,0 +1,98 @@
+// The inspection service behind the HTTP API: the durable queue's workers, engines per product
+// (rebuilt when references change), rate limits, counters for /metrics, webhook delivery and the
+// hot-folder ingest. Knows nothing of HTTP.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "engines/engine.h"
+#include "server/store.h"
+
+namespace zeroqc {
+
+// Builds the engine of a product from its settings and reference files.
+using ProductEngineFactory =
+    std::function<StatusOr<std::unique_ptr<Engine>>(const Product&, const std::vector<std::filesystem::path>& refs)>;
+
+struct ServiceConfig {
+  std::filesystem::path data_dir;
+  int workers = 1;
+  int queue_capacity = 64;        // queued inspections beyond this get 503
+  double rate_per_second = 10;    // per API key, token bucket
+  double burst = 20;
+  ImageLimits limits;             // per upload: bytes and pixels (413 beyond)
+  int webhook_attempts = 5;
+  int webhook_backoff_ms = 1000;  // doubles per attempt
+  int webhook_timeout_ms = 10000;
+  std::filesystem::path hot_folder;  // empty: no hot-folder ingest
+  std::string hot_folder_product;
+  ProductEngineFactory make_engine;
+};
+
+class Service {
+ public:
+  static StatusOr<std::unique_ptr<Service>> Start(ServiceConfig config);
+  ~Service();  // stops workers (the queue stays durable in the store)
+
+  Store& store() { return *store_; }
+  const ServiceConfig& config() const { return cfg_; }
+
+  // Accepts an upload: checks it decodes within the limits, stores the image, queues the work.
+  // Errors: kTooLarge (413), kCorrupt/kUnsupported (415/422), kNotFound (unknown product), kInternal.
+  // kUnavailable when the queue is full (503).
+  StatusOr<std::string> Submit(NewInspection n, std::string_view image_bytes);
+  bool queue_full() const { return queued_.load() >= cfg_.queue_capacity; }
+  // Blocks until the inspection is done or failed, or the timeout passes; true when finished.
+  bool WaitFor(const std::string& id, std::chrono::milliseconds timeout);
+
+  // Token bucket per key; returns 0 when allowed, else the seconds to wait.
+  double RateLimit(int64_t key_id);
+
+  // References changed or the product was edited: its engine is rebuilt on next use.
+  void InvalidateEngine(const std::string& product);
+
+  std::string MetricsText();
+  void CountRequest(const std::string& route, int status);
+  bool ready() const { return ready_.load(); }
+
+ private:
+  explicit Service(ServiceConfig c) : cfg_(std::move(c)) {}
+  void WorkerLoop();
+  void Process(const WorkItem& item);
+  StatusOr<std::shared_ptr<Engine>> EngineFor(const std::string& product);
+  void WebhookLoop();
+  void HotFolderLoop();
+
+  ServiceConfig cfg_;
+  std::unique_ptr<Store> store_;
+  std::atomic<int64_t> queued_{0};
+  std::atomic<bool> stop_{false}, ready_{false};
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_, webhook_cv_;
+  std::vector<std::thread> threads_;
+  std::map<std::string, std::shared_ptr<Engine>> engines_;
+  std::mutex engines_mu_;
+  struct Bucket {
+    double tokens;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<int64_t, Bucket> buckets_;
+  // /metrics
+  std::mutex metrics_mu_;
+  std::map<std::pair<std::string, int>, int64_t> requests_;
+  std::map<std::string, int64_t> verdicts_;
+  std::vector<int64_t> latency_buckets_;  // cumulative counts per kLatencyBounds
+  double latency_sum_s_ = 0;
+  int64_t latency_count_ = 0;
+};
+
+// HMAC-SHA256 of a webhook body, lower-case hex: the X-Zeroqc-Signature header is "sha256=<this>".
+std::string WebhookSignature(const std::string& secret, const std::string& body);
+
+}  // namespace zeroqc

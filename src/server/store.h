@@ -1,0 +1,117 @@
+// The service's durable state in SQLite (WAL): products and their references, inspections (which
+// are also the work queue: status queued -> running -> done | failed), defects, reviews, API keys
+// and webhook deliveries. Schema migrations are numbered and applied in order at open.
+// Thread-safe: one connection behind a mutex.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/result.h"
+#include "server/blobs.h"
+#include "server/db.h"
+
+namespace zeroqc {
+
+enum class Scope { kRead = 0, kWrite = 1, kAdmin = 2 };
+StatusOr<Scope> ParseScope(const std::string& s);
+const char* ScopeName(Scope s);
+
+struct ApiKey {
+  int64_t id;
+  Scope scope;
+  std::string name;
+};
+
+struct Product {
+  std::string name;
+  std::string engine = "patch";
+  nlohmann::json settings = nlohmann::json::object();  // engine settings (threshold, vlm provider/model/profile...)
+  std::string webhook_url, webhook_secret;
+};
+
+struct Reference {
+  int64_t id;
+  std::string blob, filename;
+};
+
+struct NewInspection {
+  std::string product, batch, part_id, station, image_blob, image_name;
+  nlohmann::json metadata = nlohmann::json::object();
+};
+
+struct InspectionFilter {
+  std::string product, verdict, since;  // since: ISO-8601 UTC, inclusive
+  int limit = 50;
+  int64_t before_seq = 0;  // paging cursor: rows older than this; 0 = newest first
+};
+
+struct Delivery {
+  int64_t id;
+  std::string inspection, url, secret;
+  int attempts;
+};
+
+struct WorkItem {
+  std::string id, product, image_blob, image_name;
+};
+
+class Store {
+ public:
+  static constexpr int kSchemaVersion = 1;
+  static StatusOr<std::unique_ptr<Store>> Open(const std::filesystem::path& data_dir);
+
+  BlobStore& blobs() { return blobs_; }
+  int schema_version();
+
+  // Keys are shown once; only their SHA-256 is kept.
+  StatusOr<std::string> CreateKey(Scope scope, const std::string& name);
+  std::optional<ApiKey> FindKey(const std::string& token);
+
+  Status PutProduct(const Product& p);
+  std::optional<Product> GetProduct(const std::string& name);
+  std::vector<Product> ListProducts();
+  StatusOr<int64_t> AddReference(const std::string& product, const std::string& blob, const std::string& filename);
+  std::vector<Reference> ListReferences(const std::string& product);
+  bool DeleteReference(const std::string& product, int64_t id);
+
+  // Persists a queued inspection (durable when this returns) and gives its id.
+  StatusOr<std::string> Enqueue(const NewInspection& n);
+  // Claims the oldest queued inspection for a worker: its id, or nullopt when none is queued.
+  std::optional<WorkItem> ClaimNext();
+  Status Finish(const std::string& id, const InspectionResult& r, const std::string& overlay_blob);
+  // After a restart: work that was running when the process died is queued again. Returns queued count.
+  int64_t RequeueRunning();
+  int64_t CountByStatus(const std::string& status);
+  std::optional<nlohmann::json> GetInspection(const std::string& id);
+  // The blob of an inspection's uploaded image or its overlay.
+  std::optional<std::string> InspectionBlob(const std::string& id, bool overlay);
+  nlohmann::json ListInspections(const InspectionFilter& f);  // {items, next_cursor}
+  Status AddReview(const std::string& id, const std::string& verdict, const std::string& comment, const std::string& reviewer);
+
+  // Webhooks: a delivery per finished inspection of a product with a webhook.
+  std::vector<Delivery> DueDeliveries(int max);
+  void DeliveryDone(int64_t id);
+  void DeliveryFailed(int64_t id, const std::string& error, int max_attempts, int delay_ms);
+  nlohmann::json DeadLetters();
+
+ private:
+  Store(std::filesystem::path dir, std::unique_ptr<Db> db) : blobs_(dir / "blobs"), db_(std::move(db)) {}
+  Status Migrate();
+  StatusOr<std::vector<std::vector<DbValue>>> Q(const std::string& sql, const std::vector<DbValue>& args = {});
+
+  BlobStore blobs_;
+  std::unique_ptr<Db> db_;
+  std::recursive_mutex mu_;
+};
+
+// UTC now as "YYYY-MM-DDTHH:MM:SS.mmmZ" (sorts as text).
+std::string NowIso();
+
+}  // namespace zeroqc
