@@ -1,0 +1,414 @@
+// The HTTP API over real HTTP on 127.0.0.1, with an in-process service and a fake engine whose
+// verdicts are known (a bright spot is a defect): happy paths, auth, scopes, rate limits, bad
+// uploads, back-pressure, restart with pending work, webhooks, hot folder, health and metrics.
+#include "server/api.h"
+
+#include <httplib.h>
+#include <utime.h>
+
+#include <fstream>
+#include <future>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "core/base64.h"
+#include "test_support.h"
+
+namespace zeroqc {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Bright spot = NOK. Blocks while `gate` is closed (to fill the queue on purpose).
+class SpotEngine : public Engine {
+ public:
+  explicit SpotEngine(std::shared_future<void> gate) : gate_(std::move(gate)) {}
+  std::string name() const override { return "spot"; }
+  Inspection Inspect(const Image& img) override {
+    gate_.wait();
+    Inspection out;
+    out.result = NewResult(img);
+    cv::Mat gray;
+    cv::cvtColor(img.bgr, gray, cv::COLOR_BGR2GRAY);
+    double hi;
+    cv::Point at;
+    cv::minMaxLoc(gray, nullptr, &hi, nullptr, &at);
+    out.result.threshold = 0.5;
+    out.result.score = hi / 255;
+    out.result.verdict = out.result.score > 0.5 ? "NOK" : "OK";
+    if (out.result.verdict == "NOK")
+      out.result.objects.push_back({"spot", "white", "NOK", "bright", {at.x, at.y, at.x + 8, at.y + 8}, hi / 255});
+    return out;
+  }
+
+ private:
+  std::shared_future<void> gate_;
+};
+
+std::string Png(bool spot, int size = 64) {
+  cv::Mat m(size, size, CV_8UC3, cv::Scalar(60, 70, 80));
+  if (spot) cv::rectangle(m, {20, 20}, {27, 27}, cv::Scalar::all(255), cv::FILLED);
+  std::vector<uint8_t> buf;
+  cv::imencode(".png", m, buf);
+  return std::string(buf.begin(), buf.end());
+}
+
+struct Harness {
+  fs::path dir;
+  std::promise<void> open;
+  std::shared_future<void> gate = open.get_future().share();
+  std::unique_ptr<Service> svc;
+  std::unique_ptr<ApiServer> api;
+  std::string admin, writer, reader;
+
+  // `existing`: a folder prepared by the test (else a fresh one).
+  explicit Harness(std::function<void(ServiceConfig&)> tweak = nullptr, bool gate_open = true, fs::path existing = {})
+      : dir(existing.empty() ? testing::TempDir() : existing) {
+    if (gate_open) open.set_value();
+    Start(tweak);
+    admin = *svc->store().CreateKey(Scope::kAdmin, "admin");
+    writer = *svc->store().CreateKey(Scope::kWrite, "line 3");
+    reader = *svc->store().CreateKey(Scope::kRead, "dashboard");
+  }
+  void Start(std::function<void(ServiceConfig&)> tweak) {
+    ServiceConfig c;
+    c.data_dir = dir / "data";
+    c.webhook_backoff_ms = 20;
+    c.make_engine = [g = gate](const zeroqc::Product&, const std::vector<fs::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
+      if (refs.empty()) return InvalidArgument("no refs");
+      return std::unique_ptr<Engine>(std::make_unique<SpotEngine>(g));
+    };
+    if (tweak) tweak(c);
+    auto s = Service::Start(c);
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    svc = std::move(*s);
+    auto a = ApiServer::Start(*svc, "127.0.0.1", 0, "");
+    EXPECT_TRUE(a.ok()) << a.status().message();
+    api = std::move(*a);
+  }
+  ~Harness() {
+    try {
+      open.set_value();
+    } catch (const std::future_error&) {
+    }
+    api.reset();
+    svc.reset();
+  }
+  httplib::Client Client(const std::string& key) {
+    httplib::Client c("127.0.0.1", api->port());
+    c.set_read_timeout(20, 0);
+    if (!key.empty()) c.set_bearer_token_auth(key.c_str());
+    return c;
+  }
+  void Product(const std::string& name, nlohmann::json extra = nlohmann::json::object()) {
+    extra["name"] = name;
+    auto r = Client(admin).Post("/v1/products", extra.dump(), "application/json");
+    ASSERT_TRUE(r && (r->status == 201 || r->status == 200)) << (r ? r->body : "no answer");
+    httplib::MultipartFormDataItems items = {{"image", Png(false), "good.png", "image/png"}};
+    r = Client(admin).Post(("/v1/products/" + name + "/references").c_str(), items);
+    ASSERT_TRUE(r && r->status == 201) << (r ? r->body : "no answer");
+  }
+  httplib::Result Upload(const std::string& key, const std::string& product, const std::string& bytes, bool wait,
+                         const std::string& extra_query = "") {
+    httplib::MultipartFormDataItems items = {{"image", bytes, "part.png", "image/png"}, {"product", product, "", ""},
+                                             {"batch", "B-17", "", ""}, {"metadata", R"({"shift":"night"})", "", ""}};
+    return Client(key).Post(("/v1/inspections" + std::string(wait ? "?wait=true" : "?") + extra_query).c_str(), items);
+  }
+  nlohmann::json WaitDone(const std::string& id) {
+    for (int i = 0; i < 400; ++i) {
+      auto r = Client(reader).Get(("/v1/inspections/" + id).c_str());
+      if (r && r->status == 200) {
+        auto j = nlohmann::json::parse(r->body);
+        if (j["status"] == "done" || j["status"] == "failed") return j;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ADD_FAILURE() << id << " never finished";
+    return {};
+  }
+};
+
+TEST(Api, InspectWaitListFetchAndReview) {
+  Harness h;
+  h.Product("brush");
+  auto r = h.Upload(h.writer, "brush", Png(true), true);
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto j = nlohmann::json::parse(r->body);
+  EXPECT_EQ(j["status"], "done");
+  EXPECT_EQ(j["verdict"], "NOK");
+  EXPECT_EQ(j["batch"], "B-17");
+  EXPECT_EQ(j["metadata"]["shift"], "night");
+  EXPECT_EQ(j["result"]["objects"][0]["bounding_box"]["x_min"], 20);
+  const std::string id = j["id"];
+
+  // The stored image is the uploaded one; the overlay is a JPEG.
+  auto img = h.Client(h.reader).Get(("/v1/inspections/" + id + "/image").c_str());
+  ASSERT_TRUE(img && img->status == 200);
+  EXPECT_EQ(img->body, Png(true));
+  EXPECT_EQ(img->get_header_value("Content-Type"), "image/png");
+  auto ov = h.Client(h.reader).Get(("/v1/inspections/" + id + "/overlay").c_str());
+  ASSERT_TRUE(ov && ov->status == 200);
+  EXPECT_EQ(uint8_t(ov->body[0]), 0xFF);
+
+  // JSON upload with base64, no wait: 202, then done.
+  nlohmann::json body = {{"product", "brush"}, {"image", Base64Encode({(const uint8_t*)Png(false).data(), Png(false).size()})}, {"part_id", "P-9"}};
+  r = h.Client(h.writer).Post("/v1/inspections", body.dump(), "application/json");
+  ASSERT_TRUE(r && r->status == 202) << (r ? r->body : "");
+  const std::string id2 = nlohmann::json::parse(r->body)["id"];
+  EXPECT_EQ(r->get_header_value("Location"), "/v1/inspections/" + id2);
+  EXPECT_EQ(h.WaitDone(id2)["verdict"], "OK");
+
+  // Filters and paging.
+  auto list = nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections?product=brush&verdict=NOK")->body);
+  ASSERT_EQ(list["items"].size(), 1u);
+  EXPECT_EQ(list["items"][0]["id"], id);
+  auto page1 = nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections?limit=1")->body);
+  ASSERT_EQ(page1["items"].size(), 1u);
+  EXPECT_EQ(page1["items"][0]["id"], id2);  // newest first
+  ASSERT_TRUE(page1["next_cursor"].is_string());
+  auto page2 = nlohmann::json::parse(h.Client(h.reader).Get(("/v1/inspections?limit=1&cursor=" + page1["next_cursor"].get<std::string>()).c_str())->body);
+  ASSERT_EQ(page2["items"].size(), 1u);
+  EXPECT_EQ(page2["items"][0]["id"], id);
+  EXPECT_TRUE(page2["next_cursor"].is_null());
+  EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections?since=2999-01-01T00:00:00Z")->body)["items"].size(), 0u);
+
+  // A person overrides the machine; both are kept.
+  r = h.Client(h.writer).Post(("/v1/inspections/" + id + "/review").c_str(), R"({"verdict":"OK","comment":"dust, wiped off","reviewer":"Ana"})", "application/json");
+  ASSERT_TRUE(r && r->status == 201) << (r ? r->body : "");
+  j = nlohmann::json::parse(r->body);
+  EXPECT_EQ(j["verdict"], "NOK");
+  EXPECT_EQ(j["final_verdict"], "OK");
+  EXPECT_EQ(j["reviews"][0]["reviewer"], "Ana");
+}
+
+TEST(Api, KeysAndScopes) {
+  Harness h;
+  h.Product("brush");
+  auto c = h.Client("");
+  auto r = c.Get("/v1/inspections");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(h.Client("zq_not_a_key").Get("/v1/inspections")->status, 401);
+  EXPECT_EQ(h.Upload(h.reader, "brush", Png(false), false)->status, 403);
+  EXPECT_EQ(h.Client(h.writer).Post("/v1/products", R"({"name":"x"})", "application/json")->status, 403);
+  EXPECT_EQ(h.Client(h.reader).Get("/v1/products")->status, 200);
+  EXPECT_EQ(h.Client(h.admin).Get("/v1/webhooks/dead-letters")->status, 200);
+  EXPECT_EQ(h.Client(h.writer).Get("/v1/webhooks/dead-letters")->status, 403);
+  // Keys are stored hashed: the plaintext is nowhere in the database file.
+  std::ifstream db(h.dir / "data/zeroqc.db", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(db)), {});
+  EXPECT_EQ(bytes.find(h.admin), std::string::npos);
+}
+
+TEST(Api, RateLimitAnswers429WithRetryAfter) {
+  Harness h([](ServiceConfig& c) {
+    c.rate_per_second = 0.5;
+    c.burst = 2;
+  });
+  auto c = h.Client(h.reader);
+  EXPECT_EQ(c.Get("/v1/products")->status, 200);
+  EXPECT_EQ(c.Get("/v1/products")->status, 200);
+  auto r = c.Get("/v1/products");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 429);
+  EXPECT_GE(std::stoi(r->get_header_value("Retry-After")), 1);
+  EXPECT_EQ(h.Client(h.admin).Get("/v1/products")->status, 200);  // per key
+}
+
+TEST(Api, BadUploadsAreRefusedClearly) {
+  Harness h([](ServiceConfig& c) {
+    c.limits.max_bytes = 20000;
+    c.limits.max_pixels = 100 * 100;
+  });
+  h.Product("brush");
+  auto r = h.Upload(h.writer, "brush", "\x89PNG\r\n\x1a\nthis is not a PNG at all", false);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 422) << r->body;
+  EXPECT_EQ(nlohmann::json::parse(r->body)["error"]["code"], "corrupt_image");
+  r = h.Upload(h.writer, "brush", Png(false, 200), false);  // 40,000 pixels
+  EXPECT_EQ(r->status, 413) << r->body;
+  cv::Mat noise(150, 150, CV_8UC3);
+  cv::randu(noise, 0, 255);
+  std::vector<uint8_t> big;
+  cv::imencode(".png", noise, big);  // ~67 KB of incompressible pixels: over the byte limit
+  r = h.Client(h.writer).Post("/v1/inspections?product=brush", std::string(big.begin(), big.end()), "image/png");
+  EXPECT_EQ(r->status, 413) << r->body;
+  r = h.Client(h.writer).Post("/v1/inspections", "hello", "text/plain");
+  EXPECT_EQ(r->status, 415) << r->body;
+  r = h.Upload(h.writer, "nosuchproduct", Png(false), false);
+  EXPECT_EQ(r->status, 404) << r->body;
+  r = h.Upload(h.writer, "../etc", Png(false), false);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_EQ(h.Client(h.reader).Get("/v1/inspections/..%2F..%2Fetc%2Fpasswd")->status, 404);
+  EXPECT_EQ(h.Client(h.reader).Get("/v1/inspections/ins_000000000000000000000000/image")->status, 404);
+  // Nothing refused was stored.
+  EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections")->body)["items"].size(), 0u);
+}
+
+TEST(Api, FullQueueAnswers503AndLosesNothing) {
+  Harness h([](ServiceConfig& c) { c.queue_capacity = 2; }, /*gate_open=*/false);
+  h.Product("brush");
+  std::vector<std::string> ids;
+  int refused = 0;
+  for (int i = 0; i < 5; ++i) {
+    auto r = h.Upload(h.writer, "brush", Png(i % 2 == 0), false);
+    ASSERT_TRUE(r);
+    if (r->status == 202) ids.push_back(nlohmann::json::parse(r->body)["id"]);
+    else {
+      EXPECT_EQ(r->status, 503) << r->body;
+      EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+      ++refused;
+    }
+  }
+  // One is held by the blocked worker, two wait in the queue: the rest are refused.
+  EXPECT_EQ(ids.size(), 3u);
+  EXPECT_EQ(refused, 2);
+  EXPECT_NE(h.Client("").Get("/metrics")->body.find("zeroqc_queue_depth 2"), std::string::npos);
+  h.open.set_value();
+  for (const auto& id : ids) EXPECT_EQ(h.WaitDone(id)["status"], "done");
+}
+
+TEST(Api, RestartResumesAcceptedWork) {
+  auto dir = testing::TempDir();
+  std::vector<std::string> ids;
+  {  // A previous process accepted three inspections and died while running one.
+    auto store = Store::Open(dir / "data");
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->PutProduct({"brush", "patch", nlohmann::json::object(), "", ""}).ok());
+    auto ref = (*store)->blobs().Put(Png(false), "png");
+    ASSERT_TRUE((*store)->AddReference("brush", *ref, "good.png").ok());
+    for (int i = 0; i < 3; ++i) {
+      NewInspection n;
+      n.product = "brush";
+      n.image_blob = *(*store)->blobs().Put(Png(i == 1), "png");
+      ids.push_back(*(*store)->Enqueue(n));
+    }
+    ASSERT_TRUE((*store)->ClaimNext());  // "running" at the moment of the crash
+  }
+  Harness h(nullptr, true, dir);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(h.WaitDone(ids[i])["verdict"], i == 1 ? "NOK" : "OK");
+}
+
+TEST(Api, WebhooksAreSignedRetriedAndDeadLettered) {
+  std::mutex mu;
+  std::vector<std::pair<std::string, std::string>> got;  // body, signature
+  int calls = 0;
+  httplib::Server hook;
+  hook.Post("/flaky", [&](const httplib::Request& q, httplib::Response& res) {
+    std::lock_guard lock(mu);
+    if (++calls <= 2) return void(res.status = 500);
+    got.emplace_back(q.body, q.get_header_value("X-Zeroqc-Signature"));
+  });
+  hook.Post("/down", [](const httplib::Request&, httplib::Response& res) { res.status = 503; });
+  int port = hook.bind_to_any_port("127.0.0.1");
+  std::thread t([&] { hook.listen_after_bind(); });
+  Harness h([](ServiceConfig& c) { c.webhook_attempts = 3; });
+  const std::string base = "http://127.0.0.1:" + std::to_string(port);
+  h.Product("brush", {{"webhook_url", base + "/flaky"}, {"webhook_secret", "s3cret"}});
+  h.Product("plate", {{"webhook_url", base + "/down"}, {"webhook_secret", "x"}});
+  auto id = nlohmann::json::parse(h.Upload(h.writer, "brush", Png(true), true)->body)["id"].get<std::string>();
+  auto id2 = nlohmann::json::parse(h.Upload(h.writer, "plate", Png(true), true)->body)["id"].get<std::string>();
+  nlohmann::json dead;
+  for (int i = 0; i < 200; ++i) {
+    dead = nlohmann::json::parse(h.Client(h.admin).Get("/v1/webhooks/dead-letters")->body)["items"];
+    std::lock_guard lock(mu);
+    if (!got.empty() && !dead.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  hook.stop();
+  t.join();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(got[0].second, "sha256=" + WebhookSignature("s3cret", got[0].first));
+  auto body = nlohmann::json::parse(got[0].first);
+  EXPECT_EQ(body["event"], "inspection.finished");
+  EXPECT_EQ(body["inspection"]["id"], id);
+  EXPECT_EQ(body["inspection"]["verdict"], "NOK");
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0]["inspection"], id2);
+  EXPECT_EQ(dead[0]["attempts"], 3);
+  EXPECT_EQ(dead[0]["last_error"], "HTTP 503");
+}
+
+TEST(Api, HotFolderIngestsOnceThenMoves) {
+  auto drop = testing::TempDir() / "drop";
+  fs::create_directories(drop);
+  {  // the product must exist before the service watches the folder
+    auto store = Store::Open(drop.parent_path() / "data");
+    ASSERT_TRUE((*store)->PutProduct({"brush", "patch", nlohmann::json::object(), "", ""}).ok());
+    ASSERT_TRUE((*store)->AddReference("brush", *(*store)->blobs().Put(Png(false), "png"), "good.png").ok());
+  }
+  auto old = [](const fs::path& p) {  // written a while ago: complete
+    utimbuf t{time(nullptr) - 5, time(nullptr) - 5};
+    utime(p.c_str(), &t);
+  };
+  std::ofstream(drop / "cam1_0001.png", std::ios::binary) << Png(true);
+  std::ofstream(drop / "cam1_0002.png", std::ios::binary) << "garbage";
+  old(drop / "cam1_0001.png");
+  old(drop / "cam1_0002.png");
+  Harness h(
+      [&](ServiceConfig& c) {
+        c.hot_folder = drop;
+        c.hot_folder_product = "brush";
+      },
+      true, drop.parent_path());
+  for (int i = 0; i < 200 && !(fs::exists(drop / "done/cam1_0001.png") && fs::exists(drop / "failed/cam1_0002.png")); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  EXPECT_TRUE(fs::exists(drop / "done/cam1_0001.png"));
+  EXPECT_TRUE(fs::exists(drop / "failed/cam1_0002.png"));
+  EXPECT_TRUE(fs::exists(drop / "failed/cam1_0002.png.error.txt"));
+  EXPECT_FALSE(fs::exists(drop / "cam1_0001.png"));
+  auto list = nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections?product=brush")->body)["items"];
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["image_name"], "cam1_0001.png");
+  EXPECT_EQ(h.WaitDone(list[0]["id"])["verdict"], "NOK");
+}
+
+TEST(Api, HealthReadyAndMetrics) {
+  Harness h;
+  h.Product("brush");
+  ASSERT_EQ(h.Upload(h.writer, "brush", Png(true), true)->status, 200);
+  auto c = h.Client("");
+  EXPECT_EQ(c.Get("/healthz")->status, 200);
+  EXPECT_EQ(c.Get("/readyz")->status, 200);
+  auto m = c.Get("/metrics")->body;
+  for (const char* s : {"zeroqc_http_requests_total{route=\"POST /v1/inspections\",code=\"200\"} 1",
+                        "zeroqc_inspections_total{verdict=\"NOK\"} 1", "zeroqc_inspection_duration_seconds_count 1",
+                        "zeroqc_queue_depth 0"})
+    EXPECT_NE(m.find(s), std::string::npos) << s << "\n" << m;
+}
+
+TEST(Store, BlobNamesCannotEscape) {
+  BlobStore b(testing::TempDir());
+  EXPECT_TRUE(b.PathOf("../../etc/passwd").empty());
+  EXPECT_TRUE(b.PathOf(std::string(64, 'a') + "./x").empty());
+  EXPECT_TRUE(b.PathOf(std::string(64, 'A') + ".png").empty());
+  auto name = b.Put("hello", "png");
+  ASSERT_TRUE(name.ok());
+  EXPECT_EQ(b.PathOf(*name).filename(), *name);
+  EXPECT_EQ(*b.Put("hello", "png"), *name);
+  EXPECT_FALSE(b.Put("x", "p/g").ok());
+}
+
+TEST(Store, MigrationsAreVersioned) {
+  auto dir = testing::TempDir();
+  {
+    auto s = Store::Open(dir);
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ((*s)->schema_version(), Store::kSchemaVersion);
+  }
+  auto again = Store::Open(dir);  // reopening applies nothing twice
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  auto db = Db::Open(dir / "zeroqc.db");
+  ASSERT_TRUE((*db)->Exec("UPDATE schema_version SET version = 99").ok());
+  db->reset();
+  auto future = Store::Open(dir);
+  ASSERT_FALSE(future.ok());
+  EXPECT_NE(future.status().message().find("newer"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace zeroqc
