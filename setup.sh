@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs every dependency (Debian packages, one npm package), builds build/zeroqc and converts
+# Installs every dependency (Debian packages, two npm packages), builds build/zeroqc and converts
 # the default backbone into build/models/. Safe to run again: finished steps are skipped.
 #   ./setup.sh            set up, then run the demo
 #   ./setup.sh --no-demo  set up only (what ./test.sh uses)
@@ -11,7 +11,10 @@ NSFWJS_VERSION=4.2.1
 NSFWJS_SHA512=8ixL8Uk7+9Ir67yUxwtbLFZv6NgmsXsgP2oX5zNxmyTIXUfNdj6FLLVS+YI0pYlMEOExLp69ocfQznzTU9ATGw==
 PACKAGES=(build-essential cmake ninja-build pkg-config git libopencv-dev libonnx-dev libprotobuf-dev
           nlohmann-json3-dev libcli11-dev libopenblas-dev libssl-dev libgtest-dev libgmock-dev
-          libbenchmark-dev libcurl4-openssl-dev libcpp-httplib-dev libsqlite3-dev)
+          libbenchmark-dev libcurl4-openssl-dev libcpp-httplib-dev libsqlite3-dev
+          chromium wrk)
+# The browser test drives Debian's chromium with this (playwright-core never downloads a browser).
+PLAYWRIGHT_VERSION=1.65.1
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
@@ -46,6 +49,13 @@ if [ ! -s "$TFJS/weights.bin" ]; then
   rm -rf "$DEPS/nsfwjs" && mkdir -p "$DEPS/nsfwjs"
   tar -xzf "$tgz" -C "$DEPS/nsfwjs" --strip-components=1 package/dist/models/inception_v3
   node tools/export_tfjs.js "$DEPS/nsfwjs/dist/models/inception_v3" "$TFJS"
+fi
+
+PW=$DEPS/web-test/node_modules/playwright-core/package.json
+if ! grep -q "\"version\": \"$PLAYWRIGHT_VERSION\"" "$PW" 2>/dev/null; then
+  say "installing playwright-core@$PLAYWRIGHT_VERSION from npm (for the browser test)"
+  mkdir -p "$DEPS/web-test"
+  npm install --silent --no-audit --no-fund --prefix "$DEPS/web-test" "playwright-core@$PLAYWRIGHT_VERSION"
 fi
 
 say "building build/zeroqc"
