@@ -124,6 +124,7 @@ void Service::WorkerLoop() {
     }
     --queued_;
     Process(*item);
+    { std::lock_guard lock(mu_); }  // a waiter between its status check and its wait cannot miss this
     done_cv_.notify_all();
     webhook_cv_.notify_one();
   }
