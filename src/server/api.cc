@@ -10,6 +10,9 @@
 namespace zeroqc {
 namespace {
 
+// When the request being served on this thread arrived (set before routing, read by the logger).
+thread_local std::chrono::steady_clock::time_point request_start;
+
 const std::regex kInspectionId("ins_[0-9a-f]{24}");
 const std::regex kProductName("[a-z0-9][a-z0-9_-]{0,63}");
 
@@ -63,7 +66,8 @@ class Routes {
   void Install() {
     http_.set_payload_max_length(size_t(svc_.config().limits.max_bytes) * 4 / 3 + 64 * 1024);  // base64 JSON headroom
     http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      svc_.CountRequest(req.matches.empty() ? "other" : RouteOf(req), res.status);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start).count();
+      svc_.CountRequest(req.matches.empty() ? "other" : RouteOf(req), res.status, s);
     });
     http_.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { Json(res, 200, {{"status", "ok"}}); });
     http_.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
@@ -330,8 +334,10 @@ StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(Service& service, const st
   s->http_ = std::make_unique<httplib::Server>();
   auto routes = std::make_shared<Routes>(service, *s->http_, web_dir);
   routes->Install();
-  // The routes live as long as the server: the handlers hold them through this capture.
+  // Stamps the request's start for the latency histogram. Holding `routes` here keeps them alive
+  // as long as the server.
   s->http_->set_pre_routing_handler([routes](const httplib::Request&, httplib::Response&) {
+    request_start = std::chrono::steady_clock::now();
     return httplib::Server::HandlerResponse::Unhandled;
   });
   s->port_ = port == 0 ? s->http_->bind_to_any_port(bind) : (s->http_->bind_to_port(bind, port) ? port : -1);

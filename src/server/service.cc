@@ -27,7 +27,6 @@ StatusOr<std::unique_ptr<Service>> Service::Start(ServiceConfig c) {
   auto store = Store::Open(s->cfg_.data_dir);
   if (!store.ok()) return store.status();
   s->store_ = std::move(*store);
-  s->latency_buckets_.assign(std::size(kLatencyBounds), 0);
   s->queued_ = s->store_->RequeueRunning();  // work accepted before a crash or restart resumes
   for (int i = 0; i < std::max(1, s->cfg_.workers); ++i) s->threads_.emplace_back([p = s.get()] { p->WorkerLoop(); });
   s->threads_.emplace_back([p = s.get()] { p->WebhookLoop(); });
@@ -152,10 +151,22 @@ void Service::Process(const WorkItem& item) {
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::lock_guard lock(metrics_mu_);
   ++verdicts_[insp.result.error ? "error" : insp.result.verdict];
+  inspection_seconds_.Add(s);
+}
+
+void Service::Histogram::Add(double seconds) {
+  if (buckets.empty()) buckets.assign(std::size(kLatencyBounds), 0);
   for (size_t i = 0; i < std::size(kLatencyBounds); ++i)
-    if (s <= kLatencyBounds[i]) ++latency_buckets_[i];
-  latency_sum_s_ += s;
-  ++latency_count_;
+    if (seconds <= kLatencyBounds[i]) ++buckets[i];
+  sum += seconds;
+  ++count;
+}
+
+void Service::Histogram::Write(std::ostream& m, const std::string& name, const std::string& help) const {
+  m << "# HELP " << name << " " << help << "\n# TYPE " << name << " histogram\n";
+  for (size_t i = 0; i < std::size(kLatencyBounds); ++i)
+    m << name << "_bucket{le=\"" << kLatencyBounds[i] << "\"} " << (buckets.empty() ? 0 : buckets[i]) << "\n";
+  m << name << "_bucket{le=\"+Inf\"} " << count << "\n" << name << "_sum " << sum << "\n" << name << "_count " << count << "\n";
 }
 
 void Service::WebhookLoop() {
@@ -211,9 +222,10 @@ void Service::HotFolderLoop() {
   }
 }
 
-void Service::CountRequest(const std::string& route, int status) {
+void Service::CountRequest(const std::string& route, int status, double seconds) {
   std::lock_guard lock(metrics_mu_);
   ++requests_[{route, status}];
+  request_seconds_.Add(seconds);
 }
 
 std::string Service::MetricsText() {
@@ -224,13 +236,8 @@ std::string Service::MetricsText() {
     m << "zeroqc_http_requests_total{route=\"" << k.first << "\",code=\"" << k.second << "\"} " << v << "\n";
   m << "# HELP zeroqc_inspections_total Finished inspections by verdict.\n# TYPE zeroqc_inspections_total counter\n";
   for (const auto& [k, v] : verdicts_) m << "zeroqc_inspections_total{verdict=\"" << k << "\"} " << v << "\n";
-  m << "# HELP zeroqc_inspection_duration_seconds Time from claim to stored result.\n"
-       "# TYPE zeroqc_inspection_duration_seconds histogram\n";
-  for (size_t i = 0; i < std::size(kLatencyBounds); ++i)
-    m << "zeroqc_inspection_duration_seconds_bucket{le=\"" << kLatencyBounds[i] << "\"} " << latency_buckets_[i] << "\n";
-  m << "zeroqc_inspection_duration_seconds_bucket{le=\"+Inf\"} " << latency_count_ << "\n"
-    << "zeroqc_inspection_duration_seconds_sum " << latency_sum_s_ << "\n"
-    << "zeroqc_inspection_duration_seconds_count " << latency_count_ << "\n";
+  inspection_seconds_.Write(m, "zeroqc_inspection_duration_seconds", "Time from claim to stored result.");
+  request_seconds_.Write(m, "zeroqc_http_request_duration_seconds", "HTTP request latency, all routes.");
   m << "# HELP zeroqc_queue_depth Inspections waiting for a worker.\n# TYPE zeroqc_queue_depth gauge\nzeroqc_queue_depth "
     << queued_.load() << "\n";
   m << "# HELP zeroqc_webhook_dead_letters Webhook deliveries that gave up.\n# TYPE zeroqc_webhook_dead_letters gauge\n"

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <ostream>
 #include <thread>
 
 #include "engines/engine.h"
@@ -58,7 +59,7 @@ class Service {
   void InvalidateEngine(const std::string& product);
 
   std::string MetricsText();
-  void CountRequest(const std::string& route, int status);
+  void CountRequest(const std::string& route, int status, double seconds);
   bool ready() const { return ready_.load(); }
 
  private:
@@ -87,9 +88,14 @@ class Service {
   std::mutex metrics_mu_;
   std::map<std::pair<std::string, int>, int64_t> requests_;
   std::map<std::string, int64_t> verdicts_;
-  std::vector<int64_t> latency_buckets_;  // cumulative counts per kLatencyBounds
-  double latency_sum_s_ = 0;
-  int64_t latency_count_ = 0;
+  struct Histogram {
+    std::vector<int64_t> buckets;  // cumulative counts per kLatencyBounds
+    double sum = 0;
+    int64_t count = 0;
+    void Add(double seconds);
+    void Write(std::ostream& out, const std::string& name, const std::string& help) const;
+  };
+  Histogram inspection_seconds_, request_seconds_;
 };
 
 // HMAC-SHA256 of a webhook body, lower-case hex: the X-Zeroqc-Signature header is "sha256=<this>".

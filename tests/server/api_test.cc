@@ -377,6 +377,7 @@ TEST(Api, HealthReadyAndMetrics) {
   auto m = c.Get("/metrics")->body;
   for (const char* s : {"zeroqc_http_requests_total{route=\"POST /v1/inspections\",code=\"200\"} 1",
                         "zeroqc_inspections_total{verdict=\"NOK\"} 1", "zeroqc_inspection_duration_seconds_count 1",
+                        "zeroqc_http_request_duration_seconds_bucket{le=\"+Inf\"}",
                         "zeroqc_queue_depth 0"})
     EXPECT_NE(m.find(s), std::string::npos) << s << "\n" << m;
 }
