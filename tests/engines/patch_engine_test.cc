@@ -1,4 +1,5 @@
 #include "engines/patch/patch_engine.h"
+#include "engines/patch/threshold.h"
 
 #include <fstream>
 
@@ -92,6 +93,18 @@ TEST(PatchEngine, ToothbrushWithAllReferencesMeetsTheAcceptanceBar) {
   EXPECT_GE(specificity, 0.90);
   EXPECT_GE(recall, 0.95);
   EXPECT_GE(localised, tp * 8 / 10) << "most detected defects must be boxed where the mask is";
+}
+
+TEST(PatchEngine, FewReferencesCalibrateWithLeaveOneOutAndJitter) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  const auto root = testing::Datasets() / "mvtec-toothbrush/train/good";
+  auto engine = PatchEngine::Create(Options(), {root / "000.png", root / "001.png", root / "002.png"});
+  ASSERT_TRUE(engine.ok()) << engine.status().message();
+  const auto& bank = (*engine)->bank();
+  EXPECT_EQ(bank.loo_scores.size(), 3u);
+  EXPECT_EQ(bank.jitter_scores.size(), 9u) << "three jittered copies of each reference";
+  EXPECT_DOUBLE_EQ((*engine)->threshold(), CalibrateFewShot(bank.loo_scores, bank.jitter_scores, 3, 2.0));
 }
 
 TEST(PatchEngine, OneReferenceStillCalibratesAndFindsADefect) {

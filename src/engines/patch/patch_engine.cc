@@ -15,18 +15,23 @@
 namespace zeroqc {
 namespace {
 
-constexpr int kBankFormat = 1;  // bump when the bank's meaning changes: invalidates caches
+constexpr int kBankFormat = 3;  // bump when the bank's meaning changes: invalidates caches
+constexpr int kFewShot = 32;    // from this many references on, leave-one-out alone calibrates
+constexpr int kJitteredRefs = 8;  // references jittered for few-shot calibration (3 copies each)
 
-// Pseudo-references for a single reference: slightly shifted, rotated and re-lit copies, so that
-// a one-shot bank still has good images that are not pixel-identical to score for calibration.
-std::vector<cv::Mat> Jitter(const cv::Mat& bgr) {
+// Pseudo-good images: shifted, rotated and re-lit copies of a reference (±2°, 1-2% shift, ±5%
+// gain at strength 1). They stand in for other good parts of a one-shot bank, and are the
+// optimistic side of the few-shot bracket (see CalibrateFewShot). Stronger copies (±5°) helped
+// loose parts like toothbrushes as much, but a rigid part in a fixture turned its own rotation
+// into an anomaly and the threshold rose above every defect.
+std::vector<cv::Mat> Jitter(const cv::Mat& bgr, double strength) {
   std::vector<cv::Mat> out;
   const cv::Point2f c(bgr.cols / 2.f, bgr.rows / 2.f);
   for (auto [angle, dx, gain] : {std::tuple{2.0, 0.01, 1.05}, {-2.0, -0.01, 0.95}, {0.0, 0.02, 1.0}}) {
-    cv::Mat m = cv::getRotationMatrix2D(c, angle, 1.0), r;
-    m.at<double>(0, 2) += dx * bgr.cols;
+    cv::Mat m = cv::getRotationMatrix2D(c, angle * strength, 1.0), r;
+    m.at<double>(0, 2) += dx * strength * bgr.cols;
     cv::warpAffine(bgr, r, m, bgr.size(), cv::INTER_LINEAR, cv::BORDER_REFLECT);
-    r.convertTo(r, -1, gain);
+    r.convertTo(r, -1, 1.0 + (gain - 1.0) * strength);
     out.push_back(r);
   }
   return out;
@@ -78,7 +83,8 @@ StatusOr<std::unique_ptr<PatchEngine>> PatchEngine::Create(const PatchEngineOpti
     if (!engine->cache_file_.empty()) ZQ_RETURN_IF_ERROR(engine->bank_.Save(engine->cache_file_));
   }
   engine->threshold_ = options.threshold ? *options.threshold
-                                         : CalibrateThreshold(engine->bank_.loo_scores, options.threshold_sigmas);
+                                         : CalibrateFewShot(engine->bank_.loo_scores, engine->bank_.jitter_scores,
+                                                            refs.size(), options.threshold_sigmas);
   return engine;
 }
 
@@ -98,11 +104,18 @@ cv::Mat PatchEngine::AnomalyMap(const std::vector<float>& d) const {
 
 Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   std::vector<PatchGrid> grids;
-  cv::Mat first;  // kept for one-shot calibration, so the reference is not decoded twice
-  for (const auto& path : refs) {
-    auto img = LoadImage(path, opt_.limits);
+  std::vector<cv::Mat> jitter_sources;  // the references jittered for calibration, decoded once
+  const size_t n = refs.size();
+  const size_t jittered = n == 1 || n >= size_t(kFewShot) ? (n == 1 ? 1 : 0) : std::min<size_t>(n, kJitteredRefs);
+  for (size_t i = 0; i < n; ++i) {
+    auto img = LoadImage(refs[i], opt_.limits);
     if (!img.ok()) return Status(img.status().code(), "reference " + img.status().message());
-    if (first.empty()) first = img->bgr;
+    if (jittered && (i * jittered) % n < jittered) {  // evenly spread; kept small (the backbone sees 416 px)
+      const double s = std::min(1.0, 1024.0 / std::max(img->bgr.cols, img->bgr.rows));
+      cv::Mat small = img->bgr;
+      if (s < 1.0) cv::resize(img->bgr, small, {}, s, s, cv::INTER_AREA);
+      jitter_sources.push_back(small);
+    }
     auto g = Describe(img->bgr);
     if (!g.ok()) return g.status();
     bank_.Add(*g);
@@ -111,17 +124,29 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   bank_.UpdateNorms();
   if (bank_.rows.rows > opt_.max_bank_rows) CoresetSubsample(bank_, double(opt_.max_bank_rows) / bank_.rows.rows);
 
+  auto score = [&](const cv::Mat& bgr) -> StatusOr<double> {
+    auto g = Describe(bgr);
+    if (!g.ok()) return g.status();
+    return ImageScore(AnomalyMap(NearestDistances(g->descriptors, bank_)));
+  };
   bank_.loo_scores.clear();
-  if (grids.size() >= 2) {
-    for (size_t i = 0; i < grids.size(); ++i)
-      bank_.loo_scores.push_back(ImageScore(AnomalyMap(NearestDistances(grids[i].descriptors, bank_, int(i)))));
-  } else {
-    for (const auto& j : Jitter(first)) {
-      auto g = Describe(j);
-      if (!g.ok()) return g.status();
-      bank_.loo_scores.push_back(ImageScore(AnomalyMap(NearestDistances(g->descriptors, bank_))));
+  bank_.jitter_scores.clear();
+  if (n == 1) {  // no leave-one-out: jittered copies stand in for other good parts
+    for (const auto& j : Jitter(jitter_sources.front(), 1.0)) {
+      auto s = score(j);
+      if (!s.ok()) return s.status();
+      bank_.loo_scores.push_back(*s);
     }
+    return Status::Ok();
   }
+  for (size_t i = 0; i < n; ++i)
+    bank_.loo_scores.push_back(ImageScore(AnomalyMap(NearestDistances(grids[i].descriptors, bank_, int(i)))));
+  for (const auto& src : jitter_sources)
+    for (const auto& j : Jitter(src, 1.0)) {
+      auto s = score(j);
+      if (!s.ok()) return s.status();
+      bank_.jitter_scores.push_back(*s);
+    }
   return Status::Ok();
 }
 

@@ -29,4 +29,13 @@ double CalibrateThreshold(std::vector<double> s, double sigmas) {
   return median + sigmas * spread;
 }
 
+double CalibrateFewShot(const std::vector<double>& loo, const std::vector<double>& jitter, size_t references,
+                        double sigmas) {
+  const double loo_rule = CalibrateThreshold(loo, sigmas);
+  if (references < 2 || jitter.empty()) return loo_rule;
+  const double w = std::min(1.0, double(references) / 32.0);
+  const double bracket = std::sqrt(Median(loo) * Median(jitter)) * (1.0 + 0.05 * sigmas);
+  return std::exp(w * std::log(loo_rule) + (1.0 - w) * std::log(bracket));
+}
+
 }  // namespace zeroqc

@@ -21,4 +21,15 @@ double ImageScore(const cv::Mat& map);
 // REQUIRES: !loo_scores.empty().
 double CalibrateThreshold(std::vector<double> loo_scores, double sigmas);
 
+// The threshold of a bank of `references` images. With few references, leave-one-out is
+// pessimistic (the left-out image's own look is missing from the bank, so good parts score high)
+// and jittered copies scored against the full bank are optimistic (their source is in it). A new
+// good part lies between: the few-shot estimate is the geometric mean of the two medians times
+// (1 + 0.05 * sigmas). It is blended, in log space, with CalibrateThreshold(loo_scores) by the
+// weight min(1, references / 32): from 32 references on, leave-one-out alone decides.
+// A single reference (no leave-one-out) uses CalibrateThreshold on its jittered copies, which the
+// engine passes as `loo_scores`. Measured on MVTec toothbrush in docs/BENCHMARKS.md.
+double CalibrateFewShot(const std::vector<double>& loo_scores, const std::vector<double>& jitter_scores,
+                        size_t references, double sigmas);
+
 }  // namespace zeroqc
