@@ -101,8 +101,7 @@ class Routes {
     http_.Post(R"(/v1/products/([^/]+)/references)", Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) { AddReference(q, r); }));
     http_.Delete(R"(/v1/products/([^/]+)/references/(\d{1,18}))", Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) {
       if (auto p = FindProduct(q, r)) {
-        if (!svc_.store().DeleteReference(p->name, std::stoll(q.matches[2]))) return Error(r, 404, "not_found", "no such reference");
-        svc_.InvalidateEngine(p->name);
+        if (!svc_.RemoveReference(p->name, std::stoll(q.matches[2]))) return Error(r, 404, "not_found", "no such reference");
         r.status = 204;
       }
     }));
@@ -311,13 +310,8 @@ class Routes {
     std::string bytes, filename;
     nlohmann::json fields = nlohmann::json::object();
     if (!ReadUpload(q, r, &bytes, &filename, &fields)) return;
-    auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, svc_.config().limits);
-    if (!img.ok()) return Error(r, HttpStatusOf(img.status().code()), CodeName(img.status().code()), img.status().message());
-    auto blob = svc_.store().blobs().Put(bytes, img->format == "jpeg" ? "jpg" : img->format);
-    if (!blob.ok()) return Error(r, 500, "internal", blob.status().message());
-    auto id = svc_.store().AddReference(p->name, *blob, filename.substr(0, 255));
-    if (!id.ok()) return Error(r, 500, "internal", id.status().message());
-    svc_.InvalidateEngine(p->name);  // the memory bank is rebuilt on the next inspection
+    auto id = svc_.AddReference(p->name, bytes, filename);
+    if (!id.ok()) return Error(r, HttpStatusOf(id.status().code()), CodeName(id.status().code()), id.status().message());
     Json(r, 201, {{"id", *id}, {"filename", filename}, {"image", "/v1/products/" + p->name + "/references/" + std::to_string(*id) + "/image"}});
   }
 

@@ -51,9 +51,7 @@ Service::~Service() {
 StatusOr<std::string> Service::Submit(NewInspection n, std::string_view bytes) {
   if (!store_->GetProduct(n.product)) return NotFound("unknown product '" + n.product + "': create it with POST /v1/products");
   if (queue_full()) return Unavailable("the inspection queue is full (" + std::to_string(cfg_.queue_capacity) + "): retry later");
-  auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, cfg_.limits);
-  if (!img.ok()) return img.status();
-  auto blob = store_->blobs().Put(bytes, Ext(img->format));
+  auto blob = StoreImage(bytes);
   if (!blob.ok()) return blob.status();
   n.image_blob = *blob;
   auto id = store_->Enqueue(n);
@@ -61,6 +59,26 @@ StatusOr<std::string> Service::Submit(NewInspection n, std::string_view bytes) {
   ++queued_;
   work_cv_.notify_one();
   return id;
+}
+
+StatusOr<std::string> Service::StoreImage(std::string_view bytes) {
+  auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, cfg_.limits);
+  if (!img.ok()) return img.status();
+  return store_->blobs().Put(bytes, Ext(img->format));
+}
+
+StatusOr<int64_t> Service::AddReference(const std::string& product, std::string_view bytes, const std::string& filename) {
+  auto blob = StoreImage(bytes);
+  if (!blob.ok()) return blob.status();
+  auto id = store_->AddReference(product, *blob, filename.substr(0, 255));
+  if (id.ok()) InvalidateEngine(product);
+  return id;
+}
+
+bool Service::RemoveReference(const std::string& product, int64_t id) {
+  if (!store_->DeleteReference(product, id)) return false;
+  InvalidateEngine(product);
+  return true;
 }
 
 bool Service::WaitFor(const std::string& id, std::chrono::milliseconds timeout) {

@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <ostream>
+#include <string_view>
 #include <thread>
 
 #include "engines/engine.h"
@@ -55,7 +56,12 @@ class Service {
   // Token bucket per key; returns 0 when allowed, else the seconds to wait.
   double RateLimit(int64_t key_id);
 
-  // References changed or the product was edited: its engine is rebuilt on next use.
+  // Reference images of a product: checked like uploads, stored, and the product's engine rebuilt
+  // on its next inspection.
+  StatusOr<int64_t> AddReference(const std::string& product, std::string_view image_bytes, const std::string& filename);
+  bool RemoveReference(const std::string& product, int64_t id);
+
+  // The product was edited: its engine is rebuilt on next use.
   void InvalidateEngine(const std::string& product);
 
   std::string MetricsText();
@@ -64,6 +70,8 @@ class Service {
 
  private:
   explicit Service(ServiceConfig c) : cfg_(std::move(c)) {}
+  // Checks that the bytes decode within the limits and stores them: the blob name.
+  StatusOr<std::string> StoreImage(std::string_view bytes);
   void WorkerLoop();
   void Process(const WorkItem& item);
   StatusOr<std::shared_ptr<Engine>> EngineFor(const std::string& product);
