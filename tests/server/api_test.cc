@@ -244,7 +244,7 @@ TEST(Api, BadUploadsAreRefusedClearly) {
   EXPECT_EQ(r->status, 400) << r->body;
   EXPECT_EQ(h.Client(h.reader).Get("/v1/inspections/..%2F..%2Fetc%2Fpasswd")->status, 404);
   EXPECT_EQ(h.Client(h.reader).Get("/v1/inspections/ins_000000000000000000000000/image")->status, 404);
-  httplib::MultipartFormDataItems bad_ref = {{"image", "not an image", "ref.png", "image/png"}};
+  httplib::MultipartFormDataItems bad_ref = {{"image", "\x89PNG\r\n\x1a\n truncated", "ref.png", "image/png"}};
   r = h.Client(h.admin).Post("/v1/products/brush/references", bad_ref);
   EXPECT_EQ(r->status, 422) << r->body;  // references are checked like uploads
   EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush")->body)["references"].size(), 1u);
