@@ -6,10 +6,10 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
-#include <thread>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+
+#include "core/parallel.h"
 
 namespace zeroqc {
 namespace {
@@ -127,28 +127,24 @@ StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& facto
     report({ri, o.seeds, 0, d.samples.size(), "references"});
     auto t0 = std::chrono::steady_clock::now();
     auto engine = factory(run.references);
-    if (!engine.ok()) return Status(engine.status().code(), "seed " + std::to_string(run.seed) + ": " + engine.status().message());
+    if (!engine.ok())
+      return Status(engine.status().code(), "seed " + std::to_string(run.seed) + ": " + engine.status().message());
     run.setup_ms = MsSince(t0);
 
     run.records.resize(d.samples.size());
-    std::atomic<size_t> next{0}, done{0};
-    auto worker = [&] {
-      for (size_t i; (i = next++) < d.samples.size();) {
-        Record& rec = run.records[i];
-        rec.sample = i;
-        const auto start = std::chrono::steady_clock::now();
-        Inspection insp = InspectFile(**engine, d.samples[i].image, o.limits);
-        rec.latency_ms = MsSince(start);
-        rec.map = ScoreMap(insp, o.map_side);
-        rec.map_is_heatmap = !insp.heatmap.empty();
-        rec.result = std::move(insp.result);
-        report({ri, o.seeds, ++done, d.samples.size(), "inspect"});
-      }
-    };
+    std::atomic<size_t> done{0};
     t0 = std::chrono::steady_clock::now();
-    std::vector<std::thread> pool;
-    for (int j = 0; j < o.jobs; ++j) pool.emplace_back(worker);
-    for (auto& t : pool) t.join();
+    ParallelFor(d.samples.size(), o.jobs, [&](size_t i) {
+      Record& rec = run.records[i];
+      rec.sample = i;
+      const auto start = std::chrono::steady_clock::now();
+      Inspection insp = InspectFile(**engine, d.samples[i].image, o.limits);
+      rec.latency_ms = MsSince(start);
+      rec.map = ScoreMap(insp, o.map_side);
+      rec.map_is_heatmap = !insp.heatmap.empty();
+      rec.result = std::move(insp.result);
+      report({ri, o.seeds, ++done, d.samples.size(), "inspect"});
+    });
     run.wall_ms = MsSince(t0);
     run.throughput_ips = run.wall_ms > 0 ? 1000.0 * double(d.samples.size()) / run.wall_ms : 0;
     for (const auto& rec : run.records)

@@ -1,12 +1,10 @@
-#include <atomic>
-#include <optional>
 #include <iostream>
 #include <mutex>
-#include <thread>
-
 #include <opencv2/imgcodecs.hpp>
+#include <optional>
 
 #include "cli/commands.h"
+#include "core/parallel.h"
 #include "image/overlay.h"
 
 namespace zeroqc::cli {
@@ -18,33 +16,28 @@ int InspectImages(Engine& engine, const std::vector<std::string>& images, const 
   std::mutex mu;
   size_t printed = 0;
   bool failed = false;
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t i; (i = next++) < images.size();) {
-      const std::string& path = images[i];
-      Image img;
-      Inspection insp = InspectFile(engine, path, limits, &img);
-      if (!overlay_dir.empty() && !img.bgr.empty()) {
-        auto out = std::filesystem::path(overlay_dir) / (std::filesystem::path(path).stem().string() + "_overlay.jpg");
-        cv::imwrite(out.string(), DrawOverlay(img.bgr, insp.heatmap, insp.result));
-      }
-      std::lock_guard lock(mu);
-      failed = failed || insp.result.error.has_value();
-      lines[i] = ToJson(insp.result).dump();
-      for (; printed < lines.size() && lines[printed]; ++printed) {  // stream in input order
-        std::cout << *lines[printed] << std::endl;
-        if (jsonl) *jsonl << *lines[printed] << "\n";
-      }
+  ParallelFor(images.size(), jobs, [&](size_t i) {
+    const std::string& path = images[i];
+    Image img;
+    Inspection insp = InspectFile(engine, path, limits, &img);
+    if (!overlay_dir.empty() && !img.bgr.empty()) {
+      auto out = std::filesystem::path(overlay_dir) / (std::filesystem::path(path).stem().string() + "_overlay.jpg");
+      cv::imwrite(out.string(), DrawOverlay(img.bgr, insp.heatmap, insp.result));
     }
-  };
-  std::vector<std::thread> pool;
-  for (int j = 0; j < std::max(1, jobs); ++j) pool.emplace_back(worker);
-  for (auto& t : pool) t.join();
+    std::lock_guard lock(mu);
+    failed = failed || insp.result.error.has_value();
+    lines[i] = ToJson(insp.result).dump();
+    for (; printed < lines.size() && lines[printed]; ++printed) {  // stream in input order
+      std::cout << *lines[printed] << std::endl;
+      if (jsonl) *jsonl << *lines[printed] << "\n";
+    }
+  });
   return failed ? kExitImageFailed : kExitOk;
 }
 
 void RegisterInspect(CLI::App& app) {
-  auto* cmd = app.add_subcommand("inspect", "inspect QC images against reference images of good parts (JSON Lines on stdout)");
+  auto* cmd =
+      app.add_subcommand("inspect", "inspect QC images against reference images of good parts (JSON Lines on stdout)");
   struct Args {
     EngineFlags engine;
     std::string engine_name = "patch", refs, overlay;
@@ -52,10 +45,13 @@ void RegisterInspect(CLI::App& app) {
     std::vector<std::string> images;
   };
   auto args = std::make_shared<Args>();
-  cmd->add_option("--engine", args->engine_name, "patch (embedded, offline) or vlm (a vision-language model) (default patch)")->check(CLI::IsMember(EngineNames()));
+  cmd->add_option("--engine", args->engine_name,
+                  "patch (embedded, offline) or vlm (a vision-language model) (default patch)")
+      ->check(CLI::IsMember(EngineNames()));
   cmd->add_option("--refs", args->refs, "folder of reference images of good parts")->required();
   cmd->add_option("--overlay", args->overlay, "write each image with heat map and boxes to this folder");
-  cmd->add_option("--jobs", args->jobs, "images inspected at a time (parallel model requests for vlm) (default 1)")->check(CLI::Range(1, 256));
+  cmd->add_option("--jobs", args->jobs, "images inspected at a time (parallel model requests for vlm) (default 1)")
+      ->check(CLI::Range(1, 256));
   cmd->add_option("images", args->images, "QC images")->required();
   args->engine.Register(cmd);
   cmd->callback([args] {
