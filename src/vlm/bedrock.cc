@@ -1,5 +1,4 @@
 // Amazon Bedrock Converse API (Nova and other multimodal models), SigV4 or Bedrock API key.
-#include "core/base64.h"
 #include "vlm/aws_credentials.h"
 #include "vlm/provider.h"
 
@@ -7,7 +6,7 @@ namespace zeroqc {
 namespace {
 
 nlohmann::json ImageBlock(const EncodedImage& img) {
-  return {{"image", {{"format", img.format}, {"source", {{"bytes", Base64Encode({(const uint8_t*)img.bytes.data(), img.bytes.size()})}}}}}};
+  return {{"image", {{"format", img.format}, {"source", {{"bytes", img.base64()}}}}}};
 }
 
 nlohmann::json Message(const std::string& role, const std::string& text) {
@@ -32,11 +31,9 @@ std::string ErrorType(const HttpResponse& r) {
 
 class Bedrock : public HttpProvider {
  public:
-  Bedrock(ProviderOptions o, AwsAuth auth) : HttpProvider(std::move(o)), auth_(std::move(auth)) {
-    if (opt_.base_url.empty()) opt_.base_url = "https://bedrock-runtime." + auth_.region + ".amazonaws.com";
-    if (opt_.timeout_ms <= 0) opt_.timeout_ms = 120000;
-    while (!opt_.base_url.empty() && opt_.base_url.back() == '/') opt_.base_url.pop_back();
-  }
+  Bedrock(ProviderOptions o, AwsAuth auth)
+      : HttpProvider(std::move(o), "https://bedrock-runtime." + auth.region + ".amazonaws.com", 120000),
+        auth_(std::move(auth)) {}
   std::string name() const override { return "bedrock"; }
   BoxFormat default_box_format() const override { return BoxFormat::kNorm1000; }
 

@@ -1,24 +1,14 @@
 // OpenAI-compatible chat completions (OpenAI, vLLM, llama.cpp server, LM Studio) and Ollama's native /api/chat.
 #include <cstdlib>
 
-#include "core/base64.h"
 #include "vlm/provider.h"
 
 namespace zeroqc {
 namespace {
 
-std::string B64(const EncodedImage& img) { return Base64Encode({(const uint8_t*)img.bytes.data(), img.bytes.size()}); }
-
-std::string Trimmed(std::string url) {
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  return url;
-}
-
 class OpenAi : public HttpProvider {
  public:
-  explicit OpenAi(ProviderOptions o) : HttpProvider(std::move(o)) {
-    opt_.base_url = Trimmed(opt_.base_url.empty() ? "https://api.openai.com/v1" : opt_.base_url);
-    if (opt_.timeout_ms <= 0) opt_.timeout_ms = 120000;
+  explicit OpenAi(ProviderOptions o) : HttpProvider(std::move(o), "https://api.openai.com/v1", 120000) {
     const std::string env = opt_.api_key_env.empty() ? "OPENAI_API_KEY" : opt_.api_key_env;
     if (const char* k = std::getenv(env.c_str())) key_ = k;
   }
@@ -31,10 +21,10 @@ class OpenAi : public HttpProvider {
     nlohmann::json content = nlohmann::json::array();
     for (size_t i = 0; i < q.references.size(); ++i) {
       content.push_back({{"type", "text"}, {"text", "Reference image " + std::to_string(i + 1) + " of " + std::to_string(q.references.size()) + ": a good part."}});
-      content.push_back({{"type", "image_url"}, {"image_url", {{"url", "data:" + q.references[i]->mime() + ";base64," + B64(*q.references[i])}}}});
+      content.push_back({{"type", "image_url"}, {"image_url", {{"url", "data:" + q.references[i]->mime() + ";base64," + q.references[i]->base64()}}}});
     }
     content.push_back({{"type", "text"}, {"text", "Image to inspect:"}});
-    content.push_back({{"type", "image_url"}, {"image_url", {{"url", "data:" + q.image->mime() + ";base64," + B64(*q.image)}}}});
+    content.push_back({{"type", "image_url"}, {"image_url", {{"url", "data:" + q.image->mime() + ";base64," + q.image->base64()}}}});
     content.push_back({{"type", "text"}, {"text", q.instruction}});
     nlohmann::json messages = {{{"role", "system"}, {"content", q.system}}, {{"role", "user"}, {"content", content}}};
     if (!q.repair.empty()) {
@@ -75,10 +65,8 @@ class OpenAi : public HttpProvider {
 
 class Ollama : public HttpProvider {
  public:
-  explicit Ollama(ProviderOptions o) : HttpProvider(std::move(o)) {
-    opt_.base_url = Trimmed(opt_.base_url.empty() ? "http://127.0.0.1:11434" : opt_.base_url);
-    if (opt_.timeout_ms <= 0) opt_.timeout_ms = 600000;
-  }
+  // Local models on a CPU are slow: ten minutes before a request counts as hung.
+  explicit Ollama(ProviderOptions o) : HttpProvider(std::move(o), "http://127.0.0.1:11434", 600000) {}
   std::string name() const override { return "ollama"; }
   BoxFormat default_box_format() const override { return BoxFormat::kNorm1000; }  // Qwen2-VL/Qwen3-VL family
 
@@ -86,8 +74,8 @@ class Ollama : public HttpProvider {
   StatusOr<Call> Build(const VlmRequest& q) override {
     const PromptProfile& p = *q.profile;
     nlohmann::json images = nlohmann::json::array();
-    for (const auto* r : q.references) images.push_back(B64(*r));
-    images.push_back(B64(*q.image));
+    for (const auto* r : q.references) images.push_back(r->base64());
+    images.push_back(q.image->base64());
     std::string text = "The first " + std::to_string(q.references.size()) +
                        " image(s) are references of a good part; the last image is the part to inspect.\n" + q.instruction;
     nlohmann::json messages = {{{"role", "system"}, {"content", q.system}}, {{"role", "user"}, {"content", text}, {"images", images}}};

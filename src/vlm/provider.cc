@@ -4,6 +4,8 @@
 #include <random>
 #include <thread>
 
+#include "core/base64.h"
+
 namespace zeroqc {
 
 std::unique_ptr<Provider> MakeBedrock(const ProviderOptions& o, Status* error);
@@ -22,6 +24,17 @@ StatusOr<std::unique_ptr<Provider>> MakeProvider(const std::string& name, const 
   else return InvalidArgument("unknown provider '" + name + "': use bedrock, openai or ollama");
   if (!error.ok()) return error;
   return p;
+}
+
+std::string EncodedImage::base64() const {
+  return Base64Encode({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+}
+
+HttpProvider::HttpProvider(ProviderOptions o, const std::string& default_base_url, int default_timeout_ms)
+    : opt_(std::move(o)) {
+  if (opt_.base_url.empty()) opt_.base_url = default_base_url;
+  while (!opt_.base_url.empty() && opt_.base_url.back() == '/') opt_.base_url.pop_back();
+  if (opt_.timeout_ms <= 0) opt_.timeout_ms = default_timeout_ms;
 }
 
 HttpProvider::Failure HttpProvider::Classify(const HttpResponse& r) const {

@@ -19,6 +19,7 @@ struct EncodedImage {
   std::string bytes;
   int width = 0, height = 0;  // as sent
   std::string mime() const { return "image/" + format; }
+  std::string base64() const;
 };
 
 struct VlmRequest {
@@ -66,7 +67,8 @@ std::vector<std::string> ProviderNames();
 // backoff (honouring Retry-After), up to max_attempts.
 class HttpProvider : public Provider {
  public:
-  explicit HttpProvider(ProviderOptions o) : opt_(std::move(o)) {}
+  // An empty base URL or timeout in `o` takes the provider's default; the URL loses trailing slashes.
+  HttpProvider(ProviderOptions o, const std::string& default_base_url, int default_timeout_ms);
   StatusOr<VlmReply> Complete(const VlmRequest& request) override;
 
  protected:
