@@ -83,15 +83,16 @@ bool Service::RemoveReference(const std::string& product, int64_t id) {
 
 bool Service::WaitFor(const std::string& id, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // Every finished inspection wakes every waiter: each looks at its own row's status only.
+  auto finished = [&] {
+    auto s = store_->StatusOf(id);
+    return s && (*s == "done" || *s == "failed");
+  };
   std::unique_lock lock(mu_);
-  for (;;) {
-    auto j = store_->GetInspection(id);
-    if (j && ((*j)["status"] == "done" || (*j)["status"] == "failed")) return true;
-    if (stop_ || done_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
-      j = store_->GetInspection(id);
-      return j && ((*j)["status"] == "done" || (*j)["status"] == "failed");
-    }
+  while (!finished()) {
+    if (stop_ || done_cv_.wait_until(lock, deadline) == std::cv_status::timeout) return finished();
   }
+  return true;
 }
 
 double Service::RateLimit(int64_t key) {

@@ -256,6 +256,12 @@ std::optional<nlohmann::json> Store::GetInspection(const std::string& id) {
   return j;
 }
 
+std::optional<std::string> Store::StatusOf(const std::string& id) {
+  auto r = Q("SELECT status FROM inspections WHERE id = ?1", {id});
+  if (!r.ok() || r->empty()) return std::nullopt;
+  return Str((*r)[0][0]);
+}
+
 std::optional<std::string> Store::InspectionBlob(const std::string& id, bool overlay) {
   auto r = Q(overlay ? "SELECT overlay_blob FROM inspections WHERE id = ?1" : "SELECT image_blob FROM inspections WHERE id = ?1", {id});
   if (!r.ok() || r->empty() || IsNull((*r)[0][0])) return std::nullopt;

@@ -90,6 +90,7 @@ class Store {
   int64_t RequeueRunning();
   int64_t CountByStatus(const std::string& status);
   std::optional<nlohmann::json> GetInspection(const std::string& id);
+  std::optional<std::string> StatusOf(const std::string& id);  // queued, running, done or failed
   // The blob of an inspection's uploaded image or its overlay.
   std::optional<std::string> InspectionBlob(const std::string& id, bool overlay);
   nlohmann::json ListInspections(const InspectionFilter& f);  // {items, next_cursor}
