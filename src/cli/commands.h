@@ -41,6 +41,13 @@ struct EngineFlags {
   ImageLimits limits() const;
 };
 
+// A product's "threshold" (> 0) and "threshold_sigmas" (>= 0) from its settings object (a
+// zeroqc.json, or a product of the service); `where` names it in errors. Absent keys stay unset.
+struct ThresholdSettings {
+  std::optional<double> threshold, sigmas;
+};
+StatusOr<ThresholdSettings> ReadThresholdSettings(const nlohmann::json& settings, const std::string& where);
+
 // The engines `--engine` can name, and a factory for one of them configured from the flags;
 // `config_dir` is the product folder whose zeroqc.json may override settings.
 std::vector<std::string> EngineNames();

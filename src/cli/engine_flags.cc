@@ -55,19 +55,27 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
   auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references
   if (!refs_dir.empty() && std::filesystem::exists(product)) {
     std::ifstream in(product);
-    auto j = nlohmann::json::parse(in, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return InvalidArgument(product.string() + " is not a JSON object");
-    try {
-      if (j.contains("threshold_sigmas")) o.threshold_sigmas = j["threshold_sigmas"].get<double>();
-      if (j.contains("threshold")) o.threshold = j["threshold"].get<double>();
-    } catch (const nlohmann::json::exception&) {
-      return InvalidArgument(product.string() + ": threshold and threshold_sigmas must be numbers");
-    }
-    if ((o.threshold && *o.threshold <= 0) || o.threshold_sigmas < 0)
-      return InvalidArgument(product.string() + ": threshold must be > 0 and threshold_sigmas >= 0");
+    auto t = ReadThresholdSettings(nlohmann::json::parse(in, nullptr, false), product.string());
+    if (!t.ok()) return t.status();
+    if (t->sigmas) o.threshold_sigmas = *t->sigmas;
+    if (t->threshold) o.threshold = *t->threshold;
   }
   if (threshold > 0) o.threshold = threshold;
   return o;
+}
+
+StatusOr<ThresholdSettings> ReadThresholdSettings(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object()) return InvalidArgument(where + " is not a JSON object");
+  ThresholdSettings t;
+  try {
+    if (j.contains("threshold_sigmas")) t.sigmas = j["threshold_sigmas"].get<double>();
+    if (j.contains("threshold")) t.threshold = j["threshold"].get<double>();
+  } catch (const nlohmann::json::exception&) {
+    return InvalidArgument(where + ": threshold and threshold_sigmas must be numbers");
+  }
+  if ((t.threshold && *t.threshold <= 0) || (t.sigmas && *t.sigmas < 0))
+    return InvalidArgument(where + ": threshold must be > 0 and threshold_sigmas >= 0");
+  return t;
 }
 
 ImageLimits EngineFlags::limits() const {

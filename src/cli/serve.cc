@@ -23,9 +23,11 @@ ProductEngineFactory ProductEngines(EngineFlags flags, std::filesystem::path dat
   return [flags](const Product& p, const std::vector<std::filesystem::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
     EngineFlags f = flags;
     const auto& s = p.settings;
+    auto t = ReadThresholdSettings(s, "product '" + p.name + "' settings");
+    if (!t.ok()) return t.status();
+    if (t->threshold) f.threshold = *t->threshold;
+    if (t->sigmas) f.sigmas = *t->sigmas;
     try {
-      if (s.contains("threshold")) f.threshold = s["threshold"].get<double>();
-      if (s.contains("threshold_sigmas")) f.sigmas = s["threshold_sigmas"].get<double>();
       f.provider = s.value("provider", f.provider);
       f.vlm.model = s.value("model", f.vlm.model);
       f.vlm.base_url = s.value("base_url", f.vlm.base_url);
