@@ -153,7 +153,7 @@ StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& facto
         break;
       }
     run.metrics = Evaluate(d, run.records);
-    if (ri > 0 && !o.keep_all_maps)
+    if (ri > 0)
       for (auto& rec : run.records) rec.map.release();
     runs.push_back(std::move(run));
   }

@@ -68,8 +68,8 @@ struct BenchOptions {
   uint64_t first_seed = 1;
   int jobs = 1;
   ImageLimits limits;
-  int map_side = 256;          // pixel metrics at this resolution: memory, and MVTec practice
-  bool keep_all_maps = false;  // otherwise only the first run keeps its maps (for the report)
+  int map_side = 256;  // pixel metrics at this resolution: memory, and MVTec practice; only the first
+                       // run keeps its maps afterwards (for the report's gallery)
   std::function<void(const BenchProgress&)> progress;  // called from worker threads, serialised
 };
 

@@ -261,7 +261,7 @@ std::string Service::MetricsText() {
     << queued_.load() << "\n";
   m << "# HELP zeroqc_webhook_dead_letters Webhook deliveries that gave up.\n# TYPE zeroqc_webhook_dead_letters gauge\n"
        "zeroqc_webhook_dead_letters "
-    << store_->DeadLetters().size() << "\n";
+    << store_->CountDeadLetters() << "\n";
   return m.str();
 }
 

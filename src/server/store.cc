@@ -317,6 +317,11 @@ void Store::DeliveryFailed(int64_t id, const std::string& error, int max_attempt
           {id, error, next, int64_t(max_attempts)});
 }
 
+int64_t Store::CountDeadLetters() {
+  auto r = Q("SELECT COUNT(*) FROM deliveries WHERE status = 'dead'");
+  return r.ok() && !r->empty() ? Int((*r)[0][0]) : 0;
+}
+
 nlohmann::json Store::DeadLetters() {
   nlohmann::json out = nlohmann::json::array();
   auto r = Q("SELECT id, inspection, url, attempts, last_error, created_at FROM deliveries WHERE status = 'dead' ORDER BY id");

@@ -101,6 +101,7 @@ class Store {
   void DeliveryDone(int64_t id);
   void DeliveryFailed(int64_t id, const std::string& error, int max_attempts, int delay_ms);
   nlohmann::json DeadLetters();
+  int64_t CountDeadLetters();
 
  private:
   Store(std::filesystem::path dir, std::unique_ptr<Db> db) : blobs_(dir / "blobs"), db_(std::move(db)) {}
