@@ -68,6 +68,15 @@ double Auroc(const std::vector<double>& scores, const std::vector<bool>& is_nok)
   return area;
 }
 
+double BestBalancedAccuracy(const std::vector<double>& scores, const std::vector<bool>& is_nok) {
+  const auto n_nok = std::count(is_nok.begin(), is_nok.end(), true);
+  if (n_nok == 0 || n_nok == static_cast<long>(is_nok.size())) return kNaN;
+  // Each ROC point is one threshold; balanced accuracy there is (tpr + 1 - fpr) / 2.
+  double best = 0;
+  for (const auto& p : RocCurve(scores, is_nok)) best = std::max(best, (p.y + 1 - p.x) / 2);
+  return best;
+}
+
 double PixelAuroc(const std::vector<cv::Mat>& maps, const std::vector<cv::Mat>& masks, int bins) {
   const auto [lo, hi] = ScoreRange(maps);
   // Histograms of defect and normal pixels over score bins, then the ROC area bin by bin.

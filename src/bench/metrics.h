@@ -22,6 +22,12 @@ Classification Classify(const Confusion& c);
 // NaN when either class is empty.
 double Auroc(const std::vector<double>& scores, const std::vector<bool>& is_nok);
 
+// The highest balanced accuracy any threshold reaches ("NOK when score > t", t swept over every
+// gap between distinct scores). With the balanced accuracy at the engine's own threshold it gives
+// the calibration gap: how much a perfect threshold would add to what the engine chose itself.
+// NaN when either class is empty.
+double BestBalancedAccuracy(const std::vector<double>& scores, const std::vector<bool>& is_nok);
+
 // ROC points (fpr, tpr) from (0,0) to (1,1), one per distinct score threshold.
 std::vector<cv::Point2d> RocCurve(const std::vector<double>& scores, const std::vector<bool>& is_nok);
 

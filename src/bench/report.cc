@@ -14,7 +14,11 @@
 namespace zeroqc {
 namespace {
 
-std::string Escape(const std::string& s) {
+std::string Escape(const std::string& s) { return HtmlEscape(s); }
+
+}  // namespace
+
+std::string HtmlEscape(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
@@ -27,6 +31,8 @@ std::string Escape(const std::string& s) {
   }
   return o;
 }
+
+namespace {
 
 std::string Fmt(const nlohmann::json& v, int digits = 3) {
   if (!v.is_number()) return "&mdash;";
@@ -65,6 +71,15 @@ void MetricTable(std::ostringstream& h, const nlohmann::json& s) {
     << "<tr><td>OK</td><td>" << Fmt(c["fp"], 1) << "</td><td>" << Fmt(c["tn"], 1) << "</td></tr>\n</table>\n";
   if (s["errors"].get<int>() > 0)
     h << "<p class=\"nok\">" << s["errors"].get<int>() << " image(s) could not be inspected; they count as NOK.</p>\n";
+}
+
+void CalibrationNote(std::ostringstream& h, const nlohmann::json& s) {
+  if (!s.contains("calibration_gap") || !s["calibration_gap"].is_number()) return;
+  h << "<p id=\"calibration\">Calibration gap <b>" << Fmt(s["calibration_gap"]) << "</b>: the best threshold for "
+    << "these labels would reach a balanced accuracy of " << Fmt(s["best_balanced_accuracy"]) << ", the engine's own "
+    << "threshold (chosen without labels) reaches " << Fmt(s["balanced_accuracy"]) << ".</p>\n";
+  if (s.contains("scores")) h << ScoreHistogramSvg(s["scores"], "Image scores of the first run (seed " +
+                                                     std::to_string(s["scores"]["seed"].get<uint64_t>()) + ")");
 }
 
 void PerTypeTable(std::ostringstream& h, const nlohmann::json& s) {
@@ -222,6 +237,48 @@ void RunsTable(std::ostringstream& h, const nlohmann::json& s) {
 
 }  // namespace
 
+const char* ReportStyle() { return kStyle; }
+
+std::string ScoreHistogramSvg(const nlohmann::json& scores, const std::string& caption) {
+  const auto good = scores.value("good", std::vector<double>{}), nok = scores.value("nok", std::vector<double>{});
+  const double t = scores.value("threshold", 0.0);
+  double lo = t, hi = t;
+  for (const auto* v : {&good, &nok})
+    for (double x : *v) lo = std::min(lo, x), hi = std::max(hi, x);
+  if (!(hi > lo)) hi = lo + 1;
+  constexpr int kBins = 30;
+  const double width = (hi - lo) / kBins;
+  std::vector<int> hg(kBins, 0), hn(kBins, 0);
+  auto bin = [&](double x) { return std::clamp(int((x - lo) / width), 0, kBins - 1); };
+  for (double x : good) ++hg[bin(x)];
+  for (double x : nok) ++hn[bin(x)];
+  int top = 1;
+  for (int i = 0; i < kBins; ++i) top = std::max({top, hg[i], hn[i]});
+  const int w = 460, hgt = 220, pad = 30, plot_w = w - 2 * pad, plot_h = hgt - 50;
+  auto x_of = [&](double v) { return pad + (v - lo) / (hi - lo) * plot_w; };
+  std::ostringstream h;
+  h << "<figure class=\"scores\" style=\"width:auto\"><svg width=\"" << w << "\" height=\"" << hgt << "\" viewBox=\"0 0 " << w
+    << " " << hgt << "\">\n<line x1=\"" << pad << "\" y1=\"" << 10 + plot_h << "\" x2=\"" << pad + plot_w << "\" y2=\""
+    << 10 + plot_h << "\" stroke=\"#999\"/>\n";
+  const double bar = double(plot_w) / kBins;
+  for (int i = 0; i < kBins; ++i)
+    for (auto [count, colour, title] : {std::tuple{hg[i], "#2e9e4d88", "good"}, {hn[i], "#c62f3e88", "defective"}}) {
+      if (!count) continue;
+      const double bh = double(count) / top * plot_h;
+      h << "<rect x=\"" << pad + i * bar << "\" y=\"" << 10 + plot_h - bh << "\" width=\"" << bar << "\" height=\"" << bh
+        << "\" fill=\"" << colour << "\"><title>" << count << " " << title << ", score " << Fmt(lo + i * width) << "&ndash;"
+        << Fmt(lo + (i + 1) * width) << "</title></rect>\n";
+    }
+  const double tx = x_of(t);
+  h << "<line class=\"threshold\" x1=\"" << tx << "\" y1=\"6\" x2=\"" << tx << "\" y2=\"" << 10 + plot_h
+    << "\" stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"5 3\"/><text x=\"" << tx + 3 << "\" y=\"16\">threshold "
+    << Fmt(t) << "</text>\n<text x=\"" << pad << "\" y=\"" << hgt - 22 << "\">" << Fmt(lo) << "</text><text x=\""
+    << pad + plot_w - 40 << "\" y=\"" << hgt - 22 << "\">" << Fmt(hi) << "</text><text x=\"" << pad << "\" y=\"" << hgt - 6
+    << "\"><tspan fill=\"#2e9e4d\">&#9632; good (" << good.size() << ")</tspan> <tspan fill=\"#c62f3e\">&#9632; defective ("
+    << nok.size() << ")</tspan></text>\n</svg><figcaption>" << Escape(caption) << "</figcaption></figure>\n";
+  return h.str();
+}
+
 std::string ReportHtml(const nlohmann::json& s, const Dataset& d, const std::vector<Run>& runs, const ReportOptions& o) {
   std::ostringstream h;
   const std::string name = d.root.filename().empty() ? d.root.parent_path().filename().string() : d.root.filename().string();
@@ -235,6 +292,7 @@ std::string ReportHtml(const nlohmann::json& s, const Dataset& d, const std::vec
     << " QC images (" << s["nok_images"].get<size_t>() << " defective) &middot; " << s["jobs"].get<int>() << " job(s) &middot; "
     << date << "<br>" << Escape(d.root.string()) << "</p>\n";
   MetricTable(h, s);
+  CalibrationNote(h, s);
   PerTypeTable(h, s);
   h << "<h2>ROC and latency</h2>\n<div class=\"charts\">\n";
   RocSvg(h, d, runs);

@@ -21,4 +21,14 @@ struct ReportOptions {
 std::string ReportHtml(const nlohmann::json& summary, const Dataset& dataset, const std::vector<Run>& runs,
                        const ReportOptions& options = {});
 
+// An SVG histogram of good (green) and defective (red) image scores with the threshold as a
+// line, from a summary's "scores" object: what a QC engineer looks at to trust a threshold.
+std::string ScoreHistogramSvg(const nlohmann::json& scores, const std::string& caption);
+
+// Escapes text for HTML element content and attribute values.
+std::string HtmlEscape(const std::string& s);
+
+// The page's shared stylesheet.
+const char* ReportStyle();
+
 }  // namespace zeroqc

@@ -86,6 +86,8 @@ RunMetrics Evaluate(const Dataset& d, const std::vector<Record>& recs) {
   }
   m.cls = Classify(m.confusion);
   m.auroc = Auroc(scores, nok);
+  m.best_balanced_accuracy = BestBalancedAccuracy(scores, nok);
+  m.calibration_gap = m.best_balanced_accuracy - m.cls.balanced_accuracy;
   std::vector<size_t> all(recs.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;
   std::tie(m.pixel_auroc, m.pro) = pixel ? PixelMetrics(recs, masks, all) : std::pair{kNaN, kNaN};
@@ -123,13 +125,19 @@ StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& facto
   for (int ri = 0; ri < o.seeds; ++ri) {
     Run run;
     run.seed = o.first_seed + ri;
-    run.references = DrawShots(d.pool, o.shots == 0 ? d.pool.size() : o.shots, run.seed);
+    std::vector<std::filesystem::path> batch;  // zero-shot: the test set judges itself, no reference is drawn
+    if (o.zero_shot) {
+      for (const auto& sample : d.samples) batch.push_back(sample.image);
+    } else {
+      run.references = DrawShots(d.pool, o.shots == 0 ? d.pool.size() : o.shots, run.seed);
+    }
     report({ri, o.seeds, 0, d.samples.size(), "references"});
     auto t0 = std::chrono::steady_clock::now();
-    auto engine = factory(run.references);
+    auto engine = factory(o.zero_shot ? batch : run.references);
     if (!engine.ok())
       return Status(engine.status().code(), "seed " + std::to_string(run.seed) + ": " + engine.status().message());
     run.setup_ms = MsSince(t0);
+    run.calibration = (*engine)->Calibration();
 
     run.records.resize(d.samples.size());
     std::atomic<size_t> done{0};

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
 #include "bench/dataset.h"
@@ -42,6 +43,8 @@ struct RunMetrics {
   Confusion confusion;
   Classification cls;
   double auroc, pixel_auroc, pro;  // NaN when undefined (one class, no masks)
+  // Best balanced accuracy over all thresholds minus the one at the engine's own threshold.
+  double best_balanced_accuracy, calibration_gap;
   int errors = 0;
   std::map<std::string, TypeMetrics> per_type;
 };
@@ -50,6 +53,7 @@ struct Run {
   uint64_t seed = 0;
   std::vector<std::filesystem::path> references;
   double threshold = 0;            // as the engine reported it
+  nlohmann::json calibration;      // Engine::Calibration()
   double setup_ms = 0, wall_ms = 0;  // engine construction; inspecting all samples
   double throughput_ips = 0;
   std::vector<Record> records;  // in sample order
@@ -64,6 +68,9 @@ struct BenchProgress {
 
 struct BenchOptions {
   size_t shots = 0;  // 0: the whole pool
+  // Zero-shot: the factory gets the test images themselves (the batch that judges itself) in
+  // place of references, and the pool is not used.
+  bool zero_shot = false;
   int seeds = 1;
   uint64_t first_seed = 1;
   int jobs = 1;

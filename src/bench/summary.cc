@@ -39,6 +39,8 @@ const std::vector<std::pair<const char*, Getter>>& ScalarMetrics() {
       {"auroc", [](const Run& r) { return r.metrics.auroc; }},
       {"pixel_auroc", [](const Run& r) { return r.metrics.pixel_auroc; }},
       {"pro", [](const Run& r) { return r.metrics.pro; }},
+      {"best_balanced_accuracy", [](const Run& r) { return r.metrics.best_balanced_accuracy; }},
+      {"calibration_gap", [](const Run& r) { return r.metrics.calibration_gap; }},
       {"throughput_ips", [](const Run& r) { return r.throughput_ips; }},
       {"setup_ms", [](const Run& r) { return r.setup_ms; }},
   };
@@ -54,7 +56,7 @@ nlohmann::json RunJson(const Run& r) {
   nlohmann::json refs = nlohmann::json::array();
   for (const auto& p : r.references) refs.push_back(p.filename().string());
   nlohmann::json j = {{"seed", r.seed}, {"references", refs}, {"threshold", r.threshold},
-                      {"wall_ms", r.wall_ms}, {"errors", r.metrics.errors}};
+                      {"wall_ms", r.wall_ms}, {"errors", r.metrics.errors}, {"calibration", r.calibration}};
   for (const auto& [key, get] : ScalarMetrics()) j[key] = Number(get(r));
   const Confusion& c = r.metrics.confusion;
   j["confusion"] = {{"tp", c.tp}, {"fp", c.fp}, {"tn", c.tn}, {"fn", c.fn}};
@@ -114,6 +116,12 @@ nlohmann::json Summarize(const Dataset& d, const std::vector<Run>& runs, const B
   }
   j["latency_ms"] = LatencyJson(Latency(ms));
   if (!runs.empty()) {
+    // The first run's scores by class: the report's histogram against its threshold.
+    const Run& first = runs.front();
+    nlohmann::json good = nlohmann::json::array(), nok = nlohmann::json::array();
+    for (const auto& rec : first.records)
+      if (!rec.result.error) (d.samples[rec.sample].nok ? nok : good).push_back(rec.result.score);
+    j["scores"] = {{"seed", first.seed}, {"threshold", first.threshold}, {"good", good}, {"nok", nok}};
     for (const auto& [type, t] : runs.front().metrics.per_type) {
       std::vector<double> acc, auroc, pix, pro;
       for (const auto& r : runs) {

@@ -5,8 +5,11 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
+#include <set>
 
 #include "bench/report.h"
+#include "bench/suite.h"
 #include "bench/summary.h"
 #include "cli/commands.h"
 
@@ -48,14 +51,21 @@ class ProgressBar {
 
 void PrintSummary(const nlohmann::json& s, const std::filesystem::path& out) {
   auto f = [](const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); };
+  std::printf("%-18s %s\n", "dataset", s["dataset"].get<std::string>().c_str());
   std::printf("%-18s %s\n", "engine", s["engine"].get<std::string>().c_str());
   std::printf("%-18s %zu of %zu, %d seed(s)\n", "references", s["shots"].get<size_t>(), s["pool"].get<size_t>(), s["seeds"].get<int>());
-  for (const char* k : {"accuracy", "precision", "recall", "specificity", "f1", "balanced_accuracy", "auroc", "pixel_auroc", "pro"})
+  for (const char* k : {"accuracy", "precision", "recall", "specificity", "f1", "balanced_accuracy", "auroc", "pixel_auroc", "pro", "calibration_gap"})
     std::printf("%-18s %.3f  (sd %.3f)\n", k, f(s[k]), f(s["spread"][k]));
   const auto& l = s["latency_ms"];
   std::printf("%-18s p50 %.0f  p90 %.0f  p99 %.0f ms\n", "latency", f(l["p50"]), f(l["p90"]), f(l["p99"]));
   std::printf("%-18s %.2f images/s at %d job(s)\n", "throughput", f(s["throughput_ips"]), s["jobs"].get<int>());
-  std::printf("%-18s %s\n", "report", (out / "report.html").c_str());
+  std::printf("%-18s %s\n\n", "report", (out / "report.html").c_str());
+  std::fflush(stdout);
+}
+
+// A set's name in the suite: its folder's name.
+std::string SetName(const std::filesystem::path& root) {
+  return root.filename().empty() ? root.parent_path().filename().string() : root.filename().string();
 }
 
 }  // namespace
@@ -64,16 +74,21 @@ void RegisterBench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "evaluate an engine on a dataset in the MVTec layout (metrics.json, results.jsonl, report.html)");
   struct Args {
     EngineFlags engine;
-    std::string dataset, engine_name = "patch", out = "bench-out";
-    size_t shots = 0;
+    std::vector<std::string> datasets;
+    std::string engine_name = "patch", out = "bench-out";
+    std::optional<size_t> shots;
     int seeds = 1, jobs = 1;
     uint64_t seed = 1;
     bool no_progress = false;
   };
   auto args = std::make_shared<Args>();
-  cmd->add_option("dataset", args->dataset, "folder with train/good, test/<type> and optionally ground_truth/<type>")->required();
+  cmd->add_option("datasets", args->datasets,
+                  "one or more folders with train/good, test/<type> and optionally ground_truth/<type>; several make a suite "
+                  "(one subfolder of --out per set, suite.json, suite.md and a suite report.html)")->required();
   cmd->add_option("--engine", args->engine_name, "engine to evaluate (default patch)")->check(CLI::IsMember(EngineNames()));
-  cmd->add_option("--shots", args->shots, "references drawn from train/good per run (default: all of them)");
+  cmd->add_option("--shots", args->shots,
+                  "references drawn from train/good per run (default: all of them); 0: zero-shot, the test images judge "
+                  "each other as one batch");
   cmd->add_option("--seeds", args->seeds, "runs, each with its own draw of references (default 1)")->check(CLI::Range(1, 1000));
   cmd->add_option("--seed", args->seed, "seed of the first run; run i uses seed + i (default 1)");
   cmd->add_option("--jobs", args->jobs, "images inspected in parallel (default 1)")->check(CLI::Range(1, 256));
@@ -81,41 +96,71 @@ void RegisterBench(CLI::App& app) {
   cmd->add_flag("--no-progress", args->no_progress, "no progress on stderr");
   args->engine.Register(cmd);
   cmd->callback([args] {
-    auto dataset = LoadDataset(args->dataset);
-    if (!dataset.ok()) {
-      std::cerr << "zeroqc bench: " << dataset.status().message() << "\n";
-      throw ExitStatus{kExitBadArguments};
+    // Every set is checked before the first run: a typo in the last folder must not cost an hour.
+    std::vector<Dataset> datasets;
+    for (const auto& path : args->datasets) {
+      auto d = LoadDataset(path);
+      if (!d.ok()) {
+        std::cerr << "zeroqc bench: " << d.status().message() << "\n";
+        throw ExitStatus{kExitBadArguments};
+      }
+      datasets.push_back(std::move(*d));
     }
-    auto factory = MakeEngineFactory(args->engine_name, args->engine, dataset->root / "train" / "good");
-    if (!factory.ok()) {
-      std::cerr << "zeroqc bench: " << factory.status().message() << "\n";
-      throw ExitStatus{kExitBadArguments};
+    std::set<std::string> names;
+    for (const auto& d : datasets)
+      if (!names.insert(SetName(d.root)).second) {
+        std::cerr << "zeroqc bench: two datasets are named '" << SetName(d.root) << "': their results would share a folder\n";
+        throw ExitStatus{kExitBadArguments};
+      }
+    const bool zero_shot = args->shots && *args->shots == 0;
+    const bool suite = datasets.size() > 1;
+    const std::filesystem::path out_root = args->out;
+    std::vector<SuiteEntry> entries;
+    int errors = 0;
+    args->engine.share_descriptors = true;  // every seed and the jittered copies reuse descriptors
+    for (const auto& dataset : datasets) {
+      auto factory = MakeEngineFactory(args->engine_name, args->engine, dataset.root / "train" / "good", zero_shot);
+      if (!factory.ok()) {
+        std::cerr << "zeroqc bench: " << factory.status().message() << "\n";
+        throw ExitStatus{kExitBadArguments};
+      }
+      BenchOptions opt;
+      opt.shots = zero_shot ? 0 : args->shots.value_or(0);
+      opt.zero_shot = zero_shot;
+      opt.seeds = args->seeds;
+      opt.first_seed = args->seed;
+      opt.jobs = args->jobs;
+      opt.limits.max_pixels = args->engine.max_pixels;
+      opt.progress = ProgressBar(!args->no_progress);
+      auto runs = RunBench(dataset, *factory, opt);
+      if (!runs.ok()) {
+        std::cerr << "zeroqc bench: " << SetName(dataset.root) << ": " << runs.status().message() << "\n";
+        throw ExitStatus{kExitBadArguments};
+      }
+      BenchConfig cfg{args->engine_name, zero_shot ? 0 : runs->front().references.size(), args->seeds, args->jobs};
+      auto summary = Summarize(dataset, *runs, cfg);
+      const std::filesystem::path out = suite ? out_root / SetName(dataset.root) : out_root;
+      std::filesystem::create_directories(out);
+      std::ofstream(out / "metrics.json") << summary.dump(2) << "\n";
+      std::ofstream jsonl(out / "results.jsonl");
+      for (const auto& run : *runs)
+        for (const auto& rec : run.records) jsonl << RecordJson(dataset, run, rec).dump() << "\n";
+      ReportOptions ro;
+      ro.limits = opt.limits;
+      std::ofstream(out / "report.html") << ReportHtml(summary, dataset, *runs, ro);
+      PrintSummary(summary, out);
+      errors += summary["errors"].get<int>();
+      entries.push_back({SetName(dataset.root), std::move(summary)});
     }
-    BenchOptions opt;
-    opt.shots = args->shots;
-    opt.seeds = args->seeds;
-    opt.first_seed = args->seed;
-    opt.jobs = args->jobs;
-    opt.limits.max_pixels = args->engine.max_pixels;
-    opt.progress = ProgressBar(!args->no_progress);
-    auto runs = RunBench(*dataset, *factory, opt);
-    if (!runs.ok()) {
-      std::cerr << "zeroqc bench: " << runs.status().message() << "\n";
-      throw ExitStatus{kExitBadArguments};
+    if (suite) {
+      auto s = SummarizeSuite(entries);
+      std::ofstream(out_root / "suite.json") << s.dump(2) << "\n";
+      const std::string table = SuiteMarkdown(s);
+      std::ofstream(out_root / "suite.md") << table;
+      std::ofstream(out_root / "report.html") << SuiteReportHtml(s, entries);
+      std::printf("suite of %zu sets (%s)\n%s\n", entries.size(), (out_root / "report.html").c_str(), table.c_str());
     }
-    BenchConfig cfg{args->engine_name, runs->front().references.size(), args->seeds, args->jobs};
-    auto summary = Summarize(*dataset, *runs, cfg);
-    const std::filesystem::path out = args->out;
-    std::filesystem::create_directories(out);
-    std::ofstream(out / "metrics.json") << summary.dump(2) << "\n";
-    std::ofstream jsonl(out / "results.jsonl");
-    for (const auto& run : *runs)
-      for (const auto& rec : run.records) jsonl << RecordJson(*dataset, run, rec).dump() << "\n";
-    ReportOptions ro;
-    ro.limits = opt.limits;
-    std::ofstream(out / "report.html") << ReportHtml(summary, *dataset, *runs, ro);
-    PrintSummary(summary, out);
-    if (summary["errors"].get<int>() > 0) throw ExitStatus{kExitImageFailed};
+    if (errors > 0) throw ExitStatus{kExitImageFailed};
   });
 }
 

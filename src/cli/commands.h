@@ -26,6 +26,7 @@ struct ExitStatus {
 // Engine flags common to inspect and demo; defaults resolved next to the executable.
 struct EngineFlags {
   std::string backbone;  // spec path
+  bool share_descriptors = false;  // not a flag: bench sets it so that seeds describe each image once
   std::string cache_dir;
   bool no_cache = false;
   double threshold = 0;  // 0: calibrated
@@ -51,8 +52,9 @@ StatusOr<ThresholdSettings> ReadThresholdSettings(const nlohmann::json& settings
 // The engines `--engine` can name, and a factory for one of them configured from the flags;
 // `config_dir` is the product folder whose zeroqc.json may override settings.
 std::vector<std::string> EngineNames();
+// With `zero_shot`, the factory's images are an unlabelled batch that judges itself (patch only).
 StatusOr<EngineFactory> MakeEngineFactory(const std::string& engine, const EngineFlags& flags,
-                                          const std::filesystem::path& config_dir);
+                                          const std::filesystem::path& config_dir, bool zero_shot = false);
 
 // Runs the engine over images, writes JSON Lines to stdout (and to `jsonl` if set) and overlays
 // to `overlay_dir` if set, `jobs` images at a time, lines in input order. Returns the exit status.
@@ -64,6 +66,7 @@ void RegisterConvert(CLI::App& app);
 void RegisterDemo(CLI::App& app);
 void RegisterBench(CLI::App& app);
 void RegisterServe(CLI::App& app);
+void RegisterRefs(CLI::App& app);
 void RegisterKeys(CLI::App& app);
 
 }  // namespace zeroqc::cli

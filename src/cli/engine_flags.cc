@@ -51,7 +51,6 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
   if (!no_cache) o.cache_dir = cache_dir.empty() ? DefaultCacheDir() : std::filesystem::path(cache_dir);
   if (bank_size > 0) o.max_bank_rows = bank_size;
   o.limits.max_pixels = max_pixels;
-  if (sigmas >= 0) o.threshold_sigmas = sigmas;
   auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references
   if (!refs_dir.empty() && std::filesystem::exists(product)) {
     std::ifstream in(product);
@@ -60,6 +59,8 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
     if (t->sigmas) o.threshold_sigmas = *t->sigmas;
     if (t->threshold) o.threshold = *t->threshold;
   }
+  // Flags win over the product file.
+  if (sigmas >= 0) o.threshold_sigmas = sigmas;
   if (threshold > 0) o.threshold = threshold;
   return o;
 }
@@ -88,9 +89,11 @@ std::vector<std::string> EngineNames() { return {"patch", "vlm"}; }
 
 namespace {
 
-StatusOr<EngineFactory> PatchFactory(const EngineFlags& flags, const std::filesystem::path& config_dir) {
+StatusOr<EngineFactory> PatchFactory(const EngineFlags& flags, const std::filesystem::path& config_dir, bool zero_shot) {
   auto opts = flags.Options(config_dir);
   if (!opts.ok()) return opts.status();
+  opts->zero_shot = zero_shot;
+  if (flags.share_descriptors) opts->descriptors = std::make_shared<DescriptorCache>();
   return EngineFactory([o = *opts](const std::vector<std::filesystem::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
     auto e = PatchEngine::Create(o, refs);
     if (!e.ok()) return e.status();
@@ -125,8 +128,9 @@ StatusOr<EngineFactory> VlmFactory(const EngineFlags& flags) {
 }  // namespace
 
 StatusOr<EngineFactory> MakeEngineFactory(const std::string& engine, const EngineFlags& flags,
-                                          const std::filesystem::path& config_dir) {
-  if (engine == "patch") return PatchFactory(flags, config_dir);
+                                          const std::filesystem::path& config_dir, bool zero_shot) {
+  if (engine == "patch") return PatchFactory(flags, config_dir, zero_shot);
+  if (zero_shot) return InvalidArgument("zero-shot (--shots 0) needs the patch engine");
   if (engine == "vlm") return VlmFactory(flags);
   return InvalidArgument("unknown engine '" + engine + "': use patch or vlm");
 }

@@ -42,13 +42,17 @@ void RegisterInspect(CLI::App& app) {
     EngineFlags engine;
     std::string engine_name = "patch", refs, overlay;
     int jobs = 1;
+    bool zero_shot = false;
     std::vector<std::string> images;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--engine", args->engine_name,
                   "patch (embedded, offline) or vlm (a vision-language model) (default patch)")
       ->check(CLI::IsMember(EngineNames()));
-  cmd->add_option("--refs", args->refs, "folder of reference images of good parts")->required();
+  auto* refs = cmd->add_option("--refs", args->refs, "folder of reference images of good parts");
+  cmd->add_flag("--zero-shot", args->zero_shot,
+                "no references: the images judge each other as one batch (at least 8 images of one product, most of them good)")
+      ->excludes(refs);
   cmd->add_option("--overlay", args->overlay, "write each image with heat map and boxes to this folder");
   cmd->add_option("--jobs", args->jobs, "images inspected at a time (parallel model requests for vlm) (default 1)")
       ->check(CLI::Range(1, 256));
@@ -59,11 +63,18 @@ void RegisterInspect(CLI::App& app) {
       std::cerr << "zeroqc inspect: " << m << "\n";
       throw ExitStatus{kExitBadArguments};
     };
-    auto refs = ListImages(args->refs);
-    if (!refs.ok()) fail("reference folder: " + refs.status().message());
-    auto factory = MakeEngineFactory(args->engine_name, args->engine, args->refs);
+    if (!args->zero_shot && args->refs.empty()) fail("--refs DIR is required (or --zero-shot)");
+    std::vector<std::filesystem::path> batch;
+    if (args->zero_shot) {
+      for (const auto& i : args->images) batch.push_back(i);
+    } else {
+      auto refs = ListImages(args->refs);
+      if (!refs.ok()) fail("reference folder: " + refs.status().message());
+      batch = *refs;
+    }
+    auto factory = MakeEngineFactory(args->engine_name, args->engine, args->refs, args->zero_shot);
     if (!factory.ok()) fail(factory.status().message());
-    auto engine = (*factory)(*refs);
+    auto engine = (*factory)(batch);
     if (!engine.ok()) fail(engine.status().message());
     int rc = InspectImages(**engine, args->images, args->engine.limits(), args->overlay, nullptr, args->jobs);
     if (rc != kExitOk) throw ExitStatus{rc};

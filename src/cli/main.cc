@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   zeroqc::cli::RegisterDemo(app);
   zeroqc::cli::RegisterBench(app);
   zeroqc::cli::RegisterServe(app);
+  zeroqc::cli::RegisterRefs(app);
   zeroqc::cli::RegisterKeys(app);
   try {
     app.parse(argc, argv);

@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
 #include "core/result.h"
@@ -22,6 +23,9 @@ class Engine {
   virtual std::string name() const = 0;
   // Thread-safe. Never throws: failures come back in result.error.
   virtual Inspection Inspect(const Image& image) = 0;
+  // How the engine chose its threshold (e.g. the references' own scores), for reports; null if
+  // it has nothing to say.
+  virtual nlohmann::json Calibration() const { return nullptr; }
 
  protected:
   // A result with this engine's name and the image's path and size filled in.

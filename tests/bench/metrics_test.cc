@@ -47,6 +47,14 @@ TEST(Metrics, AurocWithTies) {
   EXPECT_DOUBLE_EQ(Auroc({0.8, 0.4, 0.4, 0.1}, {true, true, false, false}), 0.875);
 }
 
+TEST(Metrics, BestBalancedAccuracyOverEveryThreshold) {
+  // good: 1 2 3, defective: 2.5 4 5 -> "score > 2" gives tpr 1, fpr 1/3: (1 + 2/3) / 2.
+  EXPECT_NEAR(BestBalancedAccuracy({1, 2, 3, 2.5, 4, 5}, {false, false, false, true, true, true}), 5.0 / 6, 1e-12);
+  EXPECT_NEAR(BestBalancedAccuracy({1, 2, 9, 10}, {false, false, true, true}), 1.0, 1e-12);
+  EXPECT_NEAR(BestBalancedAccuracy({3, 3, 3}, {false, true, true}), 0.5, 1e-12);  // ties: nothing separates
+  EXPECT_TRUE(std::isnan(BestBalancedAccuracy({1, 2}, {true, true})));
+}
+
 TEST(Metrics, RocCurveRunsFromOriginToOne) {
   auto roc = RocCurve({0.8, 0.4, 0.4, 0.1}, {true, true, false, false});
   ASSERT_EQ(roc.size(), 4u);  // origin + 3 distinct scores

@@ -1,5 +1,7 @@
-// `zeroqc bench` end to end with the real embedded engine on a tiny synthetic dataset made here:
-// a machined plate with a grid of holes; defects are a scratch or a missing hole.
+// `zeroqc bench` end to end with the real embedded engine on tiny synthetic datasets of plates
+// (cli/synthetic_plates.h).
+#include <cmath>
+#include <map>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -7,61 +9,37 @@
 #include <opencv2/imgproc.hpp>
 
 #include "cli/run_zeroqc.h"
+#include "cli/synthetic_plates.h"
 
 namespace zeroqc {
 namespace {
 
 namespace fs = std::filesystem;
 using testing::Zeroqc;
+using testing::Counts;
+using testing::MakeDataset;
 
-enum class Defect { kNone, kScratch, kMissingHole };
-
-// A plate with a 4x4 grid of holes, shifted and re-lit a little per image; `mask` gets the defect.
-cv::Mat Plate(std::mt19937& rng, Defect defect, cv::Mat* mask) {
-  std::uniform_int_distribution<int> shift(-3, 3), light(-8, 8);
-  cv::Mat img(224, 224, CV_8UC3, cv::Scalar(40, 40, 40));
-  const cv::Point off(shift(rng), shift(rng));
-  const int base = 170 + light(rng);
-  cv::rectangle(img, cv::Point(24, 24) + off, cv::Point(200, 200) + off, cv::Scalar::all(base), cv::FILLED);
-  *mask = cv::Mat::zeros(img.size(), CV_8U);
-  for (int r = 0; r < 4; ++r)
-    for (int c = 0; c < 4; ++c) {
-      cv::Point centre = cv::Point(52 + 40 * c, 52 + 40 * r) + off;
-      if (defect == Defect::kMissingHole && r == 1 && c == 2) {
-        cv::circle(*mask, centre, 10, 255, cv::FILLED);
-        continue;
-      }
-      cv::circle(img, centre, 9, cv::Scalar(60, 60, 70), cv::FILLED);
-    }
-  if (defect == Defect::kScratch) {
-    cv::line(img, cv::Point(60, 150) + off, cv::Point(150, 120) + off, cv::Scalar(30, 30, 30), 3);
-    cv::line(*mask, cv::Point(60, 150) + off, cv::Point(150, 120) + off, 255, 5);
-  }
-  cv::Mat noise(img.size(), CV_8UC3);
-  cv::randn(noise, 0, 3);
-  return img + noise;
+nlohmann::json ReadJson(const fs::path& p) {
+  std::ifstream in(p);
+  return nlohmann::json::parse(in);
 }
 
-fs::path MakeDataset(const fs::path& root) {
-  std::mt19937 rng(5);
-  cv::Mat mask;
-  auto write = [&](const std::string& dir, int n, Defect d) {
-    fs::create_directories(root / dir);
-    for (int i = 0; i < n; ++i) {
-      char name[16];
-      std::snprintf(name, sizeof name, "%03d", i);
-      cv::imwrite((root / dir / (std::string(name) + ".png")).string(), Plate(rng, d, &mask));
-      if (d == Defect::kNone) continue;
-      auto gt = root / "ground_truth" / fs::path(dir).filename();
-      fs::create_directories(gt);
-      cv::imwrite((gt / (std::string(name) + "_mask.png")).string(), mask);
+// Best balanced accuracy over every threshold, by brute force: the test's own reckoning of what
+// metrics.json calls best_balanced_accuracy.
+double BruteBestBalanced(const std::vector<std::pair<double, bool>>& scored) {
+  double best = 0;
+  std::vector<double> cuts = {-1e300};
+  for (auto [s, nok] : scored) cuts.push_back(s);
+  for (double t : cuts) {
+    double tp = 0, tn = 0, pos = 0, neg = 0;
+    for (auto [s, nok] : scored) {
+      (nok ? pos : neg) += 1;
+      if (nok && s > t) ++tp;
+      if (!nok && s <= t) ++tn;
     }
-  };
-  write("train/good", 4, Defect::kNone);
-  write("test/good", 3, Defect::kNone);
-  write("test/scratch", 2, Defect::kScratch);
-  write("test/missing_hole", 2, Defect::kMissingHole);
-  return root;
+    best = std::max(best, (tp / pos + tn / neg) / 2);
+  }
+  return best;
 }
 
 TEST(BenchCli, WritesMetricsResultsAndReport) {
@@ -106,6 +84,73 @@ TEST(BenchCli, WritesMetricsResultsAndReport) {
     EXPECT_NE(html.find(id), std::string::npos) << id;
 }
 
+TEST(BenchCli, SuiteOfTwoSetsWritesTheSuiteTableAndCalibrationGap) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto a = MakeDataset(dir / "plates_a", {3, 3, 2, 2}, 5), b = MakeDataset(dir / "plates_b", {3, 3, 2, 2}, 9);
+  auto out = dir / "suite";
+  auto r = Zeroqc("bench " + a.string() + " " + b.string() + testing::kCache + " --shots 2 --seeds 2 --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("| **mean of 2 sets** |"), std::string::npos) << r.out;
+
+  auto suite = ReadJson(out / "suite.json");
+  ASSERT_EQ(suite["sets"].size(), 2u);
+  EXPECT_EQ(suite["sets"][0]["name"], "plates_a");
+  EXPECT_EQ(suite["sets"][1]["name"], "plates_b");
+  for (const char* k : {"auroc", "balanced_accuracy", "f1", "recall", "specificity", "pixel_auroc", "pro", "calibration_gap"}) {
+    ASSERT_TRUE(suite["mean"][k].is_number()) << k;
+    ASSERT_TRUE(suite["spread"][k].is_number()) << k;
+    const double x = suite["sets"][0][k].get<double>(), y = suite["sets"][1][k].get<double>();
+    EXPECT_NEAR(suite["mean"][k].get<double>(), (x + y) / 2, 1e-9) << k;
+    EXPECT_NEAR(suite["spread"][k].get<double>(), std::abs(x - y) / std::sqrt(2.0), 1e-9) << k;
+    EXPECT_TRUE(suite["sets"][0]["spread"][k].is_number()) << "sd over seeds of " << k;
+  }
+
+  // The calibration gap, recomputed here from the per-image results of each seed.
+  for (const auto& set : {"plates_a", "plates_b"}) {
+    auto m = ReadJson(out / set / "metrics.json");
+    std::map<uint64_t, std::vector<std::pair<double, bool>>> by_seed;
+    std::ifstream in(out / set / "results.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      by_seed[j["bench"]["seed"].get<uint64_t>()].push_back({j["score"].get<double>(), j["bench"]["expected"] == "NOK"});
+    }
+    ASSERT_EQ(by_seed.size(), 2u);
+    double gap_sum = 0;
+    for (const auto& run : m["runs"]) {
+      const double best = BruteBestBalanced(by_seed[run["seed"].get<uint64_t>()]);
+      EXPECT_NEAR(run["best_balanced_accuracy"].get<double>(), best, 1e-9);
+      EXPECT_NEAR(run["calibration_gap"].get<double>(), best - run["balanced_accuracy"].get<double>(), 1e-9);
+      EXPECT_GE(run["calibration_gap"].get<double>(), 0.0);
+      gap_sum += best - run["balanced_accuracy"].get<double>();
+    }
+    EXPECT_NEAR(m["calibration_gap"].get<double>(), gap_sum / 2, 1e-9);
+    EXPECT_TRUE(fs::exists(out / set / "report.html"));
+    EXPECT_TRUE(m["scores"]["good"].is_array());
+  }
+  std::ifstream hin(out / "report.html");
+  std::string html((std::istreambuf_iterator<char>(hin)), {});
+  EXPECT_NE(html.find("id=\"suite-table\""), std::string::npos);
+  EXPECT_NE(html.find("plates_a/report.html"), std::string::npos);
+  size_t histograms = 0;
+  for (size_t p = 0; (p = html.find("class=\"threshold\"", p)) != std::string::npos; ++p) ++histograms;
+  EXPECT_EQ(histograms, 2u) << "one score histogram with a threshold line per set";
+}
+
+TEST(BenchCli, ZeroShotBenchRanksDefectsWithoutReferences) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto data = MakeDataset(dir / "plates", {2, 10, 2, 2}, 11);
+  auto out = dir / "zs";
+  auto r = Zeroqc("bench " + data.string() + " --shots 0 --no-progress --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto m = ReadJson(out / "metrics.json");
+  EXPECT_EQ(m["shots"], 0);
+  EXPECT_EQ(m["runs"][0]["references"].size(), 0u) << "zero-shot draws no reference";
+  EXPECT_EQ(m["runs"][0]["calibration"]["batch"], 14);
+  EXPECT_GE(m["auroc"].get<double>(), 0.9) << m.dump();
+}
+
 TEST(BenchCli, BadDatasetsAndShotsExitWithTwo) {
   auto dir = testing::TempDir();
   auto r = Zeroqc("bench " + (dir / "nothing").string());
@@ -116,6 +161,14 @@ TEST(BenchCli, BadDatasetsAndShotsExitWithTwo) {
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("only 4"), std::string::npos) << r.err;
   EXPECT_EQ(Zeroqc("bench " + data.string() + " --engine nonsense").status, 2);
+  // A suite stops before the first run when any of its folders is wrong.
+  r = Zeroqc("bench " + data.string() + " " + (dir / "nothing").string() + " --out " + (dir / "out2").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_FALSE(fs::exists(dir / "out2"));
+  // Zero-shot needs a batch: this test folder has only 7 images.
+  r = Zeroqc("bench " + data.string() + " --shots 0 --out " + (dir / "out3").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("at least 8"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -125,5 +125,21 @@ TEST(Cli, DemoWritesResultsAndOverlays) {
   EXPECT_EQ(overlays, 13);
 }
 
+TEST(Cli, SigmasFlagWinsOverTheProductFile) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto refs = Refs(dir / "refs");
+  std::ofstream(dir / "refs" / "zeroqc.json") << R"({"threshold_sigmas": 40})";
+  auto img = (testing::Datasets() / "mvtec-toothbrush/test/good/000.png").string();
+  auto from_file = Zeroqc("inspect --refs " + refs + kCache + " " + img);
+  auto from_flag = Zeroqc("inspect --refs " + refs + kCache + " --sigmas 0 " + img);
+  ASSERT_EQ(from_file.status, 0) << from_file.err;
+  ASSERT_EQ(from_flag.status, 0) << from_flag.err;
+  const double t_file = Lines(from_file.out)[0]["threshold"].get<double>();
+  const double t_flag = Lines(from_flag.out)[0]["threshold"].get<double>();
+  EXPECT_LT(t_flag, t_file) << "--sigmas 0 must beat the file's 40";
+}
+
 }  // namespace
 }  // namespace zeroqc

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "test_support.h"
 
@@ -119,6 +120,25 @@ TEST(PatchEngine, OneReferenceStillCalibratesAndFindsADefect) {
   auto same = (*engine)->Inspect(*LoadImage(root / "train/good/000.png")).result;
   EXPECT_GT(defect.score, same.score);
   EXPECT_EQ(same.verdict, "OK") << "the reference itself is a good part";
+}
+
+TEST(PatchEngine, ALetterboxedOneShotReferenceCalibratesLikeTheFullFrame) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  const auto root = testing::Datasets() / "mvtec-toothbrush";
+  auto dir = testing::TempDir();
+  cv::Mat img = cv::imread((root / "train/good/000.png").string());
+  cv::Mat boxed;  // black bands above and below, as a 4:3 camera frame around a square part
+  cv::copyMakeBorder(img, boxed, 160, 160, 0, 0, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+  cv::imwrite((dir / "boxed.png").string(), boxed);
+  PatchEngineOptions o = Options();
+  o.cache_dir.clear();
+  auto full = PatchEngine::Create(o, {root / "train/good/000.png"});
+  auto letterboxed = PatchEngine::Create(o, {dir / "boxed.png"});
+  ASSERT_TRUE(full.ok() && letterboxed.ok());
+  // Reflected borders once turned the bands into tilted edges: the threshold rose about 3x.
+  EXPECT_LT((*letterboxed)->threshold(), 1.5 * (*full)->threshold())
+      << (*letterboxed)->threshold() << " vs " << (*full)->threshold();
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ cv::Mat ReduceChannels(const cv::Mat& chw, int dim) {
   return out;
 }
 
-constexpr uint32_t kMagic = 0x5a514231;  // "ZQB1"
+constexpr uint32_t kMagic = 0x5a514232;  // "ZQB2": with layer blocks
 
 }  // namespace
 
@@ -43,9 +43,18 @@ PatchGrid MakePatchGrid(const std::vector<FeatureMap>& maps, const PatchOptions&
     }
     parts.push_back(out);
   }
+  PatchGrid g;
+  for (auto& p : parts) {
+    g.blocks.push_back(p.rows);
+    // Cosine distance per layer: a channel's scale no longer decides the match, and no layer
+    // outweighs another (the ranking improved on every set of the suite, docs/BENCHMARKS.md).
+    for (int i = 0; i < p.cols; ++i) {
+      double n = cv::norm(p.col(i));
+      if (n > 1e-12) p.col(i) *= 1.0 / n;
+    }
+  }
   cv::Mat all;
   cv::vconcat(parts, all);
-  PatchGrid g;
   g.descriptors = all.t();
   g.grid_h = gh;
   g.grid_w = gw;
@@ -57,13 +66,19 @@ void MemoryBank::Add(const PatchGrid& g) {
   if (rows.empty()) rows = g.descriptors.clone();
   else cv::vconcat(rows, g.descriptors, rows);
   ranges.emplace_back(begin, rows.rows);
+  blocks = g.blocks;
   grid_h = g.grid_h;
   grid_w = g.grid_w;
 }
 
 void MemoryBank::UpdateNorms() {
-  sq_norms.create(rows.rows, 1, CV_32F);
-  for (int i = 0; i < rows.rows; ++i) sq_norms.at<float>(i) = static_cast<float>(rows.row(i).dot(rows.row(i)));
+  const auto b = Blocks();
+  sq_norms.create(rows.rows, int(b.size()), CV_32F);
+  for (int i = 0; i < rows.rows; ++i)
+    for (int k = 0, c = 0; k < int(b.size()); c += b[k++]) {
+      cv::Mat part = rows.row(i).colRange(c, c + b[k]);
+      sq_norms.at<float>(i, k) = static_cast<float>(part.dot(part));
+    }
 }
 
 void CoresetSubsample(MemoryBank& bank, double ratio, uint64_t seed) {
@@ -112,6 +127,8 @@ Status MemoryBank::Save(const std::filesystem::path& path) const {
     auto put = [&](auto v) { out.write(reinterpret_cast<const char*>(&v), sizeof(v)); };
     put(kMagic);
     put(int32_t(rows.rows)), put(int32_t(rows.cols)), put(int32_t(grid_h)), put(int32_t(grid_w));
+    put(int32_t(blocks.size()));
+    for (int b : blocks) put(int32_t(b));
     put(int32_t(ranges.size()));
     for (auto [a, b] : ranges) put(int32_t(a)), put(int32_t(b));
     put(int32_t(loo_scores.size()));
@@ -136,9 +153,21 @@ StatusOr<MemoryBank> MemoryBank::Load(const std::filesystem::path& path) {
   uint32_t magic = 0;
   int32_t m = 0, d = 0, gh = 0, gw = 0, nr = 0, nl = 0;
   if (!get(magic) || magic != kMagic) return Corrupt(path.string() + " is not a zeroqc memory bank");
-  get(m), get(d), get(gh), get(gw), get(nr);
-  if (!in || m < 0 || d <= 0 || nr < 0 || nr > 1'000'000) return Corrupt(path.string() + ": bad header");
+  get(m), get(d), get(gh), get(gw);
+  int32_t nb = 0;
+  get(nb);
+  if (!in || nb < 0 || nb > 64) return Corrupt(path.string() + ": bad header");
   MemoryBank bank;
+  int block_sum = 0;
+  for (int i = 0; i < nb; ++i) {
+    int32_t b = 0;
+    get(b);
+    if (b <= 0) return Corrupt(path.string() + ": bad header");
+    bank.blocks.push_back(b);
+    block_sum += b;
+  }
+  get(nr);
+  if (!in || m < 0 || d <= 0 || nr < 0 || nr > 1'000'000 || (nb && block_sum != d)) return Corrupt(path.string() + ": bad header");
   bank.grid_h = gh, bank.grid_w = gw;
   for (int i = 0; i < nr; ++i) {
     int32_t a = 0, b = 0;

@@ -19,20 +19,24 @@ struct PatchOptions {
 };
 
 // One image's patch descriptors on a grid: rows = grid_h * grid_w patches, row-major, CV_32F.
+// The columns are one block per backbone layer (`blocks` holds their widths), each block
+// L2-normalised: layers are matched separately with cosine distance, and their distances averaged.
 struct PatchGrid {
   cv::Mat descriptors;
   int grid_h = 0, grid_w = 0;
+  std::vector<int> blocks;
 };
 
 // Aggregates the neighbourhood of every patch, resizes all layers to the finest layer's grid,
-// reduces channels and concatenates them into one descriptor per patch.
+// reduces channels, L2-normalises each layer's part and concatenates them into one row per patch.
 PatchGrid MakePatchGrid(const std::vector<FeatureMap>& maps, const PatchOptions& opt);
 
 // Rows from several reference images; `ranges[i]` is the half-open row range of reference i
 // (coreset subsampling keeps rows grouped by reference, so leave-one-out stays possible).
 struct MemoryBank {
   cv::Mat rows;        // M x D, CV_32F
-  cv::Mat sq_norms;    // M x 1, |row|^2
+  std::vector<int> blocks;  // column widths of the layers, searched separately; empty: one block
+  cv::Mat sq_norms;    // M x blocks, |row block|^2
   std::vector<std::pair<int, int>> ranges;
   int grid_h = 0, grid_w = 0;
   std::vector<double> loo_scores;  // leave-one-out image scores of the references
@@ -41,6 +45,8 @@ struct MemoryBank {
 
   void Add(const PatchGrid& g);  // appends one reference
   void UpdateNorms();
+  // The column blocks, at least one (all columns).
+  std::vector<int> Blocks() const { return blocks.empty() ? std::vector<int>{rows.cols} : blocks; }
 
   Status Save(const std::filesystem::path& path) const;
   static StatusOr<MemoryBank> Load(const std::filesystem::path& path);

@@ -8,6 +8,7 @@
 
 #include "core/hash.h"
 #include "engines/patch/knn.h"
+#include "engines/patch/mutual.h"
 #include "engines/patch/regions.h"
 #include "engines/patch/threshold.h"
 #include "image/color.h"
@@ -15,7 +16,7 @@
 namespace zeroqc {
 namespace {
 
-constexpr int kBankFormat = 3;  // bump when the bank's meaning changes: invalidates caches
+constexpr int kBankFormat = 4;  // bump when the bank's meaning changes: invalidates caches
 constexpr int kFewShot = 32;    // from this many references on, leave-one-out alone calibrates
 constexpr int kJitteredRefs = 8;  // references jittered for few-shot calibration (3 copies each)
 
@@ -30,11 +31,20 @@ std::vector<cv::Mat> Jitter(const cv::Mat& bgr, double strength) {
   for (auto [angle, dx, gain] : {std::tuple{2.0, 0.01, 1.05}, {-2.0, -0.01, 0.95}, {0.0, 0.02, 1.0}}) {
     cv::Mat m = cv::getRotationMatrix2D(c, angle * strength, 1.0), r;
     m.at<double>(0, 2) += dx * strength * bgr.cols;
-    cv::warpAffine(bgr, r, m, bgr.size(), cv::INTER_LINEAR, cv::BORDER_REFLECT);
+    // Replicate, not reflect: a letterboxed photo's black bands must stay bands, not turn into tilted
+    // edges that score as anomalies and lift the threshold.
+    cv::warpAffine(bgr, r, m, bgr.size(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
     r.convertTo(r, -1, 1.0 + (gain - 1.0) * strength);
     out.push_back(r);
   }
   return out;
+}
+
+// Identifies an image by its pixels (the same photo under two names is one image).
+std::string PixelKey(const cv::Mat& bgr) {
+  cv::Mat c = bgr.isContinuous() ? bgr : bgr.clone();
+  return Sha256Hex(std::string_view(reinterpret_cast<const char*>(c.data), c.total() * c.elemSize())) +
+         std::to_string(c.cols) + "x" + std::to_string(c.rows);
 }
 
 }  // namespace
@@ -67,6 +77,14 @@ StatusOr<std::unique_ptr<PatchEngine>> PatchEngine::Create(const PatchEngineOpti
   auto engine = std::unique_ptr<PatchEngine>(new PatchEngine());
   engine->opt_ = options;
   engine->backbone_ = std::move(*backbone);
+  if (options.zero_shot) {
+    if (refs.size() < kMinBatch)
+      return InvalidArgument("zero-shot needs a batch of at least " + std::to_string(kMinBatch) + " images of the same product (got " +
+                             std::to_string(refs.size()) + "); most of them must be good parts");
+    ZQ_RETURN_IF_ERROR(engine->BuildBatch(refs));
+    engine->threshold_ = options.threshold ? *options.threshold : CalibrateBatch(engine->batch_scores_, options.threshold_sigmas);
+    return engine;
+  }
 
   if (!options.cache_dir.empty()) {
     auto key = MemoryBankKey(engine->backbone_->fingerprint(), options, refs);
@@ -88,10 +106,29 @@ StatusOr<std::unique_ptr<PatchEngine>> PatchEngine::Create(const PatchEngineOpti
   return engine;
 }
 
+std::optional<PatchGrid> DescriptorCache::Find(const std::string& key) const {
+  std::lock_guard lock(mu_);
+  auto it = grids_.find(key);
+  if (it == grids_.end()) return std::nullopt;
+  return it->second;
+}
+
+void DescriptorCache::Put(const std::string& key, const PatchGrid& grid) {
+  std::lock_guard lock(mu_);
+  grids_.emplace(key, grid);
+}
+
 StatusOr<PatchGrid> PatchEngine::Describe(const cv::Mat& bgr) {
+  std::string key;
+  if (opt_.descriptors) {
+    key = PixelKey(bgr);
+    if (auto g = opt_.descriptors->Find(key)) return *g;
+  }
   auto maps = backbone_->Extract(bgr);
   if (!maps.ok()) return maps.status();
-  return MakePatchGrid(*maps, opt_.patch);
+  PatchGrid g = MakePatchGrid(*maps, opt_.patch);
+  if (opt_.descriptors) opt_.descriptors->Put(key, g);
+  return g;
 }
 
 cv::Mat PatchEngine::AnomalyMap(const std::vector<float>& d) const {
@@ -150,6 +187,47 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   return Status::Ok();
 }
 
+Status PatchEngine::BuildBatch(const std::vector<std::filesystem::path>& images) {
+  // An image that cannot be read is left out of the batch (inspecting it reports the error).
+  for (const auto& path : images) {
+    auto img = LoadImage(path, opt_.limits);
+    if (!img.ok()) continue;
+    auto g = Describe(img->bgr);
+    if (!g.ok()) return g.status();
+    MemoryBank b;
+    b.Add(*g);
+    b.UpdateNorms();
+    batch_index_[PixelKey(img->bgr)] = batch_.size();
+    batch_.push_back(std::move(b));
+    batch_paths_.push_back(path);
+  }
+  if (batch_.size() < kMinBatch)
+    return InvalidArgument("zero-shot needs at least " + std::to_string(kMinBatch) + " readable images of the same product, got " +
+                           std::to_string(batch_.size()));
+  bank_.grid_h = batch_.front().grid_h;
+  bank_.grid_w = batch_.front().grid_w;
+  for (size_t i = 0; i < batch_.size(); ++i) {
+    std::vector<const MemoryBank*> peers;
+    for (int j : Peers(int(i), int(batch_.size()), opt_.zero_shot_peers)) peers.push_back(&batch_[j]);
+    batch_dist_.push_back(MutualDistances(batch_[i].rows, peers, opt_.zero_shot_fraction));
+    batch_scores_.push_back(ImageScore(AnomalyMap(batch_dist_.back())));
+  }
+  return Status::Ok();
+}
+
+std::vector<float> PatchEngine::BatchDistances(const Image& image, const PatchGrid& grid) const {
+  if (auto it = batch_index_.find(PixelKey(image.bgr)); it != batch_index_.end()) return batch_dist_[it->second];
+  std::vector<const MemoryBank*> peers;  // a new image: peers spread over the whole batch
+  for (int j : Peers(-1, int(batch_.size()), opt_.zero_shot_peers)) peers.push_back(&batch_[j]);
+  return MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction);
+}
+
+nlohmann::json PatchEngine::Calibration() const {
+  if (opt_.zero_shot) return {{"threshold", threshold_}, {"batch", batch_.size()}, {"batch_scores", batch_scores_}};
+  return {{"threshold", threshold_}, {"references", bank_.ranges.size()}, {"loo_scores", bank_.loo_scores},
+          {"jitter_scores", bank_.jitter_scores}, {"fixed", opt_.threshold.has_value()}};
+}
+
 Inspection PatchEngine::Inspect(const Image& image) {
   const auto t0 = std::chrono::steady_clock::now();
   Inspection out;
@@ -161,7 +239,7 @@ Inspection PatchEngine::Inspect(const Image& image) {
     r.error = g.status().message();
     return out;
   }
-  cv::Mat map = AnomalyMap(NearestDistances(g->descriptors, bank_));
+  cv::Mat map = AnomalyMap(opt_.zero_shot ? BatchDistances(image, *g) : NearestDistances(g->descriptors, bank_));
   r.score = ImageScore(map);
   r.verdict = r.score > threshold_ ? "NOK" : "OK";
 
@@ -187,18 +265,23 @@ Inspection PatchEngine::Inspect(const Image& image) {
     o.box = {int(reg.box.x * sx), int(reg.box.y * sy), int(std::ceil((reg.box.x + reg.box.width) * sx)),
              int(std::ceil((reg.box.y + reg.box.height) * sy))};
     char why[200];
-    std::snprintf(why, sizeof why, "differs from all %zu reference images: peak score %.3f over threshold %.3f, %.2f%% of the image",
-                  bank_.ranges.size(), reg.peak, threshold_, 100.0 * reg.area / map.total());
+    if (opt_.zero_shot)
+      std::snprintf(why, sizeof why, "differs from the other %zu parts of the batch: peak score %.3f over threshold %.3f, %.2f%% of the image",
+                    batch_.size() - 1, reg.peak, threshold_, 100.0 * reg.area / map.total());
+    else
+      std::snprintf(why, sizeof why, "differs from all %zu reference images: peak score %.3f over threshold %.3f, %.2f%% of the image",
+                    bank_.ranges.size(), reg.peak, threshold_, 100.0 * reg.area / map.total());
     o.reason = why;
     r.objects.push_back(std::move(o));
   }
   char text[200];
+  const char* against = opt_.zero_shot ? "the other parts of the batch" : "the reference images of good parts";
   if (r.verdict == "NOK")
-    std::snprintf(text, sizeof text, "NOK: %zu region(s) differ from the reference images of good parts (score %.3f > threshold %.3f)",
-                  r.objects.size(), r.score, threshold_);
+    std::snprintf(text, sizeof text, "NOK: %zu region(s) differ from %s (score %.3f > threshold %.3f)", r.objects.size(),
+                  against, r.score, threshold_);
   else
-    std::snprintf(text, sizeof text, "OK: no region differs from the reference images of good parts (score %.3f <= threshold %.3f)",
-                  r.score, threshold_);
+    std::snprintf(text, sizeof text, "OK: no region differs from %s (score %.3f <= threshold %.3f)", against, r.score,
+                  threshold_);
   r.text = text;
   cv::resize(map / threshold_, out.heatmap, image.bgr.size(), 0, 0, cv::INTER_LINEAR);
   r.timing_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -12,6 +14,19 @@
 #include "features/backbone.h"
 
 namespace zeroqc {
+
+// Patch descriptors of images already described, by a hash of their pixels: engines built one
+// after another from overlapping images (a bench's seeds and shot counts) describe each image once.
+// Thread-safe.
+class DescriptorCache {
+ public:
+  std::optional<PatchGrid> Find(const std::string& key) const;
+  void Put(const std::string& key, const PatchGrid& grid);
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, PatchGrid> grids_;
+};
 
 struct PatchEngineOptions {
   std::filesystem::path backbone_spec;  // JSON spec of the feature backbone
@@ -25,18 +40,34 @@ struct PatchEngineOptions {
   double min_region_fraction = 0.0002;  // smaller regions are noise, not defects
   std::filesystem::path cache_dir;      // empty: no cache
   ImageLimits limits;
+  // Zero-shot: the images given to Create are an unlabelled batch of parts, most of them good,
+  // that judge each other (mutual scoring); see PatchEngine::Create.
+  bool zero_shot = false;
+  std::shared_ptr<DescriptorCache> descriptors;  // optional, shared between engines
+  int zero_shot_peers = 16;          // other images each image is compared with
+  double zero_shot_fraction = 0.3;   // share of the closest peers whose distances are averaged
 };
 
 class PatchEngine : public Engine {
  public:
   // Builds (or loads from the cache) the memory bank of `references` and calibrates the threshold.
+  // Zero-shot (options.zero_shot): `references` is an unlabelled batch of at least kMinBatch parts;
+  // every image is scored against its peers in the batch (MutualDistances), and the threshold comes
+  // from the batch's own scores (CalibrateBatch). Inspect then recognises a batch image by its
+  // pixels; any other image is scored against the batch's peers like a batch image.
   static StatusOr<std::unique_ptr<PatchEngine>> Create(const PatchEngineOptions& options,
                                                        const std::vector<std::filesystem::path>& references);
 
   std::string name() const override { return "patch"; }
   Inspection Inspect(const Image& image) override;
+  nlohmann::json Calibration() const override;
+
+  static constexpr size_t kMinBatch = 8;
 
   double threshold() const { return threshold_; }
+  // Zero-shot: the batch's images and their scores, in the order given to Create.
+  const std::vector<std::filesystem::path>& batch() const { return batch_paths_; }
+  const std::vector<double>& batch_scores() const { return batch_scores_; }
   const MemoryBank& bank() const { return bank_; }
   bool loaded_from_cache() const { return from_cache_; }
   const std::filesystem::path& cache_file() const { return cache_file_; }
@@ -46,6 +77,8 @@ class PatchEngine : public Engine {
   StatusOr<PatchGrid> Describe(const cv::Mat& bgr);
   cv::Mat AnomalyMap(const std::vector<float>& distances) const;  // at backbone input size
   Status Build(const std::vector<std::filesystem::path>& refs);
+  Status BuildBatch(const std::vector<std::filesystem::path>& images);
+  std::vector<float> BatchDistances(const Image& image, const PatchGrid& grid) const;
 
   PatchEngineOptions opt_;
   std::unique_ptr<Backbone> backbone_;
@@ -53,6 +86,13 @@ class PatchEngine : public Engine {
   double threshold_ = 0;
   bool from_cache_ = false;
   std::filesystem::path cache_file_;
+  // Zero-shot state: one bank per batch image, its mutual distances and score, and an index from
+  // a hash of its pixels.
+  std::vector<MemoryBank> batch_;
+  std::vector<std::vector<float>> batch_dist_;
+  std::vector<double> batch_scores_;
+  std::vector<std::filesystem::path> batch_paths_;
+  std::map<std::string, size_t> batch_index_;
 };
 
 // The cache key of a memory bank: backbone, engine parameters and the references' contents.

@@ -38,4 +38,6 @@ double CalibrateFewShot(const std::vector<double>& loo, const std::vector<double
   return std::exp(w * std::log(loo_rule) + (1.0 - w) * std::log(bracket));
 }
 
+double CalibrateBatch(const std::vector<double>& s, double sigmas) { return CalibrateThreshold(s, sigmas); }
+
 }  // namespace zeroqc

@@ -32,4 +32,8 @@ double CalibrateThreshold(std::vector<double> loo_scores, double sigmas);
 double CalibrateFewShot(const std::vector<double>& loo_scores, const std::vector<double>& jitter_scores,
                         size_t references, double sigmas);
 
+// The threshold of a zero-shot batch from its own mutual scores (no labels, no references).
+// PROVISIONAL
+double CalibrateBatch(const std::vector<double>& batch_scores, double sigmas);
+
 }  // namespace zeroqc
