@@ -15,7 +15,11 @@ void MinOverRows(const cv::Mat& q, const std::vector<float>& qn, const MemoryBan
                  int a, int b, std::vector<float>& best) {
   constexpr int kBlock = 4096;  // bounds the scratch product to n x 4096 floats
   const int n = q.rows;
-  std::vector<float> prod(static_cast<size_t>(n) * kBlock), bn(kBlock);
+  // Reused per thread: a fresh n x 4096 buffer per call cost more in page faults than the search.
+  thread_local std::vector<float> prod, bn;
+  const size_t need = static_cast<size_t>(n) * std::min(kBlock, std::max(0, b - a));
+  if (prod.size() < need) prod.resize(need);
+  if (bn.size() < size_t(kBlock)) bn.resize(kBlock);
   for (int s = a; s < b; s += kBlock) {
     const int m = std::min(kBlock, b - s);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, m, d, -2.f, q.ptr<float>() + c, static_cast<int>(q.step1()),
