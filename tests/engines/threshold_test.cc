@@ -54,5 +54,14 @@ TEST(Threshold, ImageScoreIsMeanOfTopPermille) {
   EXPECT_NEAR(ImageScore(tiny), 7.0, 1e-6);  // at least one pixel
 }
 
+TEST(Threshold, BatchRuleIsTenPercentAboveTheTypicalTenth) {
+  // Scores 1..11: the 10th percentile is 2 (interpolated), +10% at sigmas 2.
+  std::vector<double> s;
+  for (int i = 11; i >= 1; --i) s.push_back(i);
+  EXPECT_NEAR(CalibrateBatch(s, 2.0), 2.2, 1e-12);
+  EXPECT_NEAR(CalibrateBatch(s, 0.0), 2.0, 1e-12);
+  EXPECT_NEAR(CalibrateBatch({3.0}, 2.0), 3.3, 1e-12);
+}
+
 }  // namespace
 }  // namespace zeroqc

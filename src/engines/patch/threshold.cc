@@ -38,6 +38,12 @@ double CalibrateFewShot(const std::vector<double>& loo, const std::vector<double
   return std::exp(w * std::log(loo_rule) + (1.0 - w) * std::log(bracket));
 }
 
-double CalibrateBatch(const std::vector<double>& s, double sigmas) { return CalibrateThreshold(s, sigmas); }
+double CalibrateBatch(std::vector<double> s, double sigmas) {
+  std::sort(s.begin(), s.end());
+  const double pos = 0.1 * (s.size() - 1);  // the 10th percentile, interpolated
+  const size_t i = size_t(pos);
+  const double p10 = i + 1 < s.size() ? s[i] + (pos - i) * (s[i + 1] - s[i]) : s[i];
+  return p10 * (1.0 + 0.05 * sigmas);
+}
 
 }  // namespace zeroqc
