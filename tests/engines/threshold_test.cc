@@ -54,13 +54,18 @@ TEST(Threshold, ImageScoreIsMeanOfTopPermille) {
   EXPECT_NEAR(ImageScore(tiny), 7.0, 1e-6);  // at least one pixel
 }
 
-TEST(Threshold, BatchRuleIsTenPercentAboveTheTypicalTenth) {
-  // Scores 1..11: the 10th percentile is 2 (interpolated), +10% at sigmas 2.
-  std::vector<double> s;
-  for (int i = 11; i >= 1; --i) s.push_back(i);
-  EXPECT_NEAR(CalibrateBatch(s, 2.0), 2.2, 1e-12);
-  EXPECT_NEAR(CalibrateBatch(s, 0.0), 2.0, 1e-12);
-  EXPECT_NEAR(CalibrateBatch({3.0}, 2.0), 3.3, 1e-12);
+TEST(Threshold, BatchRuleFollowsTheLowGroupWhateverItsShare) {
+  // A tight group of good parts around 1.0 and defects around 2.0, in two proportions: the
+  // threshold sits just above the good group both times.
+  for (int goods : {5, 30}) {
+    std::vector<double> s;
+    for (int i = 0; i < goods; ++i) s.push_back(1.0 + 0.01 * (i % 5));
+    for (int i = 0; i < 15; ++i) s.push_back(2.0 + 0.05 * (i % 3));
+    const double t = CalibrateBatch(s, 2.0);
+    EXPECT_GT(t, 1.04) << goods;
+    EXPECT_LT(t, 1.2) << goods;
+  }
+  EXPECT_NEAR(CalibrateBatch({3.0}, 0.0), 3.0, 1e-9);
 }
 
 }  // namespace

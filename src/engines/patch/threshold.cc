@@ -39,11 +39,26 @@ double CalibrateFewShot(const std::vector<double>& loo, const std::vector<double
 }
 
 double CalibrateBatch(std::vector<double> s, double sigmas) {
-  std::sort(s.begin(), s.end());
-  const double pos = 0.1 * (s.size() - 1);  // the 10th percentile, interpolated
-  const size_t i = size_t(pos);
-  const double p10 = i + 1 < s.size() ? s[i] + (pos - i) * (s[i + 1] - s[i]) : s[i];
-  return p10 * (1.0 + 0.05 * sigmas);
+  std::vector<double> l;
+  for (double v : s) l.push_back(std::log(std::max(v, 1e-12)));
+  std::sort(l.begin(), l.end());
+  const size_t n = l.size();
+  size_t cut = n;  // lower group: l[0, cut)
+  if (n >= 4) {
+    std::vector<double> prefix(n + 1, 0);
+    for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + l[i];
+    double best = -1;
+    for (size_t i = 2; i + 1 < n; ++i) {  // both groups keep at least two scores
+      const double w = double(i) / n, ma = prefix[i] / i, mb = (prefix[n] - prefix[i]) / (n - i);
+      const double between = w * (1 - w) * (ma - mb) * (ma - mb);
+      if (between > best) best = between, cut = i;
+    }
+  }
+  std::vector<double> low(l.begin(), l.begin() + cut);
+  const double m = Median(low);
+  std::vector<double> dev;
+  for (double v : low) dev.push_back(std::abs(v - m));
+  return std::exp(m + sigmas * std::max(1.4826 * Median(dev), 0.02));
 }
 
 }  // namespace zeroqc
