@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "core/base64.h"
+#include "core/json_limits.h"
 
 namespace zeroqc {
 namespace {
@@ -199,12 +200,16 @@ class Routes {
       return true;
     }
     if (StartsWith(type, "application/json")) {
-      auto j = nlohmann::json::parse(q.body, nullptr, false);
+      // The base64 image makes the body large; the depth limit is what guards the parser.
+      auto parsed = Body(q.body, {q.body.size(), 32}, "the JSON upload", r);
+      if (!parsed) return false;
+      auto& j = *parsed;
       if (!j.is_object() || !j.contains("image") || !j["image"].is_string())
         return Error(r, 400, "bad_request", "JSON upload needs an object with a base64 \"image\""), false;
       auto decoded = Base64Decode(j["image"].get<std::string>());
       if (!decoded.ok()) return Error(r, 400, "bad_request", "\"image\": " + decoded.status().message()), false;
       bytes->assign(decoded->begin(), decoded->end());
+      if (!StringsOnly(j, {"filename"}, r)) return false;
       *filename = j.value("filename", "");
       j.erase("image");
       *fields = j;
@@ -223,6 +228,30 @@ class Routes {
     return f[k].is_string() ? f[k].get<std::string>() : f[k].dump();
   }
 
+  // Parses a request body within `limits`; answers 400 or 413 itself when it cannot.
+  std::optional<nlohmann::json> Body(std::string_view text, const JsonLimits& limits, const char* what, httplib::Response& r) {
+    auto j = ParseBoundedJson(text, limits, what);
+    if (!j.ok()) return Error(r, HttpStatusOf(j.status().code()), CodeName(j.status().code()), j.status().message()), std::nullopt;
+    return *j;
+  }
+
+  // Answers 400 naming the first of `keys` present in `body` that is not a string.
+  static bool StringsOnly(const nlohmann::json& body, std::initializer_list<const char*> keys, httplib::Response& r) {
+    for (const char* k : keys)
+      if (body.contains(k) && !body[k].is_string())
+        return Error(r, 400, "bad_request", std::string("'") + k + "' must be a string"), false;
+    return true;
+  }
+
+  // Client metadata and product settings: small and shallow (README: service limits).
+  static constexpr JsonLimits kSmallJson{16 * 1024, 16};
+  static bool SmallEnough(const nlohmann::json& j, const char* what, httplib::Response& r) {
+    const std::string text = j.dump();
+    auto ok = ParseBoundedJson(text, kSmallJson, what);
+    if (!ok.ok()) return Error(r, HttpStatusOf(ok.status().code()), CodeName(ok.status().code()), ok.status().message()), false;
+    return true;
+  }
+
   void PostInspection(const httplib::Request& q, httplib::Response& r) {
     std::string bytes, filename;
     nlohmann::json fields = nlohmann::json::object();
@@ -236,7 +265,14 @@ class Routes {
     n.station = Field(fields, "station");
     n.image_name = filename.substr(0, 255);
     if (fields.contains("metadata")) {
-      n.metadata = fields["metadata"].is_string() ? nlohmann::json::parse(fields["metadata"].get<std::string>(), nullptr, false) : fields["metadata"];
+      if (fields["metadata"].is_string()) {
+        auto m = Body(fields["metadata"].get_ref<const std::string&>(), kSmallJson, "'metadata'", r);
+        if (!m) return;
+        n.metadata = std::move(*m);
+      } else {
+        n.metadata = fields["metadata"];
+        if (!SmallEnough(n.metadata, "'metadata'", r)) return;
+      }
       if (!n.metadata.is_object()) return Error(r, 400, "bad_request", "'metadata' must be a JSON object");
     }
     auto id = svc_.Submit(n, bytes);
@@ -275,9 +311,12 @@ class Routes {
   void Review(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
     auto j = Inspection(q, r);
     if (!j) return;
-    auto body = nlohmann::json::parse(q.body, nullptr, false);
+    auto parsed = Body(q.body, {64 * 1024, 8}, "the review", r);
+    if (!parsed) return;
+    auto& body = *parsed;
     if (!body.is_object() || !body.contains("verdict") || (body["verdict"] != "OK" && body["verdict"] != "NOK"))
       return Error(r, 400, "bad_request", "review body: {\"verdict\": \"OK\"|\"NOK\", \"comment\": \"...\", \"reviewer\": \"...\"}");
+    if (!StringsOnly(body, {"comment", "reviewer"}, r)) return;
     const std::string reviewer = body.value("reviewer", key.name.empty() ? "key " + std::to_string(key.id) : key.name);
     auto s = svc_.store().AddReview((*j)["id"], body["verdict"], body.value("comment", ""), reviewer);
     if (!s.ok()) return Error(r, 500, "internal", s.message());
@@ -285,8 +324,11 @@ class Routes {
   }
 
   void PutProduct(const httplib::Request& q, httplib::Response& r) {
-    auto body = nlohmann::json::parse(q.body, nullptr, false);
+    auto parsed = Body(q.body, {64 * 1024, 20}, "the product", r);
+    if (!parsed) return;
+    auto& body = *parsed;
     if (!body.is_object()) return Error(r, 400, "bad_request", "send a JSON object {name, engine, settings, webhook_url, webhook_secret}");
+    if (!StringsOnly(body, {"name", "engine", "webhook_url", "webhook_secret"}, r)) return;
     Product p;
     p.name = body.value("name", "");
     if (!std::regex_match(p.name, kProductName)) return Error(r, 400, "bad_request", "name: 1-64 of a-z 0-9 _ -, starting with a letter or digit");
@@ -294,6 +336,7 @@ class Routes {
     if (p.engine != "patch" && p.engine != "vlm") return Error(r, 400, "bad_request", "engine is patch or vlm");
     p.settings = body.value("settings", nlohmann::json::object());
     if (!p.settings.is_object()) return Error(r, 400, "bad_request", "settings must be an object");
+    if (!SmallEnough(p.settings, "'settings'", r)) return;
     p.webhook_url = body.value("webhook_url", "");
     p.webhook_secret = body.value("webhook_secret", "");
     if (!p.webhook_url.empty() && !StartsWith(p.webhook_url, "http://") && !StartsWith(p.webhook_url, "https://"))

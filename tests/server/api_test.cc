@@ -47,6 +47,10 @@ class SpotEngine : public Engine {
   std::shared_future<void> gate_;
 };
 
+std::string B64(const std::string& bytes) {
+  return Base64Encode(std::span(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+}
+
 std::string Png(bool spot, int size = 64) {
   cv::Mat m(size, size, CV_8UC3, cv::Scalar(60, 70, 80));
   if (spot) cv::rectangle(m, {20, 20}, {27, 27}, cv::Scalar::all(255), cv::FILLED);
@@ -384,6 +388,78 @@ TEST(Api, HealthReadyAndMetrics) {
                         "zeroqc_http_request_duration_seconds_bucket{le=\"+Inf\"}",
                         "zeroqc_queue_depth 0"})
     EXPECT_NE(m.find(s), std::string::npos) << s << "\n" << m;
+}
+
+// Issue 10, finding 1: metadata or settings nested 100000 deep crashed the server (stack).
+TEST(Api, DeeplyNestedJsonIsRefusedNotACrash) {
+  Harness h;
+  h.Product("brush");
+  const std::string deep = "{\"m\":" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  httplib::MultipartFormDataItems items = {{"image", Png(false), "part.png", "image/png"}, {"product", "brush", "", ""},
+                                           {"metadata", deep, "", ""}};
+  auto r = h.Client(h.writer).Post("/v1/inspections", items);
+  ASSERT_TRUE(r) << "the server must answer, not die";
+  EXPECT_EQ(r->status, 413) << r->body;  // 200 KB: over the metadata size limit first
+  items[2].content = std::string(5000, '[') + std::string(5000, ']');  // 10 KB, 5000 deep
+  r = h.Client(h.writer).Post("/v1/inspections", items);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  EXPECT_NE(r->body.find("nests deeper than 16"), std::string::npos) << r->body;
+  nlohmann::json upload = {{"product", "brush"}, {"image", B64(Png(false))}};
+  std::string body = upload.dump();
+  body.insert(body.size() - 1, ",\"metadata\":" + std::string(100000, '[') + std::string(100000, ']'));
+  r = h.Client(h.writer).Post("/v1/inspections", body, "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  r = h.Client(h.admin).Post("/v1/products", "{\"name\":\"x\",\"settings\":" + std::string(100000, '{'), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 413) << r->body;
+  r = h.Client(h.admin).Post("/v1/products", "{\"name\":\"x\",\"settings\":" + std::string(30000, '{'), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 400) << r->body;
+  // Metadata is small: 20 KB of it is too large, 17 levels too deep.
+  items[2].content = nlohmann::json({{"note", std::string(20000, 'x')}}).dump();
+  r = h.Client(h.writer).Post("/v1/inspections", items);
+  EXPECT_EQ(r->status, 413) << r->body;
+  items[2].content = std::string(17, '[') + std::string(17, ']');
+  EXPECT_EQ(h.Client(h.writer).Post("/v1/inspections", items)->status, 400);
+  nlohmann::json settings = {{"threshold_sigmas", 2}, {"notes", std::string(20000, 'x')}};
+  r = h.Client(h.admin).Post("/v1/products", nlohmann::json({{"name", "brush"}, {"settings", settings}}).dump(), "application/json");
+  EXPECT_EQ(r->status, 413) << r->body;
+  // Still serving, and nothing refused was stored.
+  EXPECT_EQ(h.Client("").Get("/healthz")->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections")->body)["items"].size(), 0u);
+  auto ok = h.Upload(h.writer, "brush", Png(false), true);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+}
+
+// Issue 10, finding 5: fields of the wrong JSON type answered 500 with an empty body.
+TEST(Api, WrongFieldTypesAnswer400WithAMessage) {
+  Harness h;
+  h.Product("brush");
+  for (const char* body : {R"({"name":5})", R"({"name":"brush","engine":5})", R"({"name":"brush","webhook_url":5})",
+                           R"({"name":"brush","webhook_secret":[1]})", R"({"name":"brush","settings":7})"}) {
+    auto r = h.Client(h.admin).Post("/v1/products", body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << body << " -> " << r->body;
+    EXPECT_TRUE(nlohmann::json::parse(r->body)["error"]["message"].is_string()) << r->body;
+  }
+  auto up = h.Upload(h.writer, "brush", Png(true), true);
+  ASSERT_TRUE(up && up->status == 200);
+  const std::string id = nlohmann::json::parse(up->body)["id"];
+  for (const char* body : {R"({"verdict":"OK","comment":5})", R"({"verdict":"OK","reviewer":{"a":1}})", R"({"verdict":5})"}) {
+    auto r = h.Client(h.writer).Post(("/v1/inspections/" + id + "/review").c_str(), body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << body << " -> " << r->body;
+    EXPECT_FALSE(r->body.empty());
+  }
+  nlohmann::json upload = {{"product", "brush"}, {"image", B64(Png(false))}, {"filename", 5}};
+  auto r = h.Client(h.writer).Post("/v1/inspections", upload.dump(), "application/json");
+  EXPECT_EQ(r->status, 400) << r->body;
+  // The product is unchanged by the refused updates.
+  auto p = nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush")->body);
+  EXPECT_EQ(p["engine"], "patch");
 }
 
 TEST(Store, BlobNamesCannotEscape) {
