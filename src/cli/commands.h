@@ -32,6 +32,7 @@ struct EngineFlags {
   double threshold = 0;  // 0: calibrated
   double sigmas = -1;    // < 0: default
   int bank_size = 0;     // 0: default
+  int zero_shot_peers = 0;  // 0: default
   int64_t max_pixels = ImageLimits{}.max_pixels;
   // vlm engine
   std::string provider = "bedrock", profile = "generic", box_format;

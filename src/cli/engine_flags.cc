@@ -30,6 +30,7 @@ void EngineFlags::Register(CLI::App* app) {
   app->add_option("--threshold", threshold, "fixed OK/NOK threshold instead of the calibrated one")->check(CLI::PositiveNumber);
   app->add_option("--sigmas", sigmas, "calibration: threshold = median + SIGMAS * robust spread of leave-one-out scores (default 2)")->check(CLI::NonNegativeNumber);
   app->add_option("--bank-size", bank_size, "patches kept in the memory bank; more references are subsampled by a coreset (default 6400)")->check(CLI::Range(64, 10'000'000));
+  app->add_option("--peers", zero_shot_peers, "zero-shot: other images of the batch each image is compared with (default 32; more is slower and steadier)")->check(CLI::Range(2, 100000));
   auto* g = app->add_option_group("vlm engine", "vision-language model settings (--engine vlm)");
   g->add_option("--provider", provider, "bedrock, openai (any OpenAI-compatible server) or ollama (default bedrock)")->check(CLI::IsMember(ProviderNames()));
   g->add_option("--model", vlm.model, "model id, e.g. us.amazon.nova-pro-v1:0, gpt-4o, qwen2.5vl:7b");
@@ -50,6 +51,7 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
   else o.backbone_spec = ExeDir() / "models" / "inception_v3.json";
   if (!no_cache) o.cache_dir = cache_dir.empty() ? DefaultCacheDir() : std::filesystem::path(cache_dir);
   if (bank_size > 0) o.max_bank_rows = bank_size;
+  if (zero_shot_peers > 0) o.zero_shot_peers = zero_shot_peers;
   o.limits.max_pixels = max_pixels;
   auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references
   if (!refs_dir.empty() && std::filesystem::exists(product)) {

@@ -44,7 +44,7 @@ struct PatchEngineOptions {
   // that judge each other (mutual scoring); see PatchEngine::Create.
   bool zero_shot = false;
   std::shared_ptr<DescriptorCache> descriptors;  // optional, shared between engines
-  int zero_shot_peers = 16;          // other images each image is compared with
+  int zero_shot_peers = 32;          // other images each image is compared with (16: metal plate AUROC 0.68, 40: 0.75)
   double zero_shot_fraction = 0.3;   // share of the closest peers whose distances are averaged
 };
 
