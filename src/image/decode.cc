@@ -10,6 +10,28 @@
 
 namespace zeroqc {
 
+namespace {
+
+// A JPEG ends with its EOI marker (FF D9) and a PNG with its IEND chunk; decoders fill a cut-off
+// file with grey and call it whole, so a half-written or truncated upload is caught here. Some
+// writers pad after the end marker, so the marker is looked for near the end, not at it.
+bool EndsWhole(std::span<const uint8_t> b, const std::string& format) {
+  const size_t tail = std::min<size_t>(b.size(), 4096);
+  const auto* from = b.data() + b.size() - tail;
+  const auto* to = b.data() + b.size();
+  if (format == "jpeg") {
+    static const uint8_t eoi[] = {0xFF, 0xD9};
+    return std::search(from, to, eoi, eoi + 2) != to;
+  }
+  if (format == "png") {
+    static const uint8_t iend[] = {'I', 'E', 'N', 'D'};
+    return std::search(from, to, iend, iend + 4) != to;
+  }
+  return true;
+}
+
+}  // namespace
+
 StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& limits) {
   if (static_cast<int64_t>(bytes.size()) > limits.max_bytes)
     return TooLarge("the file has " + std::to_string(bytes.size()) + " bytes, the limit is " +
@@ -20,6 +42,8 @@ StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& l
   if (header->width * header->height > limits.max_pixels)
     return TooLarge(std::to_string(header->width) + "x" + std::to_string(header->height) +
                     " pixels exceed the limit of " + std::to_string(limits.max_pixels) + " pixels");
+  if (!EndsWhole(bytes, header->format))
+    return Corrupt("the " + header->format + " file is truncated (no end marker): it may still be being written");
   cv::Mat raw;
   try {
     // IMREAD_COLOR applies EXIF orientation and turns gray, RGBA and 16-bit data into 8-bit BGR.

@@ -167,5 +167,24 @@ TEST(Decode, SurvivesFuzzedRealImages) {
   EXPECT_EQ(decoded + refused, 400);
 }
 
+// Issue 10, finding 7: the first 5 KB of a JPEG was inspected as if whole (decoders fill the rest).
+TEST(Decode, TruncatedJpegAndPngAreCorruptNotGrey) {
+  cv::Mat img(300, 300, CV_8UC3);
+  cv::randu(img, 0, 255);
+  for (const char* ext : {".jpg", ".png"}) {
+    std::vector<uint8_t> whole;
+    cv::imencode(ext, img, whole);
+    ASSERT_TRUE(DecodeImage(whole).ok()) << ext;
+    std::vector<uint8_t> cut(whole.begin(), whole.begin() + whole.size() / 2);
+    auto r = DecodeImage(cut);
+    ASSERT_FALSE(r.ok()) << ext;
+    EXPECT_EQ(r.status().code(), Code::kCorrupt) << ext;
+    EXPECT_NE(r.status().message().find("truncated"), std::string::npos) << r.status().message();
+    // Padding after the end marker, as some writers leave it, is still a whole image.
+    whole.insert(whole.end(), 100, 0);
+    EXPECT_TRUE(DecodeImage(whole).ok()) << ext;
+  }
+}
+
 }  // namespace
 }  // namespace zeroqc

@@ -457,6 +457,13 @@ TEST(Api, WrongFieldTypesAnswer400WithAMessage) {
   nlohmann::json upload = {{"product", "brush"}, {"image", B64(Png(false))}, {"filename", 5}};
   auto r = h.Client(h.writer).Post("/v1/inspections", upload.dump(), "application/json");
   EXPECT_EQ(r->status, 400) << r->body;
+  // Issue 10, finding 7: a truncated JPEG upload is refused with 422 and not stored.
+  std::vector<uint8_t> jpg;
+  cv::Mat m(64, 64, CV_8UC3, cv::Scalar(60, 70, 80));
+  cv::imencode(".jpg", m, jpg);
+  r = h.Client(h.writer).Post("/v1/inspections?product=brush", std::string(jpg.begin(), jpg.begin() + jpg.size() * 2 / 3), "image/jpeg");
+  EXPECT_EQ(r->status, 422) << r->body;
+  EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections")->body)["items"].size(), 1u);
   // The product is unchanged by the refused updates.
   auto p = nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush")->body);
   EXPECT_EQ(p["engine"], "patch");
