@@ -1,5 +1,12 @@
 #include "server/service.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -24,6 +31,22 @@ std::string WebhookSignature(const std::string& secret, const std::string& body)
 StatusOr<std::unique_ptr<Service>> Service::Start(ServiceConfig c) {
   if (!c.make_engine) return InvalidArgument("service needs an engine factory");
   auto s = std::unique_ptr<Service>(new Service(std::move(c)));
+  // One service per data folder: a second one would requeue the first one's running jobs and
+  // deliver its webhooks twice. flock is released by the kernel if the process dies.
+  std::error_code ec;
+  std::filesystem::create_directories(s->cfg_.data_dir, ec);
+  const auto lock_path = s->cfg_.data_dir / "serve.lock";
+  s->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (s->lock_fd_ < 0) return IoError("cannot open " + lock_path.string() + ": " + std::strerror(errno));
+  if (::flock(s->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    char owner[32] = {0};
+    (void)!::pread(s->lock_fd_, owner, sizeof owner - 1, 0);
+    return Unavailable("another zeroqc serve (pid " + std::string(owner[0] ? owner : "?") + ") is using " +
+                       s->cfg_.data_dir.string() + ": stop it first, or give this one its own --data");
+  }
+  const std::string pid = std::to_string(::getpid());
+  (void)!::ftruncate(s->lock_fd_, 0);
+  (void)!::pwrite(s->lock_fd_, pid.data(), pid.size(), 0);
   auto store = Store::Open(s->cfg_.data_dir);
   if (!store.ok()) return store.status();
   s->store_ = std::move(*store);
@@ -46,6 +69,7 @@ Service::~Service() {
   done_cv_.notify_all();
   webhook_cv_.notify_all();
   for (auto& t : threads_) t.join();
+  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the data folder
 }
 
 StatusOr<std::string> Service::Submit(NewInspection n, std::string_view bytes) {

@@ -79,6 +79,7 @@ class Service {
   void HotFolderLoop();
 
   ServiceConfig cfg_;
+  int lock_fd_ = -1;  // flock on data_dir/serve.lock, held for the service's life
   std::unique_ptr<Store> store_;
   std::atomic<int64_t> queued_{0};
   std::atomic<bool> stop_{false}, ready_{false};

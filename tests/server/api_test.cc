@@ -469,6 +469,27 @@ TEST(Api, WrongFieldTypesAnswer400WithAMessage) {
   EXPECT_EQ(p["engine"], "patch");
 }
 
+// Issue 10, finding 2: two services on one data folder both started, and the second requeued the
+// first one's running job (processed twice, two webhooks).
+TEST(Api, ASecondServiceOnTheSameDataFolderIsRefused) {
+  Harness h;
+  ServiceConfig c;
+  c.data_dir = h.dir / "data";
+  c.make_engine = [](const zeroqc::Product&, const std::vector<fs::path>&) -> StatusOr<std::unique_ptr<Engine>> {
+    return InvalidArgument("unused");
+  };
+  auto second = Service::Start(c);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(second.status().message().find("another zeroqc serve (pid " + std::to_string(getpid()) + ")"), std::string::npos)
+      << second.status().message();
+  EXPECT_EQ(h.Client("").Get("/healthz")->status, 200) << "the first one keeps serving";
+  // Once the first stops, the folder is free again.
+  h.api.reset();
+  h.svc.reset();
+  auto third = Service::Start(c);
+  EXPECT_TRUE(third.ok()) << third.status().message();
+}
+
 TEST(Store, BlobNamesCannotEscape) {
   BlobStore b(testing::TempDir());
   EXPECT_TRUE(b.PathOf("../../etc/passwd").empty());
