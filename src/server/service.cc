@@ -74,13 +74,17 @@ Service::~Service() {
 
 StatusOr<std::string> Service::Submit(NewInspection n, std::string_view bytes) {
   if (!store_->GetProduct(n.product)) return NotFound("unknown product '" + n.product + "': create it with POST /v1/products");
-  if (queue_full()) return Unavailable("the inspection queue is full (" + std::to_string(cfg_.queue_capacity) + "): retry later");
+  // Reserve the queue slot first, atomically: checking then inserting let parallel uploads
+  // overshoot --queue. A refused upload gives its slot back.
+  if (queued_.fetch_add(1) >= cfg_.queue_capacity) {
+    --queued_;
+    return Unavailable("the inspection queue is full (" + std::to_string(cfg_.queue_capacity) + "): retry later");
+  }
   auto blob = StoreImage(bytes);
-  if (!blob.ok()) return blob.status();
+  if (!blob.ok()) return --queued_, blob.status();
   n.image_blob = *blob;
   auto id = store_->Enqueue(n);
-  if (!id.ok()) return id.status();
-  ++queued_;
+  if (!id.ok()) return --queued_, id.status();
   work_cv_.notify_one();
   return id;
 }

@@ -279,6 +279,34 @@ TEST(Api, FullQueueAnswers503AndLosesNothing) {
   for (const auto& id : ids) EXPECT_EQ(h.WaitDone(id)["status"], "done");
 }
 
+// Issue 10, finding 6: parallel uploads overshot --queue 5 (9 accepted, depth 8).
+TEST(Api, ParallelUploadsNeverOvershootTheQueue) {
+  Harness h([](ServiceConfig& c) {
+    c.queue_capacity = 5;
+    c.rate_per_second = 1000;
+    c.burst = 1000;
+  }, /*gate_open=*/false);
+  h.Product("brush");
+  std::vector<std::future<int>> uploads;
+  for (int i = 0; i < 12; ++i)  // more than the server's 8 threads answer at once
+    uploads.push_back(std::async(std::launch::async, [&h] {
+      auto r = h.Upload(h.writer, "brush", Png(false), false);
+      return r ? r->status : -1;
+    }));
+  int accepted = 0;
+  for (auto& f : uploads) {
+    const int st = f.get();
+    EXPECT_TRUE(st == 202 || st == 503) << st;
+    accepted += st == 202;
+  }
+  // At most one taken by the (blocked) worker plus five queued.
+  EXPECT_LE(accepted, 6);
+  EXPECT_GE(accepted, 5);
+  auto list = nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections?limit=100")->body);
+  EXPECT_EQ(int(list["items"].size()), accepted) << "every 202 is stored, nothing else";
+  h.open.set_value();
+}
+
 TEST(Api, RestartResumesAcceptedWork) {
   auto dir = testing::TempDir();
   std::vector<std::string> ids;
