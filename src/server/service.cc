@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <cmath>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <opencv2/imgcodecs.hpp>
@@ -242,13 +244,30 @@ void Service::WebhookLoop() {
 
 void Service::HotFolderLoop() {
   namespace fs = std::filesystem;
+  using Clock = std::chrono::steady_clock;
+  // A file is taken once its size and mtime have not changed for a second (a camera or FTP may
+  // pause while writing); a truncated image is retried until it has been still for 30 s.
+  struct Seen {
+    uintmax_t size;
+    fs::file_time_type mtime;
+    Clock::time_point still_since;
+  };
+  std::map<fs::path, Seen> seen;
+  std::set<fs::path> given_up;  // could be moved nowhere: never submitted again
   while (!stop_) {
     std::error_code ec;
+    std::set<fs::path> present;
     for (const auto& e : fs::directory_iterator(cfg_.hot_folder, ec)) {
-      if (stop_ || !e.is_regular_file() || e.path().filename().string().front() == '.') continue;
-      // A file still being written (by a camera or FTP) is left until it has been still for a second.
-      auto age = fs::file_time_type::clock::now() - fs::last_write_time(e.path(), ec);
-      if (ec || age < std::chrono::seconds(1)) continue;
+      if (stop_ || !e.is_regular_file() || e.path().filename().string().front() == '.' || given_up.count(e.path())) continue;
+      present.insert(e.path());
+      const auto size = fs::file_size(e.path(), ec);
+      const auto mtime = fs::last_write_time(e.path(), ec);
+      if (ec) continue;
+      auto [it, fresh] = seen.try_emplace(e.path(), Seen{size, mtime, Clock::now()});
+      if (!fresh && (it->second.size != size || it->second.mtime != mtime)) it->second = {size, mtime, Clock::now()};
+      const auto still = Clock::now() - it->second.still_since;
+      const bool old = fs::file_time_type::clock::now() - mtime >= std::chrono::seconds(1);
+      if (still < std::chrono::seconds(1) && !(fresh && old)) continue;
       if (queue_full()) break;
       std::ifstream in(e.path(), std::ios::binary);
       std::string bytes((std::istreambuf_iterator<char>(in)), {});
@@ -259,11 +278,27 @@ void Service::HotFolderLoop() {
       n.metadata = {{"source", "hot-folder"}};
       auto id = Submit(n, bytes);
       if (!id.ok() && id.status().code() == Code::kUnavailable) break;
+      const bool truncated = !id.ok() && id.status().message().find("truncated") != std::string::npos;
+      if (truncated && still < std::chrono::seconds(30)) continue;  // perhaps still being written
       // Accepted (durably queued) -> done/; refused (corrupt, too large) -> failed/ with the reason.
-      const fs::path dest = cfg_.hot_folder / (id.ok() ? "done" : "failed") / e.path().filename();
+      std::string reason = id.ok() ? "" : id.status().message();
+      fs::path dest = cfg_.hot_folder / (id.ok() ? "done" : "failed") / e.path().filename();
       fs::rename(e.path(), dest, ec);
-      if (!id.ok()) std::ofstream(dest.string() + ".error.txt") << id.status().message() << "\n";
+      if (ec && id.ok()) {  // accepted, but done/ will not take it: failed/ says why
+        reason = "accepted as inspection " + *id + ", but it could not be moved to done/: " + ec.message();
+        dest = cfg_.hot_folder / "failed" / e.path().filename();
+        fs::rename(e.path(), dest, ec);
+      }
+      if (ec) {
+        std::fprintf(stderr, "zeroqc serve: hot folder: cannot move %s aside (%s); it will not be submitted again\n",
+                     e.path().c_str(), ec.message().c_str());
+        given_up.insert(e.path());
+      } else if (!reason.empty()) {
+        std::ofstream(dest.string() + ".error.txt") << reason << "\n";
+      }
+      seen.erase(e.path());
     }
+    std::erase_if(seen, [&](const auto& kv) { return !present.count(kv.first); });
     std::unique_lock lock(mu_);
     work_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_.load(); });
   }

@@ -8,6 +8,7 @@
 
 #include <fstream>
 #include <future>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
@@ -401,6 +402,44 @@ TEST(Api, HotFolderIngestsOnceThenMoves) {
   ASSERT_EQ(list.size(), 1u);
   EXPECT_EQ(list[0]["image_name"], "cam1_0001.png");
   EXPECT_EQ(h.WaitDone(list[0]["id"])["verdict"], "NOK");
+}
+
+// Issue 10, findings 3 and 7: a file that cannot be moved to done/ was re-submitted forever; a
+// half-written file was inspected or refused for good.
+TEST(Api, HotFolderNeverResubmitsAndWaitsForWholeFiles) {
+  auto drop = testing::TempDir() / "drop";
+  fs::create_directories(drop / "done" / "blocked.png");  // a folder where the file should go
+  {
+    auto store = Store::Open(drop.parent_path() / "data");
+    ASSERT_TRUE((*store)->PutProduct({"brush", "patch", nlohmann::json::object(), "", ""}).ok());
+    ASSERT_TRUE((*store)->AddReference("brush", *(*store)->blobs().Put(Png(false), "png"), "good.png").ok());
+  }
+  const std::string whole = Png(true);
+  std::ofstream(drop / "blocked.png", std::ios::binary) << whole;
+  std::ofstream(drop / "slow.png", std::ios::binary) << whole.substr(0, whole.size() / 2);  // the writer pauses
+  Harness h(
+      [&](ServiceConfig& c) {
+        c.hot_folder = drop;
+        c.hot_folder_product = "brush";
+      },
+      true, drop.parent_path());
+  for (int i = 0; i < 200 && !fs::exists(drop / "failed/blocked.png"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  EXPECT_TRUE(fs::exists(drop / "failed/blocked.png"));
+  std::ifstream why(drop / "failed/blocked.png.error.txt");
+  std::string reason((std::istreambuf_iterator<char>(why)), {});
+  EXPECT_NE(reason.find("could not be moved to done/"), std::string::npos) << reason;
+  // The half-written file waits; 3 s later its writer finishes it, and it is inspected once.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_TRUE(fs::exists(drop / "slow.png")) << "an incomplete image is neither inspected nor failed";
+  std::ofstream(drop / "slow.png", std::ios::binary | std::ios::app) << whole.substr(whole.size() / 2);
+  for (int i = 0; i < 200 && !fs::exists(drop / "done/slow.png"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  EXPECT_TRUE(fs::exists(drop / "done/slow.png"));
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // time for any (wrong) second submission
+  auto list = nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections?product=brush")->body)["items"];
+  ASSERT_EQ(list.size(), 2u) << list.dump();
+  std::set<std::string> names;
+  for (const auto& i : list) names.insert(i["image_name"].get<std::string>());
+  EXPECT_EQ(names, (std::set<std::string>{"blocked.png", "slow.png"}));
 }
 
 TEST(Api, HealthReadyAndMetrics) {
