@@ -59,6 +59,7 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--port", a->port, "TCP port (default 8080; 0 picks a free one)")->check(CLI::Range(0, 65535));
   cmd->add_option("--bind", a->bind, "address to listen on (default 127.0.0.1: this machine only)");
   cmd->add_option("--workers", a->svc.workers, "inspections run at a time (default 1)")->check(CLI::Range(1, 64));
+  cmd->add_option("--max-waiters", a->svc.max_waiters, "?wait=true requests held open at once; more get 202 + Location (default 4)")->check(CLI::Range(0, 6));
   cmd->add_option("--queue", a->svc.queue_capacity, "queued inspections before uploads get 503 (default 64)")->check(CLI::Range(1, 1'000'000));
   cmd->add_option("--rate", a->svc.rate_per_second, "requests per second per API key (default 10)")->check(CLI::PositiveNumber);
   cmd->add_option("--burst", a->svc.burst, "requests a key may make at once (default 20)")->check(CLI::PositiveNumber);

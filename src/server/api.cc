@@ -280,10 +280,12 @@ class Routes {
       if (id.status().code() == Code::kUnavailable) r.set_header("Retry-After", "1");
       return Error(r, HttpStatusOf(id.status().code()), CodeName(id.status().code()), id.status().message());
     }
-    if (q.get_param_value("wait") == "true") {
+    if (q.get_param_value("wait") == "true" && svc_.TryBeginWait()) {  // else: 202 at once, poll Location
       int ms = 60000;
-      if (q.has_param("timeout_ms")) ms = std::clamp(std::atoi(q.get_param_value("timeout_ms").c_str()), 1, 600000);
-      if (svc_.WaitFor(*id, std::chrono::milliseconds(ms))) return Json(r, 200, *svc_.store().GetInspection(*id));
+      if (q.has_param("timeout_ms")) ms = std::clamp(std::atoi(q.get_param_value("timeout_ms").c_str()), 1, 120000);
+      const bool done = svc_.WaitFor(*id, std::chrono::milliseconds(ms));
+      svc_.EndWait();
+      if (done) return Json(r, 200, *svc_.store().GetInspection(*id));
     }
     r.set_header("Location", "/v1/inspections/" + *id);
     Json(r, 202, {{"id", *id}, {"status", "queued"}, {"links", {{"self", "/v1/inspections/" + *id}}}});

@@ -26,6 +26,9 @@ struct ServiceConfig {
   std::filesystem::path data_dir;
   int workers = 1;
   int queue_capacity = 64;        // queued inspections beyond this get 503
+  // ?wait=true requests held open at once; each holds one of the HTTP server's 8 threads, so more
+  // would starve /healthz and every other route. Past it a request gets 202 + Location at once.
+  int max_waiters = 4;
   double rate_per_second = 10;    // per API key, token bucket
   double burst = 20;
   ImageLimits limits;             // per upload: bytes and pixels (413 beyond)
@@ -50,6 +53,13 @@ class Service {
   // kUnavailable when the queue is full (503).
   StatusOr<std::string> Submit(NewInspection n, std::string_view image_bytes);
   bool queue_full() const { return queued_.load() >= cfg_.queue_capacity; }
+  // A waiting slot (see ServiceConfig::max_waiters): true if taken; give it back with EndWait.
+  bool TryBeginWait() {
+    if (waiters_.fetch_add(1) < cfg_.max_waiters) return true;
+    --waiters_;
+    return false;
+  }
+  void EndWait() { --waiters_; }
   // Blocks until the inspection is done or failed, or the timeout passes; true when finished.
   bool WaitFor(const std::string& id, std::chrono::milliseconds timeout);
 
@@ -82,6 +92,7 @@ class Service {
   int lock_fd_ = -1;  // flock on data_dir/serve.lock, held for the service's life
   std::unique_ptr<Store> store_;
   std::atomic<int64_t> queued_{0};
+  std::atomic<int> waiters_{0};
   std::atomic<bool> stop_{false}, ready_{false};
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_, webhook_cv_;

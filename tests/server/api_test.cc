@@ -308,6 +308,34 @@ TEST(Api, ParallelUploadsNeverOvershootTheQueue) {
   h.open.set_value();
 }
 
+// Issue 10, finding 4: ten ?wait=true requests held every server thread; /healthz timed out.
+TEST(Api, WaitersAreBoundedAndHealthStaysResponsive) {
+  Harness h([](ServiceConfig& c) {
+    c.max_waiters = 2;
+    c.burst = 1000;
+  }, /*gate_open=*/false);
+  h.Product("brush");
+  std::vector<std::future<int>> waits;
+  for (int i = 0; i < 10; ++i)
+    waits.push_back(std::async(std::launch::async, [&h] {
+      auto r = h.Upload(h.writer, "brush", Png(false), true, "&timeout_ms=5000");
+      return r ? r->status : -1;
+    }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto t0 = std::chrono::steady_clock::now();
+  auto health = h.Client("").Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1)) << "health answers while parts are waited on";
+  int accepted = 0, answered = 0;
+  for (int i = 0; i < 8; ++i) accepted += waits[i].wait_for(std::chrono::seconds(3)) == std::future_status::ready && waits[i].get() == 202;
+  h.open.set_value();
+  for (size_t i = 8; i < waits.size(); ++i) answered += waits[i].get() != -1;
+  EXPECT_GE(accepted, 6) << "all but max_waiters got 202 + Location at once";
+  EXPECT_EQ(answered, 2);
+  EXPECT_GT(h.Upload(h.writer, "brush", Png(false), true)->status, 0);
+}
+
 TEST(Api, RestartResumesAcceptedWork) {
   auto dir = testing::TempDir();
   std::vector<std::string> ids;
