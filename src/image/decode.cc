@@ -39,7 +39,9 @@ StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& l
   auto header = ProbeImage(bytes);
   if (!header.ok()) return header.status();
   if (header->width <= 0 || header->height <= 0) return Corrupt("the image has zero width or height");
-  if (header->width * header->height > limits.max_pixels)
+  // Each side first: the product of two 32-bit header fields overflows (found by fuzz_decode).
+  if (header->width > limits.max_pixels || header->height > limits.max_pixels ||
+      header->width * header->height > limits.max_pixels)
     return TooLarge(std::to_string(header->width) + "x" + std::to_string(header->height) +
                     " pixels exceed the limit of " + std::to_string(limits.max_pixels) + " pixels");
   if (!EndsWhole(bytes, header->format))

@@ -167,6 +167,16 @@ TEST(Decode, SurvivesFuzzedRealImages) {
   EXPECT_EQ(decoded + refused, 400);
 }
 
+// Found by tests/fuzz/fuzz_decode: a PNG header of 3204448256 x 3422552066 overflowed the pixel
+// count (undefined behaviour) before the limit was checked.
+TEST(Decode, HugeHeaderSidesAreTooLargeWithoutOverflow) {
+  std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                              0xBF, 0x00, 0x00, 0x00, 0xCC, 0x00, 0x00, 0x02, 8, 2, 0, 0, 0, 0, 0, 0, 0};
+  auto r = DecodeImage(png);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kTooLarge) << r.status().message();
+}
+
 // Issue 10, finding 7: the first 5 KB of a JPEG was inspected as if whole (decoders fill the rest).
 TEST(Decode, TruncatedJpegAndPngAreCorruptNotGrey) {
   cv::Mat img(300, 300, CV_8UC3);

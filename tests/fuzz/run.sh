@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harnesses with clang (ASan + UBSan) and runs each for SECONDS (default 60)
+# on a seed corpus from the datasets and the test data. A crash leaves its input in
+# build/fuzz/crashes/ and fails the run: make it a regression test.
+#   tests/fuzz/run.sh 600        a longer run
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECONDS_EACH=${1:-60}
+B=build/fuzz
+cmake -S tests/fuzz -B $B -G Ninja -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+cmake --build $B -j2 >/dev/null
+mkdir -p $B/crashes $B/corpus/decode $B/corpus/answer $B/corpus/json
+# Seeds: a few real images of every format in use, model answers and client JSON.
+for f in $(ls ../shared/datasets/*/test/*/000.* ../shared/datasets/aws-nova-samples/*_nok.jpg 2>/dev/null | head -12); do
+  cp "$f" $B/corpus/decode/ 2>/dev/null || true
+done
+printf '%s' '{"text":"one scratch","objects":[{"name":"scratch","color":"gray","qc":"NOK","reason":"line","bounding_box":[10,20,300,400]}]}' >$B/corpus/answer/a.txt
+printf '%s' '```json
+{"objects":[{"qc":"pass","bounding_box":{"x_min":1,"y_min":2,"x_max":3,"y_max":4}},]}
+```' >$B/corpus/answer/b.txt
+printf '%s' '{"name":"sponge","engine":"patch","settings":{"threshold":2.5,"threshold_sigmas":2},"metadata":{"shift":[1,[2]]}}' >$B/corpus/json/a.json
+status=0
+for h in decode answer json; do
+  echo "fuzz_$h: ${SECONDS_EACH}s"
+  if ! $B/fuzz_$h -max_total_time="$SECONDS_EACH" -max_len=1048576 -rss_limit_mb=2048 -artifact_prefix=$B/crashes/$h- \
+       -print_final_stats=1 $B/corpus/$h >$B/fuzz_$h.log 2>&1; then
+    echo "fuzz_$h FAILED: see $B/fuzz_$h.log and $B/crashes/"; tail -30 $B/fuzz_$h.log; status=1
+  else
+    grep -E "stat::number_of_executed_units|Done" $B/fuzz_$h.log | tail -2
+  fi
+done
+exit $status
