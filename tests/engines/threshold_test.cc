@@ -27,19 +27,17 @@ TEST(Threshold, FewShotSpreadHasAFloor) {
   EXPECT_NEAR(CalibrateThreshold({4.0, 4.0, 4.0}, 1.0), 4.2, 1e-9);
 }
 
-TEST(Threshold, FewShotBracketsBetweenLeaveOneOutAndJitter) {
+TEST(Threshold, FewShotMarginGrowsWithTheReferences) {
   const std::vector<double> loo = {3.0, 3.2, 4.0, 3.1}, jitter = {1.9, 2.1, 2.0};
-  const double loo_rule = CalibrateThreshold(loo, 2.0);           // 3.15 + 2 * max(1.4826 * 0.1, 5% of 3.15)
-  const double bracket = std::sqrt(3.15 * 2.0) * (1 + 0.05 * 2);  // geometric mean of the medians, +10%
-  // 4 references: weight 4/32 on the leave-one-out rule, the rest on the bracket, in log space.
-  EXPECT_NEAR(CalibrateFewShot(loo, jitter, 4, 2.0), std::exp(0.125 * std::log(loo_rule) + 0.875 * std::log(bracket)), 1e-9);
-  EXPECT_LT(CalibrateFewShot(loo, jitter, 4, 2.0), loo_rule);  // leave-one-out alone is pessimistic here
-  EXPECT_GT(CalibrateFewShot(loo, jitter, 4, 2.0), 2.0);       // jitter alone is optimistic
-  // From 32 references on, or without jitter scores, leave-one-out decides alone.
-  EXPECT_DOUBLE_EQ(CalibrateFewShot(loo, jitter, 32, 2.0), loo_rule);
-  EXPECT_DOUBLE_EQ(CalibrateFewShot(loo, {}, 4, 2.0), loo_rule);
-  // One reference: its jittered copies come as loo_scores.
-  EXPECT_DOUBLE_EQ(CalibrateFewShot({1.0, 1.1, 1.2}, {}, 1, 2.0), CalibrateThreshold({1.0, 1.1, 1.2}, 2.0));
+  // 4 references: a quarter of the margin (sigmas 2 -> 0.5), on leave-one-out; jitter is not used.
+  EXPECT_NEAR(CalibrateFewShot(loo, jitter, 4, 2.0), CalibrateThreshold(loo, 0.5), 1e-12);
+  EXPECT_NEAR(CalibrateFewShot(loo, {}, 4, 2.0), CalibrateThreshold(loo, 0.5), 1e-12);
+  EXPECT_NEAR(CalibrateFewShot(loo, jitter, 16, 2.0), CalibrateThreshold(loo, 1.0), 1e-12);
+  // From 32 references on, the whole margin.
+  EXPECT_DOUBLE_EQ(CalibrateFewShot(loo, jitter, 32, 2.0), CalibrateThreshold(loo, 2.0));
+  EXPECT_DOUBLE_EQ(CalibrateFewShot(loo, jitter, 48, 2.0), CalibrateThreshold(loo, 2.0));
+  // One reference: its jittered copies come as loo_scores; their median + 35% per sigma.
+  EXPECT_NEAR(CalibrateFewShot({1.0, 1.1, 1.2}, {}, 1, 2.0), 1.1 * 1.7, 1e-12);
   // Stricter sigmas raise it.
   EXPECT_GT(CalibrateFewShot(loo, jitter, 4, 3.0), CalibrateFewShot(loo, jitter, 4, 2.0));
 }

@@ -31,11 +31,9 @@ double CalibrateThreshold(std::vector<double> s, double sigmas) {
 
 double CalibrateFewShot(const std::vector<double>& loo, const std::vector<double>& jitter, size_t references,
                         double sigmas) {
-  const double loo_rule = CalibrateThreshold(loo, sigmas);
-  if (references < 2 || jitter.empty()) return loo_rule;
-  const double w = std::min(1.0, double(references) / 32.0);
-  const double bracket = std::sqrt(Median(loo) * Median(jitter)) * (1.0 + 0.05 * sigmas);
-  return std::exp(w * std::log(loo_rule) + (1.0 - w) * std::log(bracket));
+  (void)jitter;  // kept in the bank and in bench reports; no longer part of the rule (see threshold.h)
+  if (references < 2) return Median(loo) * (1.0 + 0.35 * sigmas);
+  return CalibrateThreshold(loo, sigmas * std::clamp(double(references) / 32.0, 0.25, 1.0));
 }
 
 double CalibrateBatch(std::vector<double> s, double sigmas) {
