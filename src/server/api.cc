@@ -319,7 +319,11 @@ class Routes {
     if (!body.is_object() || !body.contains("verdict") || (body["verdict"] != "OK" && body["verdict"] != "NOK"))
       return Error(r, 400, "bad_request", "review body: {\"verdict\": \"OK\"|\"NOK\", \"comment\": \"...\", \"reviewer\": \"...\"}");
     if (!StringsOnly(body, {"comment", "reviewer"}, r)) return;
-    const std::string reviewer = body.value("reviewer", key.name.empty() ? "key " + std::to_string(key.id) : key.name);
+    // Who reviewed is the key's name; only an admin key may record a review on someone's behalf.
+    const std::string own = key.name.empty() ? "key " + std::to_string(key.id) : key.name;
+    if (body.contains("reviewer") && key.scope != Scope::kAdmin && body["reviewer"] != own)
+      return Error(r, 403, "forbidden", "'reviewer' is your key's name (" + own + "); only an admin key may set another");
+    const std::string reviewer = body.value("reviewer", own);
     auto s = svc_.store().AddReview((*j)["id"], body["verdict"], body.value("comment", ""), reviewer);
     if (!s.ok()) return Error(r, 500, "internal", s.message());
     Json(r, 201, *svc_.store().GetInspection((*j)["id"]));
@@ -371,6 +375,14 @@ StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(Service& service, const st
                                                       const std::filesystem::path& web_dir) {
   auto s = std::unique_ptr<ApiServer>(new ApiServer());
   s->http_ = std::make_unique<httplib::Server>();
+  // Every answer: no MIME sniffing, no framing (clickjacking), and a page that loads only its own
+  // script and style and talks only to this server (images from blobs and the camera as data/blob URLs).
+  s->http_->set_default_headers({{"X-Content-Type-Options", "nosniff"},
+                                 {"X-Frame-Options", "DENY"},
+                                 {"Referrer-Policy", "no-referrer"},
+                                 {"Content-Security-Policy",
+                                  "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+                                  "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'"}});
   auto routes = std::make_shared<Routes>(service, *s->http_, web_dir);
   routes->Install();
   // Stamps the request's start for the latency histogram. Holding `routes` here keeps them alive

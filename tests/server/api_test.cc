@@ -181,12 +181,12 @@ TEST(Api, InspectWaitListFetchAndReview) {
   EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections?since=2999-01-01T00:00:00Z")->body)["items"].size(), 0u);
 
   // A person overrides the machine; both are kept.
-  r = h.Client(h.writer).Post(("/v1/inspections/" + id + "/review").c_str(), R"({"verdict":"OK","comment":"dust, wiped off","reviewer":"Ana"})", "application/json");
+  r = h.Client(h.writer).Post(("/v1/inspections/" + id + "/review").c_str(), R"({"verdict":"OK","comment":"dust, wiped off"})", "application/json");
   ASSERT_TRUE(r && r->status == 201) << (r ? r->body : "");
   j = nlohmann::json::parse(r->body);
   EXPECT_EQ(j["verdict"], "NOK");
   EXPECT_EQ(j["final_verdict"], "OK");
-  EXPECT_EQ(j["reviews"][0]["reviewer"], "Ana");
+  EXPECT_EQ(j["reviews"][0]["reviewer"], "line 3");  // the write key's name
 }
 
 TEST(Api, KeysAndScopes) {
@@ -334,6 +334,30 @@ TEST(Api, WaitersAreBoundedAndHealthStaysResponsive) {
   EXPECT_GE(accepted, 6) << "all but max_waiters got 202 + Location at once";
   EXPECT_EQ(answered, 2);
   EXPECT_GT(h.Upload(h.writer, "brush", Png(false), true)->status, 0);
+}
+
+// Issue 10, finding 7: any write key could sign a review with any name; the page had no
+// Content-Security-Policy, X-Frame-Options or nosniff headers.
+TEST(Api, ReviewerIsTheKeysNameAndPagesCarrySecurityHeaders) {
+  Harness h;
+  h.Product("brush");
+  auto up = h.Upload(h.writer, "brush", Png(true), true);
+  ASSERT_TRUE(up && up->status == 200);
+  const std::string path = "/v1/inspections/" + nlohmann::json::parse(up->body)["id"].get<std::string>() + "/review";
+  auto r = h.Client(h.writer).Post(path.c_str(), R"({"verdict":"OK","reviewer":"the plant manager"})", "application/json");
+  EXPECT_EQ(r->status, 403) << r->body;
+  r = h.Client(h.writer).Post(path.c_str(), R"({"verdict":"OK"})", "application/json");
+  ASSERT_EQ(r->status, 201) << r->body;
+  EXPECT_NE(r->body.find("\"line 3\""), std::string::npos) << "the write key's name: " << r->body;
+  r = h.Client(h.admin).Post(path.c_str(), R"({"verdict":"NOK","reviewer":"QA lead"})", "application/json");
+  EXPECT_EQ(r->status, 201) << r->body;
+  EXPECT_NE(r->body.find("QA lead"), std::string::npos);
+  for (const char* p : {"/healthz", "/v1/inspections"}) {
+    auto g = h.Client(h.reader).Get(p);
+    EXPECT_EQ(g->get_header_value("X-Content-Type-Options"), "nosniff") << p;
+    EXPECT_EQ(g->get_header_value("X-Frame-Options"), "DENY") << p;
+    EXPECT_NE(g->get_header_value("Content-Security-Policy").find("default-src 'self'"), std::string::npos) << p;
+  }
 }
 
 TEST(Api, RestartResumesAcceptedWork) {
