@@ -66,6 +66,8 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--max-upload-bytes", a->max_upload, "largest image accepted (default 67108864; 413 beyond)")->check(CLI::PositiveNumber);
   cmd->add_option("--hot-folder", a->svc.hot_folder, "inspect files dropped here (moved to done/ or failed/)");
   cmd->add_option("--hot-folder-product", a->svc.hot_folder_product, "the product of hot-folder images");
+  cmd->add_flag("--allow-private-webhooks", a->svc.allow_private_webhooks,
+                "let products send webhooks to loopback, private and link-local addresses (refused by default)");
   cmd->add_option("--webhook-attempts", a->svc.webhook_attempts, "deliveries tried before the dead-letter list (default 5)")->check(CLI::Range(1, 100));
   cmd->add_option("--webhook-backoff", a->svc.webhook_backoff_ms, "first webhook retry delay in ms, doubling (default 1000)")->check(CLI::Range(0, 3'600'000));
   cmd->add_option("--web", a->web, "folder of the web page (default: web/ beside the build)");

@@ -7,6 +7,7 @@
 
 #include "core/base64.h"
 #include "core/json_limits.h"
+#include "server/webhook_target.h"
 
 namespace zeroqc {
 namespace {
@@ -345,8 +346,9 @@ class Routes {
     if (!SmallEnough(p.settings, "'settings'", r)) return;
     p.webhook_url = body.value("webhook_url", "");
     p.webhook_secret = body.value("webhook_secret", "");
-    if (!p.webhook_url.empty() && !StartsWith(p.webhook_url, "http://") && !StartsWith(p.webhook_url, "https://"))
-      return Error(r, 400, "bad_request", "webhook_url must be http(s)");
+    if (!p.webhook_url.empty())
+      if (auto t = CheckWebhookTarget(p.webhook_url, svc_.config().allow_private_webhooks); !t.ok())
+        return Error(r, 400, "bad_request", t.message());
     const bool existed = svc_.store().GetProduct(p.name).has_value();
     if (auto s = svc_.store().PutProduct(p); !s.ok()) return Error(r, 500, "internal", s.message());
     svc_.InvalidateEngine(p.name);

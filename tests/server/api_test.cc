@@ -15,6 +15,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "core/base64.h"
+#include "server/webhook_target.h"
 #include "test_support.h"
 
 namespace zeroqc {
@@ -360,6 +361,25 @@ TEST(Api, ReviewerIsTheKeysNameAndPagesCarrySecurityHeaders) {
   }
 }
 
+// Issue 10, finding 7: a webhook could point at 169.254.169.254 or loopback.
+TEST(Api, WebhooksToPrivateAddressesAreRefused) {
+  Harness h;
+  for (const char* url : {"http://169.254.169.254/latest/meta-data", "http://127.0.0.1:9/x", "http://localhost/x",
+                          "http://10.1.2.3/x", "http://192.168.0.1/x", "http://[::1]:8080/x", "http://[fe80::1]/x",
+                          "http://[::ffff:127.0.0.1]/x", "http://0.0.0.0/x", "ftp://example.com/x", "http:///x"}) {
+    auto r = h.Client(h.admin).Post("/v1/products", nlohmann::json({{"name", "p"}, {"webhook_url", url}}).dump(), "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << url << " -> " << r->body;
+  }
+  auto r = h.Client(h.admin).Post("/v1/products", R"({"name":"p","webhook_url":"https://203.0.113.7/hook"})", "application/json");
+  EXPECT_EQ(r->status, 201) << r->body;
+  EXPECT_FALSE(IsPrivateAddress("8.8.8.8"));
+  EXPECT_FALSE(IsPrivateAddress("2001:db8::1"));
+  EXPECT_TRUE(IsPrivateAddress("172.31.255.255"));
+  EXPECT_FALSE(IsPrivateAddress("172.32.0.1"));
+  EXPECT_TRUE(IsPrivateAddress("fd00::1"));
+}
+
 TEST(Api, RestartResumesAcceptedWork) {
   auto dir = testing::TempDir();
   std::vector<std::string> ids;
@@ -394,7 +414,10 @@ TEST(Api, WebhooksAreSignedRetriedAndDeadLettered) {
   hook.Post("/down", [](const httplib::Request&, httplib::Response& res) { res.status = 503; });
   int port = hook.bind_to_any_port("127.0.0.1");
   std::thread t([&] { hook.listen_after_bind(); });
-  Harness h([](ServiceConfig& c) { c.webhook_attempts = 3; });
+  Harness h([](ServiceConfig& c) {
+    c.webhook_attempts = 3;
+    c.allow_private_webhooks = true;  // the receiver is on 127.0.0.1
+  });
   const std::string base = "http://127.0.0.1:" + std::to_string(port);
   h.Product("brush", {{"webhook_url", base + "/flaky"}, {"webhook_secret", "s3cret"}});
   h.Product("plate", {{"webhook_url", base + "/down"}, {"webhook_secret", "x"}});
