@@ -1,6 +1,7 @@
 #include "image/decode.h"
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 
 #include <opencv2/imgcodecs.hpp>
@@ -44,6 +45,11 @@ StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& l
       header->width * header->height > limits.max_pixels)
     return TooLarge(std::to_string(header->width) + "x" + std::to_string(header->height) +
                     " pixels exceed the limit of " + std::to_string(limits.max_pixels) + " pixels");
+  // cv::imdecode picks its decoder by content, not by our probe: bytes that also carry DICOM's
+  // signature (DICM at offset 128) reach GDCM, which aborts the process on malformed input
+  // (found by fuzz_decode). DICOM is not a format we accept.
+  if (bytes.size() >= 132 && std::memcmp(bytes.data() + 128, "DICM", 4) == 0)
+    return Unsupported("the " + header->format + " file also carries a DICOM signature: refused");
   if (!EndsWhole(bytes, header->format))
     return Corrupt("the " + header->format + " file is truncated (no end marker): it may still be being written");
   cv::Mat raw;

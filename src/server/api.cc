@@ -144,12 +144,17 @@ class Routes {
   httplib::Server::Handler Guard(Scope need, Handler h) {
     return [this, need, h](const httplib::Request& req, httplib::Response& res) {
       const std::string auth = req.get_header_value("Authorization");
-      if (!StartsWith(auth, "Bearer ")) {
+      auto refuse = [&](const std::string& why) {
+        if (double wait = svc_.FailedAuthentication(req.remote_addr); wait > 0) {
+          res.set_header("Retry-After", std::to_string(int(std::ceil(wait))));
+          return Error(res, 429, "rate_limited", "too many failed authentications from this address: slow down");
+        }
         res.set_header("WWW-Authenticate", "Bearer");
-        return Error(res, 401, "unauthorized", "send an API key as 'Authorization: Bearer <key>' (zeroqc keys create)");
-      }
+        Error(res, 401, "unauthorized", why);
+      };
+      if (!StartsWith(auth, "Bearer ")) return refuse("send an API key as 'Authorization: Bearer <key>' (zeroqc keys create)");
       auto key = svc_.store().FindKey(auth.substr(7));
-      if (!key) return Error(res, 401, "unauthorized", "unknown or revoked API key");
+      if (!key) return refuse("unknown or revoked API key");
       if (int(key->scope) < int(need))
         return Error(res, 403, "forbidden", std::string("this needs a key with scope ") + ScopeName(need) + ", yours is " + ScopeName(key->scope));
       if (double wait = svc_.RateLimit(key->id); wait > 0) {

@@ -139,6 +139,22 @@ double Service::RateLimit(int64_t key) {
   return (1 - b.tokens) / cfg_.rate_per_second;
 }
 
+double Service::FailedAuthentication(const std::string& address) {
+  std::lock_guard lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  const double burst = cfg_.auth_failure_burst, rate = cfg_.auth_failures_per_second;
+  auto [it, fresh] = auth_buckets_.try_emplace(address, Bucket{burst, now});
+  Bucket& b = it->second;
+  b.tokens = std::min(burst, b.tokens + std::chrono::duration<double>(now - b.at).count() * rate);
+  b.at = now;
+  if (b.tokens >= 1) {
+    b.tokens -= 1;
+    return 0;
+  }
+  if (auth_buckets_.size() > 100000) auth_buckets_.clear();  // bounded memory under a spread-out attack
+  return (1 - b.tokens) / rate;
+}
+
 void Service::InvalidateEngine(const std::string& product) {
   std::lock_guard lock(engines_mu_);
   engines_.erase(product);

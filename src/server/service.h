@@ -31,6 +31,8 @@ struct ServiceConfig {
   int max_waiters = 4;
   double rate_per_second = 10;    // per API key, token bucket
   double burst = 20;
+  double auth_failures_per_second = 1;  // per client address, after a burst of auth_failure_burst
+  double auth_failure_burst = 10;
   ImageLimits limits;             // per upload: bytes and pixels (413 beyond)
   int webhook_attempts = 5;
   int webhook_backoff_ms = 1000;  // doubles per attempt
@@ -66,6 +68,9 @@ class Service {
 
   // Token bucket per key; returns 0 when allowed, else the seconds to wait.
   double RateLimit(int64_t key_id);
+  // Counts a failed authentication from `address` (a token bucket per address); returns 0 while
+  // allowed, else the seconds to wait: key guessing is slowed to auth_failures_per_second.
+  double FailedAuthentication(const std::string& address);
 
   // Reference images of a product: checked like uploads, stored, and the product's engine rebuilt
   // on its next inspection.
@@ -105,6 +110,7 @@ class Service {
     std::chrono::steady_clock::time_point at;
   };
   std::map<int64_t, Bucket> buckets_;
+  std::map<std::string, Bucket> auth_buckets_;
   // /metrics
   std::mutex metrics_mu_;
   std::map<std::pair<std::string, int>, int64_t> requests_;

@@ -14,6 +14,7 @@ mkdir -p $B/crashes $B/corpus/decode $B/corpus/answer $B/corpus/json
 for f in $(ls ../shared/datasets/*/test/*/000.* ../shared/datasets/aws-nova-samples/*_nok.jpg 2>/dev/null | head -12); do
   cp "$f" $B/corpus/decode/ 2>/dev/null || true
 done
+cp tests/fuzz/regressions/decode-* $B/corpus/decode/ 2>/dev/null || true  # past crashes stay in the corpus
 printf '%s' '{"text":"one scratch","objects":[{"name":"scratch","color":"gray","qc":"NOK","reason":"line","bounding_box":[10,20,300,400]}]}' >$B/corpus/answer/a.txt
 printf '%s' '```json
 {"objects":[{"qc":"pass","bounding_box":{"x_min":1,"y_min":2,"x_max":3,"y_max":4}},]}
@@ -22,7 +23,7 @@ printf '%s' '{"name":"sponge","engine":"patch","settings":{"threshold":2.5,"thre
 status=0
 for h in decode answer json; do
   echo "fuzz_$h: ${SECONDS_EACH}s"
-  if ! $B/fuzz_$h -max_total_time="$SECONDS_EACH" -max_len=1048576 -rss_limit_mb=2048 -artifact_prefix=$B/crashes/$h- \
+  if ! $B/fuzz_$h -seed=1 -max_total_time="$SECONDS_EACH" -max_len=1048576 -rss_limit_mb=2048 -artifact_prefix=$B/crashes/$h- \
        -print_final_stats=1 $B/corpus/$h >$B/fuzz_$h.log 2>&1; then
     echo "fuzz_$h FAILED: see $B/fuzz_$h.log and $B/crashes/"; tail -30 $B/fuzz_$h.log; status=1
   else

@@ -177,6 +177,17 @@ TEST(Decode, HugeHeaderSidesAreTooLargeWithoutOverflow) {
   EXPECT_EQ(r.status().code(), Code::kTooLarge) << r.status().message();
 }
 
+// Found by tests/fuzz/fuzz_decode: a WebP header with "DICM" at offset 128 sent cv::imdecode to GDCM,
+// which aborted the whole process (any write key could have stopped the server).
+TEST(Decode, ADicomSignatureNeverReachesGdcm) {
+  std::ifstream in(testing::SourceDir() / "tests/fuzz/regressions/decode-dicom-signature.bin", std::ios::binary);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+  ASSERT_EQ(bytes.size(), 134u);
+  auto r = DecodeImage(bytes);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnsupported) << r.status().message();
+}
+
 // Issue 10, finding 7: the first 5 KB of a JPEG was inspected as if whole (decoders fill the rest).
 TEST(Decode, TruncatedJpegAndPngAreCorruptNotGrey) {
   cv::Mat img(300, 300, CV_8UC3);
