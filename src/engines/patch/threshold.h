@@ -31,7 +31,7 @@ double CalibrateThreshold(std::vector<double> loo_scores, double sigmas);
 //   (1 + 0.35 * sigmas). A new good part of a product that varies more than the jitter (a part
 //   hanging at another angle) still scores above it: one reference cannot show how much the
 //   product varies, and the calibration gap at K = 1 is the largest (docs/BENCHMARKS.md).
-// Chosen on the six development sets together (5 seeds each at K = 1 and 4), replacing a bracket
+// Chosen on the development sets together (5 seeds; K = 4 on all six, K = 1 on five), replacing a bracket
 // of leave-one-out and jittered medians that put the threshold too low on most of them.
 double CalibrateFewShot(const std::vector<double>& loo_scores, const std::vector<double>& jitter_scores,
                         size_t references, double sigmas);
