@@ -28,7 +28,7 @@ void EngineFlags::Register(CLI::App* app) {
   app->add_option("--cache", cache_dir, "memory-bank cache folder (default: ~/.cache/zeroqc)");
   app->add_flag("--no-cache", no_cache, "always rebuild the memory bank");
   app->add_option("--threshold", threshold, "fixed OK/NOK threshold instead of the calibrated one")->check(CLI::PositiveNumber);
-  app->add_option("--sigmas", sigmas, "calibration: threshold = median + SIGMAS * robust spread of leave-one-out scores (default 2)")->check(CLI::NonNegativeNumber);
+  app->add_option("--sigmas", sigmas, "calibration strictness: robust spreads above the good parts' scores (default 2; README: --sigmas)")->check(CLI::NonNegativeNumber);
   app->add_option("--bank-size", bank_size, "patches kept in the memory bank; more references are subsampled by a coreset (default 6400)")->check(CLI::Range(64, 10'000'000));
   app->add_option("--peers", zero_shot_peers, "zero-shot: other images of the batch each image is compared with (default 32; more is slower and steadier)")->check(CLI::Range(2, 100000));
   auto* g = app->add_option_group("vlm engine", "vision-language model settings (--engine vlm)");
