@@ -125,34 +125,30 @@ bool Service::WaitFor(const std::string& id, std::chrono::milliseconds timeout) 
   return true;
 }
 
-double Service::RateLimit(int64_t key) {
-  std::lock_guard lock(mu_);
+// Refills `b` for the time since its last use (at `rate` per second, up to `burst`) and takes one
+// token: 0 when there was one, else the seconds until there will be. REQUIRES: mu_ held.
+double Service::TakeToken(Bucket& b, double rate, double burst) {
   const auto now = std::chrono::steady_clock::now();
-  auto [it, fresh] = buckets_.try_emplace(key, Bucket{cfg_.burst, now});
-  Bucket& b = it->second;
-  b.tokens = std::min(cfg_.burst, b.tokens + std::chrono::duration<double>(now - b.at).count() * cfg_.rate_per_second);
-  b.at = now;
-  if (b.tokens >= 1) {
-    b.tokens -= 1;
-    return 0;
-  }
-  return (1 - b.tokens) / cfg_.rate_per_second;
-}
-
-double Service::FailedAuthentication(const std::string& address) {
-  std::lock_guard lock(mu_);
-  const auto now = std::chrono::steady_clock::now();
-  const double burst = cfg_.auth_failure_burst, rate = cfg_.auth_failures_per_second;
-  auto [it, fresh] = auth_buckets_.try_emplace(address, Bucket{burst, now});
-  Bucket& b = it->second;
   b.tokens = std::min(burst, b.tokens + std::chrono::duration<double>(now - b.at).count() * rate);
   b.at = now;
   if (b.tokens >= 1) {
     b.tokens -= 1;
     return 0;
   }
-  if (auth_buckets_.size() > 100000) auth_buckets_.clear();  // bounded memory under a spread-out attack
   return (1 - b.tokens) / rate;
+}
+
+double Service::RateLimit(int64_t key) {
+  std::lock_guard lock(mu_);
+  auto it = buckets_.try_emplace(key, Bucket{cfg_.burst, std::chrono::steady_clock::now()}).first;
+  return TakeToken(it->second, cfg_.rate_per_second, cfg_.burst);
+}
+
+double Service::FailedAuthentication(const std::string& address) {
+  std::lock_guard lock(mu_);
+  if (auth_buckets_.size() > 100000) auth_buckets_.clear();  // bounded memory under a spread-out attack
+  auto it = auth_buckets_.try_emplace(address, Bucket{cfg_.auth_failure_burst, std::chrono::steady_clock::now()}).first;
+  return TakeToken(it->second, cfg_.auth_failures_per_second, cfg_.auth_failure_burst);
 }
 
 void Service::InvalidateEngine(const std::string& product) {

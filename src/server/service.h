@@ -109,6 +109,7 @@ class Service {
     double tokens;
     std::chrono::steady_clock::time_point at;
   };
+  double TakeToken(Bucket& b, double rate, double burst);
   std::map<int64_t, Bucket> buckets_;
   std::map<std::string, Bucket> auth_buckets_;
   // /metrics
