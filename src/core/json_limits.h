@@ -20,6 +20,10 @@ struct JsonLimits {
 // max_bytes; the message says which limit and what it is.
 StatusOr<nlohmann::json> ParseBoundedJson(std::string_view text, const JsonLimits& limits, std::string_view what);
 
+// The size and depth checks of ParseBoundedJson alone, for text already known to be JSON (e.g. a
+// parsed value's dump()).
+Status CheckJsonBounds(std::string_view text, const JsonLimits& limits, std::string_view what);
+
 // The depth of nesting of `text` (0 for a scalar), scanning brackets outside strings; stops
 // counting past `stop_at`.
 int JsonDepth(std::string_view text, int stop_at);

@@ -252,9 +252,8 @@ class Routes {
   // Client metadata and product settings: small and shallow (README: service limits).
   static constexpr JsonLimits kSmallJson{16 * 1024, 16};
   static bool SmallEnough(const nlohmann::json& j, const char* what, httplib::Response& r) {
-    const std::string text = j.dump();
-    auto ok = ParseBoundedJson(text, kSmallJson, what);
-    if (!ok.ok()) return Error(r, HttpStatusOf(ok.status().code()), CodeName(ok.status().code()), ok.status().message()), false;
+    auto ok = CheckJsonBounds(j.dump(), kSmallJson, what);  // already parsed: no second parse
+    if (!ok.ok()) return Error(r, HttpStatusOf(ok.code()), CodeName(ok.code()), ok.message()), false;
     return true;
   }
 
