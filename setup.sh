@@ -11,10 +11,14 @@ NSFWJS_VERSION=4.2.1
 NSFWJS_SHA512=8ixL8Uk7+9Ir67yUxwtbLFZv6NgmsXsgP2oX5zNxmyTIXUfNdj6FLLVS+YI0pYlMEOExLp69ocfQznzTU9ATGw==
 PACKAGES=(build-essential cmake ninja-build pkg-config git libopencv-dev libonnx-dev libprotobuf-dev
           nlohmann-json3-dev libcli11-dev libopenblas-dev libssl-dev libgtest-dev libgmock-dev
-          libbenchmark-dev libcurl4-openssl-dev libcpp-httplib-dev libsqlite3-dev
+          libbenchmark-dev libcurl4-openssl-dev libdnnl-dev libcpp-httplib-dev libsqlite3-dev
           chromium wrk curl clang libclang-rt-14-dev)
 # The browser test drives Debian's chromium with this (playwright-core never downloads a browser).
 PLAYWRIGHT_VERSION=1.65.1
+# The OpenAPI test's validator: 10.1.1 is the newest that runs on Debian 12's Node 18.
+SWAGGER_PARSER_VERSION=10.1.1
+AJV_VERSION=8.17.1
+AJV_FORMATS_VERSION=3.0.1
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 
@@ -51,11 +55,21 @@ if [ ! -s "$TFJS/weights.bin" ]; then
   node tools/export_tfjs.js "$DEPS/nsfwjs/dist/models/inception_v3" "$TFJS"
 fi
 
-PW=$DEPS/web-test/node_modules/playwright-core/package.json
-if ! grep -q "\"version\": \"$PLAYWRIGHT_VERSION\"" "$PW" 2>/dev/null; then
-  say "installing playwright-core@$PLAYWRIGHT_VERSION from npm (for the browser test)"
+# Test tools from npm: playwright-core drives the browser test, swagger-parser and ajv check the
+# OpenAPI description and the service's answers against it.
+NODE_TEST_PACKAGES=("playwright-core@$PLAYWRIGHT_VERSION" "@apidevtools/swagger-parser@$SWAGGER_PARSER_VERSION"
+                    "ajv@$AJV_VERSION" "ajv-formats@$AJV_FORMATS_VERSION")
+node_test_tools_ok() {
+  local spec name version
+  for spec in "${NODE_TEST_PACKAGES[@]}"; do
+    name=${spec%@*} version=${spec##*@}
+    grep -q "\"version\": \"$version\"" "$DEPS/web-test/node_modules/$name/package.json" 2>/dev/null || return 1
+  done
+}
+if ! node_test_tools_ok; then
+  say "installing the test tools from npm: ${NODE_TEST_PACKAGES[*]}"
   mkdir -p "$DEPS/web-test"
-  npm install --silent --no-audit --no-fund --prefix "$DEPS/web-test" "playwright-core@$PLAYWRIGHT_VERSION"
+  npm install --silent --no-audit --no-fund --prefix "$DEPS/web-test" "${NODE_TEST_PACKAGES[@]}"
 fi
 
 say "building build/zeroqc"

@@ -1,24 +1,42 @@
-// Per-image latency of the embedded engine, end to end: read + decode a 1024x1024 PNG, features,
-// nearest-neighbour search against the memory bank of 48 references, anomaly map, regions.
+// Latency of the embedded engine, end to end as zeroqc inspect does it (read + decode, features,
+// nearest-neighbour search against the memory bank, anomaly map, regions), on the image sizes of
+// issue 15, and the bank build for 48 references.
 //   build/bench/inspect_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
+//   bench/compare.sh OLD_COMMIT   (old and new built from this file, run alternately, ratios)
+// Only long-standing library calls are used here, so that compare.sh can build this file against
+// an older commit.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "engines/patch/patch_engine.h"
 
 namespace {
 
-const std::filesystem::path kData = std::filesystem::path(ZEROQC_SOURCE_DIR) / ".." / "shared" / "datasets" / "mvtec-toothbrush";
+namespace fs = std::filesystem;
+const fs::path kShared = fs::path(ZEROQC_SOURCE_DIR) / ".." / "shared" / "datasets";
+const fs::path kToothbrush = kShared / "mvtec-toothbrush";
+const fs::path kCameraJpeg = kShared / "aws-nova-samples" / "plasticpart_nok.jpg";  // 2874x1916
+
+std::vector<fs::path> References(int n) {
+  auto all = zeroqc::ListImages(kToothbrush / "train/good");
+  if (!all.ok()) return {};
+  all->resize(std::min<size_t>(n, all->size()));
+  return *all;
+}
+
+zeroqc::PatchEngineOptions Options(bool cached) {
+  zeroqc::PatchEngineOptions o;
+  o.backbone_spec = fs::path(ZEROQC_BINARY_DIR) / "models" / "inception_v3.json";
+  if (cached) o.cache_dir = fs::temp_directory_path() / "zeroqc-bench-cache";
+  return o;
+}
 
 std::unique_ptr<zeroqc::PatchEngine> MakeEngine(int refs) {
-  auto all = zeroqc::ListImages(kData / "train/good");
-  if (!all.ok() || all->empty()) return nullptr;
-  all->resize(std::min<size_t>(refs, all->size()));
-  zeroqc::PatchEngineOptions o;
-  o.backbone_spec = std::filesystem::path(ZEROQC_BINARY_DIR) / "models" / "inception_v3.json";
-  o.cache_dir = std::filesystem::temp_directory_path() / "zeroqc-bench-cache";
-  auto e = zeroqc::PatchEngine::Create(o, *all);
+  auto e = zeroqc::PatchEngine::Create(Options(true), References(refs));
   if (!e.ok()) {
     std::fprintf(stderr, "%s\n", e.status().message().c_str());
     return nullptr;
@@ -26,21 +44,53 @@ std::unique_ptr<zeroqc::PatchEngine> MakeEngine(int refs) {
   return std::move(e.value());
 }
 
-void BM_InspectEndToEnd(benchmark::State& state) {
+// A 6000x4000 camera photo, made once from the demo photo (issue 15's largest size).
+fs::path LargeJpeg() {
+  const fs::path out = fs::temp_directory_path() / "zeroqc-bench-6000x4000.jpg";
+  if (!fs::exists(out)) {
+    cv::Mat img = cv::imread(kCameraJpeg.string()), big;
+    if (img.empty()) return {};
+    cv::resize(img, big, {6000, 4000}, 0, 0, cv::INTER_CUBIC);
+    cv::imwrite(out.string(), big, {cv::IMWRITE_JPEG_QUALITY, 92});
+  }
+  return out;
+}
+
+void Inspect(benchmark::State& state, const fs::path& image) {
   auto engine = MakeEngine(static_cast<int>(state.range(0)));
-  if (!engine) {
-    state.SkipWithError("needs ../shared/datasets/mvtec-toothbrush and ./setup.sh");
+  if (!engine || image.empty() || !fs::exists(image)) {
+    state.SkipWithError("needs ../shared/datasets and ./setup.sh");
     return;
   }
-  const auto image = kData / "test/defective/000.png";
   for (auto _ : state) {
-    auto img = zeroqc::LoadImage(image);
-    auto r = engine->Inspect(*img);
+    auto r = zeroqc::InspectFile(*engine, image, {});
+    if (r.result.error) state.SkipWithError(r.result.error->c_str());
     benchmark::DoNotOptimize(r.result.score);
   }
   state.counters["bank_rows"] = engine->bank().rows.rows;
 }
-BENCHMARK(BM_InspectEndToEnd)->Arg(1)->Arg(4)->Arg(48)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_InspectPng1024(benchmark::State& state) { Inspect(state, kToothbrush / "test/defective/000.png"); }
+void BM_InspectJpeg2874x1916(benchmark::State& state) { Inspect(state, kCameraJpeg); }
+void BM_InspectJpeg6000x4000(benchmark::State& state) { Inspect(state, LargeJpeg()); }
+BENCHMARK(BM_InspectPng1024)->Arg(1)->Arg(48)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_InspectJpeg2874x1916)->Arg(48)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_InspectJpeg6000x4000)->Arg(48)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The memory bank of 48 references built from nothing (no cache): describe, coreset, calibrate.
+void BM_BankBuild(benchmark::State& state) {
+  const auto refs = References(static_cast<int>(state.range(0)));
+  if (refs.empty()) {
+    state.SkipWithError("needs ../shared/datasets");
+    return;
+  }
+  for (auto _ : state) {
+    auto e = zeroqc::PatchEngine::Create(Options(false), refs);
+    if (!e.ok()) state.SkipWithError(e.status().message().c_str());
+    benchmark::DoNotOptimize(e.ok());
+  }
+}
+BENCHMARK(BM_BankBuild)->Arg(48)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 
 }  // namespace
 

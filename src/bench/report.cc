@@ -177,14 +177,12 @@ std::string OverlayDataUrl(const Dataset& d, const Record& r, const ReportOption
   auto img = LoadImage(d.samples[r.sample].image, o.limits);
   if (!img.ok()) return {};
   cv::Mat heat;
-  if (r.map_is_heatmap && !r.map.empty() && r.result.threshold > 0) {
-    cv::resize(r.map, heat, img->bgr.size(), 0, 0, cv::INTER_LINEAR);
-    heat /= r.result.threshold;
-  }
-  cv::Mat out = DrawOverlay(img->bgr, heat, r.result);
+  if (r.map_is_heatmap && !r.map.empty() && r.result.threshold > 0) heat = r.map / r.result.threshold;
+  cv::Mat out = DrawOverlay(img->bgr, heat, r.result, 2 * o.gallery_width);
   if (const auto& m = d.samples[r.sample].mask; !m.empty()) {  // ground truth outlined in yellow
     cv::Mat gt = cv::imread(m.string(), cv::IMREAD_GRAYSCALE);
-    if (gt.size() == out.size()) {
+    if (!gt.empty() && gt.cols * img->bgr.rows == gt.rows * img->bgr.cols) {
+      if (gt.size() != out.size()) cv::resize(gt, gt, out.size(), 0, 0, cv::INTER_NEAREST);
       std::vector<std::vector<cv::Point>> contours;
       cv::findContours(gt > 0, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
       cv::drawContours(out, contours, -1, {0, 255, 255}, std::max(2, out.cols / 300));

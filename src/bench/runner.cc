@@ -27,7 +27,8 @@ cv::Mat ScoreMap(const Inspection& insp, int side) {
   const cv::Size size(std::max(1, int(std::lround(r.width * scale))), std::max(1, int(std::lround(r.height * scale))));
   cv::Mat m;
   if (!insp.heatmap.empty()) {
-    cv::resize(insp.heatmap, m, size, 0, 0, cv::INTER_AREA);
+    const bool shrink = size.width < insp.heatmap.cols;  // the engine's map may be smaller than the image
+    cv::resize(insp.heatmap, m, size, 0, 0, shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
     return m * r.threshold;
   }
   m = cv::Mat::zeros(size, CV_32F);

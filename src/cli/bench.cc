@@ -93,7 +93,7 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "seed of the first run; run i uses seed + i (default 1)");
   cmd->add_option("--jobs", args->jobs, "images inspected in parallel (default 1)")->check(CLI::Range(1, 256));
   cmd->add_option("--out", args->out, "output folder (default bench-out)");
-  cmd->add_flag("--no-progress", args->no_progress, "no progress on stderr");
+  cmd->add_flag("--no-progress", args->no_progress, "no progress on stderr (same as --quiet)");
   args->engine.Register(cmd);
   cmd->callback([args] {
     // Every set is checked before the first run: a typo in the last folder must not cost an hour.
@@ -117,7 +117,8 @@ void RegisterBench(CLI::App& app) {
     const std::filesystem::path out_root = args->out;
     std::vector<SuiteEntry> entries;
     int errors = 0;
-    args->engine.share_descriptors = true;  // every seed and the jittered copies reuse descriptors
+    args->engine.share_descriptors = true;  // every seed reuses the descriptors of images already seen
+    args->engine.quiet = args->engine.quiet || args->no_progress;
     for (const auto& dataset : datasets) {
       auto factory = MakeEngineFactory(args->engine_name, args->engine, dataset.root / "train" / "good", zero_shot);
       if (!factory.ok()) {
@@ -131,7 +132,7 @@ void RegisterBench(CLI::App& app) {
       opt.first_seed = args->seed;
       opt.jobs = args->jobs;
       opt.limits.max_pixels = args->engine.max_pixels;
-      opt.progress = ProgressBar(!args->no_progress);
+      opt.progress = ProgressBar(!args->engine.quiet);
       auto runs = RunBench(dataset, *factory, opt);
       if (!runs.ok()) {
         std::cerr << "zeroqc bench: " << SetName(dataset.root) << ": " << runs.status().message() << "\n";

@@ -34,6 +34,7 @@ struct EngineFlags {
   int bank_size = 0;     // 0: default
   int zero_shot_peers = 0;  // 0: default
   int64_t max_pixels = ImageLimits{}.max_pixels;
+  bool quiet = false;  // no progress on stderr while an engine builds
   // vlm engine
   std::string provider = "bedrock", profile = "generic", box_format;
   ProviderOptions vlm;

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "engines/vlm/vlm_engine.h"
 
 namespace zeroqc::cli {
@@ -23,6 +24,7 @@ std::filesystem::path DefaultCacheDir() {
 }  // namespace
 
 void EngineFlags::Register(CLI::App* app) {
+  app->add_flag("--quiet", quiet, "no progress lines on stderr while the memory bank builds");
   app->add_option("--max-pixels", max_pixels, "refuse images with more pixels than this (default 100000000)")->check(CLI::PositiveNumber);
   app->add_option("--backbone", backbone, "backbone spec JSON (default: models/inception_v3.json beside the binary, or $ZEROQC_BACKBONE)");
   app->add_option("--cache", cache_dir, "memory-bank cache folder (default: ~/.cache/zeroqc)");
@@ -53,6 +55,7 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
   if (bank_size > 0) o.max_bank_rows = bank_size;
   if (zero_shot_peers > 0) o.zero_shot_peers = zero_shot_peers;
   o.limits.max_pixels = max_pixels;
+  o.progress = StderrProgress(quiet);
   auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references
   if (!refs_dir.empty() && std::filesystem::exists(product)) {
     std::ifstream in(product);

@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "engines/vlm/vlm_engine.h"
 #include "server/api.h"
+#include "server/log.h"
 
 namespace zeroqc::cli {
 namespace {
@@ -53,6 +54,7 @@ void RegisterServe(CLI::App& app) {
     std::string bind = "127.0.0.1", data, web;
     int port = 8080;
     int64_t max_upload = 64ll << 20;
+    std::string log_format = "text";
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--data", a->data, "folder for the database, images and caches")->required();
@@ -71,6 +73,8 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--webhook-attempts", a->svc.webhook_attempts, "deliveries tried before the dead-letter list (default 5)")->check(CLI::Range(1, 100));
   cmd->add_option("--webhook-backoff", a->svc.webhook_backoff_ms, "first webhook retry delay in ms, doubling (default 1000)")->check(CLI::Range(0, 3'600'000));
   cmd->add_option("--web", a->web, "folder of the web page (default: web/ beside the build)");
+  cmd->add_option("--log-format", a->log_format, "text, or json: one JSON object per line (time, level, event, message, ...) (default text)")
+      ->check(CLI::IsMember({"text", "json"}));
   a->engine.Register(cmd);
   cmd->callback([a] {
     // Signals are taken by this thread alone (sigwait), so that shutdown is orderly.
@@ -80,6 +84,8 @@ void RegisterServe(CLI::App& app) {
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+    log::Configure(a->log_format == "json" ? log::Format::kJson : log::Format::kText);
+    a->engine.quiet = true;  // engine builds are logged by the service, not drawn as progress bars
     ServiceConfig c = a->svc;
     c.data_dir = a->data;
     c.limits = a->engine.limits();
@@ -87,21 +93,24 @@ void RegisterServe(CLI::App& app) {
     c.make_engine = ProductEngines(a->engine, c.data_dir);
     auto svc = Service::Start(c);
     if (!svc.ok()) {
-      std::cerr << "zeroqc serve: " << svc.status().message() << "\n";
+      log::Error("start_failed", svc.status().message());
       throw ExitStatus{kExitBadArguments};
     }
     const std::filesystem::path web = a->web.empty() ? DefaultWebDir() : std::filesystem::path(a->web);
     auto api = ApiServer::Start(**svc, a->bind, a->port, web);
     if (!api.ok()) {
-      std::cerr << "zeroqc serve: " << api.status().message() << "\n";
+      log::Error("start_failed", api.status().message());
       throw ExitStatus{kExitBadArguments};
     }
-    std::cerr << "zeroqc serve: listening on http://" << a->bind << ":" << (*api)->port() << " (data " << a->data << ", "
-              << (*svc)->store().CountByStatus("queued") << " queued)" << std::endl;
+    const auto queued = (*svc)->store().CountByStatus("queued");
+    log::Info("listening",
+              "listening on http://" + a->bind + ":" + std::to_string((*api)->port()) + " (data " + a->data + ", " +
+                  std::to_string(queued) + " queued)",
+              {{"address", a->bind}, {"port", (*api)->port()}, {"data", a->data}, {"queued", queued}});
     std::cout << "port " << (*api)->port() << std::endl;  // for scripts and tests that ask for port 0
     int sig = 0;
     sigwait(&sigs, &sig);
-    std::cerr << "zeroqc serve: stopping (signal " << sig << "); queued work resumes at the next start" << std::endl;
+    log::Info("stopping", "stopping (signal " + std::to_string(sig) + "); queued work resumes at the next start", {{"signal", sig}});
     (*api)->Stop();
   });
 }

@@ -14,7 +14,10 @@ namespace zeroqc {
 
 struct Inspection {
   InspectionResult result;
-  cv::Mat heatmap;  // optional: CV_32F at image size, in units of the threshold (1.0 = threshold)
+  // Optional: CV_32F in units of the threshold (1.0 = threshold), covering the whole image at the
+  // engine's own resolution: stretch it to whatever size is drawn or scored (the full-size map of
+  // a camera image would cost more memory than the image).
+  cv::Mat heatmap;
 };
 
 class Engine {
@@ -26,14 +29,17 @@ class Engine {
   // How the engine chose its threshold (e.g. the references' own scores), for reports; null if
   // it has nothing to say.
   virtual nlohmann::json Calibration() const { return nullptr; }
+  // The long side, in pixels, below which decoding an image gains this engine nothing (it scales
+  // the image down to its input anyway); 0 = the full resolution. See ImageLimits::decode_side.
+  virtual int DecodeSide() const { return 0; }
 
  protected:
   // A result with this engine's name and the image's path and size filled in.
   InspectionResult NewResult(const Image& image) const;
 };
 
-// Reads and decodes `path` within `limits`, then inspects it; a file that cannot be read becomes an
-// error result. `decoded`, when given, receives the image (empty when it failed).
+// Reads and decodes `path` within `limits` (at the engine's DecodeSide unless limits set one), then
+// inspects it; a file that cannot be read becomes an error result. `decoded`, when given, receives the image (empty when it failed).
 Inspection InspectFile(Engine& engine, const std::filesystem::path& path, const ImageLimits& limits,
                        Image* decoded = nullptr);
 

@@ -1,11 +1,13 @@
 #include "features/backbone.h"
 
+#include <cstdlib>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "core/hash.h"
+#include "core/warn.h"
 
 namespace zeroqc {
 
@@ -24,9 +26,12 @@ StatusOr<BackboneSpec> BackboneSpec::Load(const std::filesystem::path& json_path
     if (j.contains("mean")) s.mean = j["mean"].get<std::array<float, 3>>();
     if (j.contains("std")) s.std = j["std"].get<std::array<float, 3>>();
     s.layers = j.at("layers").get<std::vector<std::string>>();
+    s.runtime = j.value("runtime", "auto");
   } catch (const nlohmann::json::exception& e) {
     return InvalidArgument("backbone spec " + json_path.string() + ": " + e.what());
   }
+  if (s.runtime != "auto" && s.runtime != "onednn" && s.runtime != "opencv")
+    return InvalidArgument("backbone spec " + json_path.string() + ": runtime is auto, onednn or opencv");
   if (s.input_width < 32 || s.input_height < 32 || s.layers.empty())
     return InvalidArgument("backbone spec " + json_path.string() + " needs an input of at least 32x32 and a layer");
   return s;
@@ -40,23 +45,48 @@ StatusOr<std::unique_ptr<Backbone>> Backbone::Open(const BackboneSpec& spec) {
   std::string key = *hash + "|" + std::to_string(spec.input_width) + "x" + std::to_string(spec.input_height);
   for (int c = 0; c < 3; ++c) key += "|" + std::to_string(spec.mean[c]) + "/" + std::to_string(spec.std[c]);
   for (const auto& l : spec.layers) key += "|" + l;
-  b->fingerprint_ = Sha256Hex(key);
-  try {
-    b->net_ = cv::dnn::readNetFromONNX(spec.model.string());
-  } catch (const cv::Exception& e) {
-    return Corrupt("OpenCV cannot load " + spec.model.string() + ": " + e.err);
+  std::string runtime = spec.runtime;
+  if (const char* env = std::getenv("ZEROQC_BACKBONE_RUNTIME"); env && *env) runtime = env;
+  if (runtime != "opencv") {
+    auto net = DnnlNet::Load(spec.model, spec.input_height, spec.input_width, spec.layers);
+    if (net.ok()) {
+      b->dnnl_ = std::move(*net);
+      b->runtime_ = "onednn (" + b->dnnl_->layout() + ")";
+    } else if (runtime == "onednn") {
+      return Status(net.status().code(), "backbone " + spec.name + ": oneDNN cannot run it: " + net.status().message());
+    } else {
+      Warn("backbone_fallback", "backbone " + spec.name + ": oneDNN cannot run it (" + net.status().message() + "); using OpenCV DNN");
+    }
   }
+  if (!b->dnnl_) {
+    try {
+      b->net_ = cv::dnn::readNetFromONNX(spec.model.string());
+    } catch (const cv::Exception& e) {
+      return Corrupt("OpenCV cannot load " + spec.model.string() + ": " + e.err);
+    }
+    b->runtime_ = "opencv";
+  }
+  // The runtimes' features differ in the last bits: memory banks are not shared between them.
+  b->fingerprint_ = Sha256Hex(key + "|" + (b->dnnl_ ? "onednn" : "opencv"));
   return b;
 }
 
 StatusOr<std::vector<FeatureMap>> Backbone::Extract(const cv::Mat& bgr) {
-  cv::Mat rgb, resized;
-  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-  cv::resize(rgb, resized, {spec_.input_width, spec_.input_height}, 0, 0, cv::INTER_AREA);
+  // Resized first, then swapped: the same pixels, without a full-size copy of a camera image.
+  cv::Mat resized;
+  cv::resize(bgr, resized, {spec_.input_width, spec_.input_height}, 0, 0, cv::INTER_AREA);
+  cv::cvtColor(resized, resized, cv::COLOR_BGR2RGB);
   resized.convertTo(resized, CV_32F, 1.0 / 255);
   cv::subtract(resized, cv::Scalar(spec_.mean[0], spec_.mean[1], spec_.mean[2]), resized);
   cv::divide(resized, cv::Scalar(spec_.std[0], spec_.std[1], spec_.std[2]), resized);
   cv::Mat blob = cv::dnn::blobFromImage(resized);
+  std::vector<FeatureMap> maps;
+  if (dnnl_) {
+    auto outs = dnnl_->Run(blob);
+    if (!outs.ok()) return Status(outs.status().code(), "backbone " + spec_.name + " failed: " + outs.status().message());
+    for (auto& o : *outs) maps.push_back({std::move(o.data), o.channels, o.height, o.width});
+    return maps;
+  }
   std::vector<cv::Mat> outs;
   try {
     std::lock_guard lock(mu_);
@@ -65,7 +95,6 @@ StatusOr<std::vector<FeatureMap>> Backbone::Extract(const cv::Mat& bgr) {
   } catch (const cv::Exception& e) {
     return Internal("backbone " + spec_.name + " failed: " + e.err);
   }
-  std::vector<FeatureMap> maps;
   for (auto& o : outs) {
     if (o.dims != 4) return Internal("backbone layer output is not NCHW");
     FeatureMap m{o.reshape(1, o.size[1]).clone(), o.size[1], o.size[2], o.size[3]};

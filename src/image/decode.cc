@@ -31,6 +31,15 @@ bool EndsWhole(std::span<const uint8_t> b, const std::string& format) {
   return true;
 }
 
+// The largest libjpeg scale-down (2, 4 or 8) that keeps the long side at least `side`.
+int ReductionFor(const ImageHeader& h, const ImageLimits& limits) {
+  if (h.format != "jpeg" || limits.decode_side <= 0) return 1;
+  const int64_t long_side = std::max(h.width, h.height);
+  int d = 1;
+  while (d < 8 && long_side / (2 * d) >= limits.decode_side) d *= 2;
+  return d;
+}
+
 }  // namespace
 
 StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& limits) {
@@ -52,20 +61,26 @@ StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& l
     return Unsupported("the " + header->format + " file also carries a DICOM signature: refused");
   if (!EndsWhole(bytes, header->format))
     return Corrupt("the " + header->format + " file is truncated (no end marker): it may still be being written");
+  const int d = ReductionFor(*header, limits);
+  const int flags = d == 8 ? cv::IMREAD_REDUCED_COLOR_8 : d == 4 ? cv::IMREAD_REDUCED_COLOR_4
+                    : d == 2 ? cv::IMREAD_REDUCED_COLOR_2 : cv::IMREAD_COLOR;
   cv::Mat raw;
   try {
-    // IMREAD_COLOR applies EXIF orientation and turns gray, RGBA and 16-bit data into 8-bit BGR.
-    raw = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data())),
-                       cv::IMREAD_COLOR);
+    // Colour modes apply EXIF orientation and turn gray, RGBA and 16-bit data into 8-bit BGR.
+    raw = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<uint8_t*>(bytes.data())), flags);
   } catch (const cv::Exception& e) {
     return Corrupt("the " + header->format + " data cannot be decoded: " + e.err);
   }
   if (raw.empty()) return Corrupt("the " + header->format + " data is truncated or corrupt");
-  if (raw.cols != header->width && raw.cols != header->height)
-    return Corrupt("decoded size does not match the " + header->format + " header");
+  // libjpeg rounds a scaled side up; EXIF orientation may have swapped the sides.
+  const int w = int((header->width + d - 1) / d), h = int((header->height + d - 1) / d);
+  const bool upright = raw.cols == w && raw.rows == h, turned = raw.cols == h && raw.rows == w;
+  if (!upright && !turned) return Corrupt("decoded size does not match the " + header->format + " header");
   Image img;
   img.format = header->format;
   img.bgr = raw;
+  img.original = turned && !upright ? cv::Size(int(header->height), int(header->width))
+                                    : cv::Size(int(header->width), int(header->height));
   return img;
 }
 

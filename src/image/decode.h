@@ -16,12 +16,19 @@ namespace zeroqc {
 struct ImageLimits {
   int64_t max_pixels = 100'000'000;       // refuse larger images before decoding (decompression bombs)
   int64_t max_bytes = 256ll * 1024 * 1024;  // refuse larger files before reading them
+  // A JPEG whose long side is at least twice this is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's
+  // DCT scaling: less time and memory than a full decode and a resize), its long side staying at
+  // least this. 0 = full resolution. Engines say what they need (Engine::DecodeSide).
+  int decode_side = 0;
 };
 
 struct Image {
-  cv::Mat bgr;         // 8-bit, 3 channels, upright
+  cv::Mat bgr;         // 8-bit, 3 channels, upright; maybe decoded at a reduced scale
   std::string format;  // as probed from the header
   std::string path;    // where it came from, if a file
+  cv::Size original;   // upright size of the file's pixels; empty = bgr's size
+  // The size that results' boxes refer to: the original pixels, whatever scale was decoded.
+  cv::Size size() const { return original.empty() ? bgr.size() : original; }
 };
 
 StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& limits = {});

@@ -5,8 +5,9 @@
 #include <fstream>
 #include <regex>
 
-#include "core/base64.h"
 #include "core/json_limits.h"
+#include "server/log.h"
+#include "server/upload.h"
 #include "server/webhook_target.h"
 
 namespace zeroqc {
@@ -65,62 +66,70 @@ class Routes {
  public:
   Routes(Service& s, httplib::Server& h, std::filesystem::path web) : svc_(s), http_(h), web_(std::move(web)) {}
 
+  // (method, path as web/openapi.json names it) of every route registered.
+  std::vector<std::pair<std::string, std::string>> routes;
+
   void Install() {
     http_.set_payload_max_length(size_t(svc_.config().limits.max_bytes) * 4 / 3 + 64 * 1024);  // base64 JSON headroom
     http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start).count();
-      svc_.CountRequest(req.matches.empty() ? "other" : RouteOf(req), res.status, s);
+      const std::string route = req.matches.empty() ? "other" : RouteOf(req);
+      svc_.CountRequest(route, res.status, s);
+      if (res.status >= 500)
+        log::Error("http_error", req.method + " " + route + " answered " + std::to_string(res.status),
+                   {{"method", req.method}, {"route", route}, {"status", res.status}, {"duration_ms", 1000 * s}});
     });
-    http_.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { Json(res, 200, {{"status", "ok"}}); });
-    http_.Get("/readyz", [this](const httplib::Request&, httplib::Response& res) {
+    On("GET", "/healthz", {"/healthz"}, [](const httplib::Request&, httplib::Response& res) { Json(res, 200, {{"status", "ok"}}); });
+    On("GET", "/readyz", {"/readyz"}, [this](const httplib::Request&, httplib::Response& res) {
       const bool ok = svc_.ready() && svc_.store().schema_version() == Store::kSchemaVersion;
       Json(res, ok ? 200 : 503, {{"ready", ok}, {"queue_depth", svc_.store().CountByStatus("queued")}});
     });
-    http_.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    On("GET", "/metrics", {"/metrics"}, [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(svc_.MetricsText(), "text/plain; version=0.0.4");
     });
 
-    http_.Post("/v1/inspections", Guard(Scope::kWrite, [this](auto& q, auto& r, auto&) { PostInspection(q, r); }));
-    http_.Get("/v1/inspections", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { ListInspections(q, r); }));
-    http_.Get(R"(/v1/inspections/([^/]+))", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+    On("POST", "/v1/inspections", {"/v1/inspections"}, Guard(Scope::kWrite, [this](auto& q, auto& r, auto&) { PostInspection(q, r); }));
+    On("GET", "/v1/inspections", {"/v1/inspections"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { ListInspections(q, r); }));
+    On("GET", R"(/v1/inspections/([^/]+))", {"/v1/inspections/{id}"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
       if (auto j = Inspection(q, r)) Json(r, 200, *j);
     }));
-    http_.Get(R"(/v1/inspections/([^/]+)/(image|overlay))", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { InspectionFile(q, r); }));
-    http_.Post(R"(/v1/inspections/([^/]+)/review)", Guard(Scope::kWrite, [this](auto& q, auto& r, auto& key) { Review(q, r, key); }));
+    On("GET", R"(/v1/inspections/([^/]+)/(image|overlay))", {"/v1/inspections/{id}/image", "/v1/inspections/{id}/overlay"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { InspectionFile(q, r); }));
+    On("POST", R"(/v1/inspections/([^/]+)/review)", {"/v1/inspections/{id}/review"}, Guard(Scope::kWrite, [this](auto& q, auto& r, auto& key) { Review(q, r, key); }));
 
-    http_.Get("/v1/products", Guard(Scope::kRead, [this](auto&, auto& r, auto&) {
+    On("GET", "/v1/products", {"/v1/products"}, Guard(Scope::kRead, [this](auto&, auto& r, auto&) {
       nlohmann::json out = nlohmann::json::array();
       for (const auto& p : svc_.store().ListProducts()) out.push_back(ProductJson(p));
       Json(r, 200, {{"items", out}});
     }));
-    http_.Post("/v1/products", Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) { PutProduct(q, r); }));
-    http_.Get(R"(/v1/products/([^/]+))", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+    On("POST", "/v1/products", {"/v1/products"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) { PutProduct(q, r); }));
+    On("GET", R"(/v1/products/([^/]+))", {"/v1/products/{name}"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
       if (auto p = FindProduct(q, r)) Json(r, 200, ProductJson(*p));
     }));
-    http_.Get(R"(/v1/products/([^/]+)/references)", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+    On("GET", R"(/v1/products/([^/]+)/references)", {"/v1/products/{name}/references"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
       if (auto p = FindProduct(q, r)) Json(r, 200, {{"items", ProductJson(*p)["references"]}});
     }));
-    http_.Post(R"(/v1/products/([^/]+)/references)", Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) { AddReference(q, r); }));
-    http_.Delete(R"(/v1/products/([^/]+)/references/(\d{1,18}))", Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) {
+    On("POST", R"(/v1/products/([^/]+)/references)", {"/v1/products/{name}/references"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) { AddReference(q, r); }));
+    On("DELETE", R"(/v1/products/([^/]+)/references/(\d{1,18}))", {"/v1/products/{name}/references/{ref}"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) {
       if (auto p = FindProduct(q, r)) {
         if (!svc_.RemoveReference(p->name, std::stoll(q.matches[2]))) return Error(r, 404, "not_found", "no such reference");
         r.status = 204;
       }
     }));
-    http_.Get(R"(/v1/products/([^/]+)/references/(\d{1,18})/image)", Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+    On("GET", R"(/v1/products/([^/]+)/references/(\d{1,18})/image)", {"/v1/products/{name}/references/{ref}/image"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
       if (auto p = FindProduct(q, r))
         for (const auto& ref : svc_.store().ListReferences(p->name))
           if (ref.id == std::stoll(q.matches[2])) return SendBlob(r, ref.blob);
       if (r.status != 404) Error(r, 404, "not_found", "no such reference");
     }));
-    http_.Get("/v1/webhooks/dead-letters", Guard(Scope::kAdmin, [this](auto&, auto& r, auto&) {
+    On("GET", "/v1/webhooks/dead-letters", {"/v1/webhooks/dead-letters"}, Guard(Scope::kAdmin, [this](auto&, auto& r, auto&) {
       Json(r, 200, {{"items", svc_.store().DeadLetters()}});
     }));
     if (!web_.empty()) {
       for (auto [path, file, mime] : {std::tuple{"/", "index.html", "text/html; charset=utf-8"},
                                       {"/app.js", "app.js", "text/javascript; charset=utf-8"},
+                                      {"/openapi.json", "openapi.json", "application/json"},
                                       {"/style.css", "style.css", "text/css; charset=utf-8"}}) {
-        http_.Get(path, [this, file = std::string(file), mime = std::string(mime)](const httplib::Request&, httplib::Response& res) {
+        On("GET", path, {path}, [this, file = std::string(file), mime = std::string(mime)](const httplib::Request&, httplib::Response& res) {
           std::ifstream in(web_ / file, std::ios::binary);
           if (!in) return Error(res, 404, "not_found", "the web page is not installed");
           res.set_content(std::string((std::istreambuf_iterator<char>(in)), {}), mime);
@@ -131,6 +140,15 @@ class Routes {
 
  private:
   using Handler = std::function<void(const httplib::Request&, httplib::Response&, const ApiKey&)>;
+
+  // Registers a handler and records the paths it serves, so that a test can hold the OpenAPI
+  // description to every route.
+  void On(const std::string& method, const std::string& pattern, std::vector<std::string> documented, httplib::Server::Handler h) {
+    if (method == "GET") http_.Get(pattern, std::move(h));
+    else if (method == "POST") http_.Post(pattern, std::move(h));
+    else if (method == "DELETE") http_.Delete(pattern, std::move(h));
+    for (auto& d : documented) routes.emplace_back(method, std::move(d));
+  }
 
   std::string RouteOf(const httplib::Request& req) const {
     // Normalise ids out of the path so /metrics labels stay few.
@@ -193,45 +211,11 @@ class Routes {
     return {{"name", p.name}, {"engine", p.engine}, {"settings", p.settings}, {"webhook_url", p.webhook_url}, {"references", refs}};
   }
 
-  // The image and fields of an upload: multipart/form-data (file "image") or JSON (base64 "image").
-  bool ReadUpload(const httplib::Request& q, httplib::Response& r, std::string* bytes, std::string* filename, nlohmann::json* fields) {
-    const std::string type = q.get_header_value("Content-Type");
-    if (q.is_multipart_form_data()) {
-      if (!q.has_file("image")) return Error(r, 400, "bad_request", "multipart upload without an 'image' file part"), false;
-      auto f = q.get_file_value("image");
-      *bytes = f.content;
-      *filename = f.filename;
-      for (const auto& [k, v] : q.files)
-        if (k != "image") (*fields)[k] = v.content;
-      return true;
-    }
-    if (StartsWith(type, "application/json")) {
-      // The base64 image makes the body large; the depth limit is what guards the parser.
-      auto parsed = Body(q.body, {q.body.size(), 32}, "the JSON upload", r);
-      if (!parsed) return false;
-      auto& j = *parsed;
-      if (!j.is_object() || !j.contains("image") || !j["image"].is_string())
-        return Error(r, 400, "bad_request", "JSON upload needs an object with a base64 \"image\""), false;
-      auto decoded = Base64Decode(j["image"].get<std::string>());
-      if (!decoded.ok()) return Error(r, 400, "bad_request", "\"image\": " + decoded.status().message()), false;
-      bytes->assign(decoded->begin(), decoded->end());
-      if (!StringsOnly(j, {"filename"}, r)) return false;
-      *filename = j.value("filename", "");
-      j.erase("image");
-      *fields = j;
-      return true;
-    }
-    if (StartsWith(type, "image/")) {  // a raw image body
-      *bytes = q.body;
-      return true;
-    }
-    Error(r, 415, "unsupported_media", "send multipart/form-data, application/json or image/*, not '" + type + "'");
-    return false;
-  }
-
-  static std::string Field(const nlohmann::json& f, const char* k) {
-    if (!f.contains(k)) return "";
-    return f[k].is_string() ? f[k].get<std::string>() : f[k].dump();
+  // Reads an upload or answers the error itself.
+  static std::optional<Upload> ReadUploadOr(const httplib::Request& q, httplib::Response& r) {
+    auto u = ReadUpload(q);
+    if (!u.ok()) return Error(r, HttpStatusOf(u.status().code()), CodeName(u.status().code()), u.status().message()), std::nullopt;
+    return std::move(*u);
   }
 
   // Parses a request body within `limits`; answers 400 or 413 itself when it cannot.
@@ -249,8 +233,6 @@ class Routes {
     return true;
   }
 
-  // Client metadata and product settings: small and shallow (README: service limits).
-  static constexpr JsonLimits kSmallJson{16 * 1024, 16};
   static bool SmallEnough(const nlohmann::json& j, const char* what, httplib::Response& r) {
     auto ok = CheckJsonBounds(j.dump(), kSmallJson, what);  // already parsed: no second parse
     if (!ok.ok()) return Error(r, HttpStatusOf(ok.code()), CodeName(ok.code()), ok.message()), false;
@@ -258,29 +240,18 @@ class Routes {
   }
 
   void PostInspection(const httplib::Request& q, httplib::Response& r) {
-    std::string bytes, filename;
-    nlohmann::json fields = nlohmann::json::object();
-    if (!ReadUpload(q, r, &bytes, &filename, &fields)) return;
+    auto u = ReadUploadOr(q, r);
+    if (!u) return;
     NewInspection n;
-    n.product = Field(fields, "product");
+    n.product = UploadField(u->fields, "product");
     if (n.product.empty()) n.product = q.get_param_value("product");
     if (!std::regex_match(n.product, kProductName)) return Error(r, 400, "bad_request", "a valid 'product' field is required");
-    n.batch = Field(fields, "batch");
-    n.part_id = Field(fields, "part_id");
-    n.station = Field(fields, "station");
-    n.image_name = filename.substr(0, 255);
-    if (fields.contains("metadata")) {
-      if (fields["metadata"].is_string()) {
-        auto m = Body(fields["metadata"].get_ref<const std::string&>(), kSmallJson, "'metadata'", r);
-        if (!m) return;
-        n.metadata = std::move(*m);
-      } else {
-        n.metadata = fields["metadata"];
-        if (!SmallEnough(n.metadata, "'metadata'", r)) return;
-      }
-      if (!n.metadata.is_object()) return Error(r, 400, "bad_request", "'metadata' must be a JSON object");
-    }
-    auto id = svc_.Submit(n, bytes);
+    n.batch = UploadField(u->fields, "batch");
+    n.part_id = UploadField(u->fields, "part_id");
+    n.station = UploadField(u->fields, "station");
+    n.image_name = u->filename.substr(0, 255);
+    if (!u->metadata.is_null()) n.metadata = std::move(u->metadata);
+    auto id = svc_.Submit(n, u->bytes);
     if (!id.ok()) {
       if (id.status().code() == Code::kUnavailable) r.set_header("Retry-After", "1");
       return Error(r, HttpStatusOf(id.status().code()), CodeName(id.status().code()), id.status().message());
@@ -362,12 +333,11 @@ class Routes {
   void AddReference(const httplib::Request& q, httplib::Response& r) {
     auto p = FindProduct(q, r);
     if (!p) return;
-    std::string bytes, filename;
-    nlohmann::json fields = nlohmann::json::object();
-    if (!ReadUpload(q, r, &bytes, &filename, &fields)) return;
-    auto id = svc_.AddReference(p->name, bytes, filename);
+    auto u = ReadUploadOr(q, r);
+    if (!u) return;
+    auto id = svc_.AddReference(p->name, u->bytes, u->filename);
     if (!id.ok()) return Error(r, HttpStatusOf(id.status().code()), CodeName(id.status().code()), id.status().message());
-    Json(r, 201, {{"id", *id}, {"filename", filename}, {"image", "/v1/products/" + p->name + "/references/" + std::to_string(*id) + "/image"}});
+    Json(r, 201, {{"id", *id}, {"filename", u->filename}, {"image", "/v1/products/" + p->name + "/references/" + std::to_string(*id) + "/image"}});
   }
 
   Service& svc_;
@@ -391,6 +361,7 @@ StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(Service& service, const st
                                   "connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'"}});
   auto routes = std::make_shared<Routes>(service, *s->http_, web_dir);
   routes->Install();
+  s->routes_ = routes->routes;
   // Stamps the request's start for the latency histogram. Holding `routes` here keeps them alive
   // as long as the server.
   s->http_->set_pre_routing_handler([routes](const httplib::Request&, httplib::Response&) {

@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "server/service.h"
 
@@ -19,19 +21,22 @@ namespace zeroqc {
 class ApiServer {
  public:
   // Binds `bind:port` (port 0: any free port) and serves in a background thread. `web_dir` holds
-  // the browser page (index.html, app.js, style.css); empty: no page.
+  // the browser page (index.html, app.js, style.css) and openapi.json; empty: neither.
   static StatusOr<std::unique_ptr<ApiServer>> Start(Service& service, const std::string& bind, int port,
                                                     const std::filesystem::path& web_dir);
   ~ApiServer();
   int port() const { return port_; }
   void Wait();  // blocks until Stop() (from a signal handler thread)
   void Stop();
+  // Every route served: (method, path in web/openapi.json's form, e.g. "/v1/products/{name}").
+  const std::vector<std::pair<std::string, std::string>>& routes() const { return routes_; }
 
  private:
   ApiServer() = default;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
   int port_ = 0;
+  std::vector<std::pair<std::string, std::string>> routes_;
 };
 
 }  // namespace zeroqc

@@ -17,12 +17,13 @@
 
 #include "core/hash.h"
 #include "image/overlay.h"
+#include "server/log.h"
 #include "vlm/http.h"
 
 namespace zeroqc {
 namespace {
 
-const double kLatencyBounds[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+const double kLatencyBounds[] = {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};  // engine builds too
 
 std::string Ext(const std::string& format) { return format == "jpeg" ? "jpg" : format.empty() ? "bin" : format; }
 
@@ -92,7 +93,10 @@ StatusOr<std::string> Service::Submit(NewInspection n, std::string_view bytes) {
 }
 
 StatusOr<std::string> Service::StoreImage(std::string_view bytes) {
-  auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, cfg_.limits);
+  // Decoded to be sure it is an image; a JPEG at 1/8 scale (every coefficient is still read).
+  ImageLimits check = cfg_.limits;
+  check.decode_side = 1;
+  auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, check);
   if (!img.ok()) return img.status();
   return store_->blobs().Put(bytes, Ext(img->format));
 }
@@ -166,9 +170,29 @@ StatusOr<std::shared_ptr<Engine>> Service::EngineFor(const std::string& name) {
   std::vector<std::filesystem::path> refs;
   for (const auto& r : store_->ListReferences(name)) refs.push_back(store_->blobs().PathOf(r.blob));
   if (refs.empty()) return InvalidArgument("product '" + name + "' has no reference images: add photos of good parts");
+  // A first inspection waits for the build (tens of seconds with many references): say so.
+  const auto t0 = std::chrono::steady_clock::now();
+  log::Info("engine_build_started",
+            "product " + name + ": building the " + product->engine + " engine from " + std::to_string(refs.size()) + " reference(s)",
+            {{"product", name}, {"engine", product->engine}, {"references", refs.size()}});
   auto e = cfg_.make_engine(*product, refs);
-  if (!e.ok()) return e.status();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!e.ok()) {
+    log::Error("engine_build_failed", "product " + name + ": the engine cannot be built: " + e.status().message(),
+               {{"product", name}, {"engine", product->engine}, {"duration_ms", 1000 * s}, {"error", e.status().message()}});
+    return e.status();
+  }
   std::shared_ptr<Engine> engine = std::move(*e);
+  const auto calibration = engine->Calibration();
+  const nlohmann::json threshold = calibration.is_object() ? calibration.value("threshold", nlohmann::json()) : nlohmann::json();
+  char text[160];
+  std::snprintf(text, sizeof text, "product %s: engine built in %.1f s from %zu reference(s)", name.c_str(), s, refs.size());
+  log::Info("engine_built", text,
+            {{"product", name}, {"engine", product->engine}, {"references", refs.size()}, {"duration_ms", 1000 * s}, {"threshold", threshold}});
+  {
+    std::lock_guard lock(metrics_mu_);
+    engine_build_seconds_.Add(s);
+  }
   std::lock_guard lock(engines_mu_);
   engines_[name] = engine;
   return engine;
@@ -210,6 +234,18 @@ void Service::Process(const WorkItem& item) {
   }
   (void)store_->Finish(item.id, insp.result, overlay);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto& r = insp.result;
+  nlohmann::json fields = {{"inspection", item.id}, {"product", item.product}, {"duration_ms", 1000 * s}};
+  if (r.error) {
+    fields["error"] = *r.error;
+    log::Warn("inspection_failed", "inspection " + item.id + " (product " + item.product + ") failed: " + *r.error, fields);
+  } else {
+    fields["verdict"] = r.verdict, fields["score"] = r.score, fields["threshold"] = r.threshold, fields["objects"] = r.objects.size();
+    char text[200];
+    std::snprintf(text, sizeof text, "inspection %s (product %s): %s, score %.3f / %.3f, %zu object(s), %.0f ms", item.id.c_str(),
+                  item.product.c_str(), r.verdict.c_str(), r.score, r.threshold, r.objects.size(), 1000 * s);
+    log::Info("inspection_finished", text, fields);
+  }
   std::lock_guard lock(metrics_mu_);
   ++verdicts_[insp.result.error ? "error" : insp.result.verdict];
   inspection_seconds_.Add(s);
@@ -246,6 +282,11 @@ void Service::WebhookLoop() {
         store_->DeliveryDone(d.id);
       } else {
         const std::string why = r.error.empty() ? "HTTP " + std::to_string(r.status) : r.error;
+        const bool last = d.attempts + 1 >= cfg_.webhook_attempts;
+        log::Warn(last ? "webhook_dead_letter" : "webhook_failed",
+                  "webhook for inspection " + d.inspection + " failed (" + why + "), attempt " + std::to_string(d.attempts + 1) +
+                      " of " + std::to_string(cfg_.webhook_attempts) + (last ? ": given up, in the dead-letter list" : ": will retry"),
+                  {{"inspection", d.inspection}, {"delivery", d.id}, {"attempt", d.attempts + 1}, {"error", why}});
         store_->DeliveryFailed(d.id, why, cfg_.webhook_attempts, cfg_.webhook_backoff_ms * (1 << std::min(d.attempts, 16)));
       }
     }
@@ -302,8 +343,9 @@ void Service::HotFolderLoop() {
         fs::rename(e.path(), dest, ec);
       }
       if (ec) {
-        std::fprintf(stderr, "zeroqc serve: hot folder: cannot move %s aside (%s); it will not be submitted again\n",
-                     e.path().c_str(), ec.message().c_str());
+        log::Error("hot_folder_stuck", "hot folder: cannot move " + e.path().string() + " aside (" + ec.message() +
+                                           "); it will not be submitted again",
+                   {{"file", e.path().string()}, {"error", ec.message()}});
         given_up.insert(e.path());
       } else if (!reason.empty()) {
         std::ofstream(dest.string() + ".error.txt") << reason << "\n";
@@ -331,6 +373,7 @@ std::string Service::MetricsText() {
   m << "# HELP zeroqc_inspections_total Finished inspections by verdict.\n# TYPE zeroqc_inspections_total counter\n";
   for (const auto& [k, v] : verdicts_) m << "zeroqc_inspections_total{verdict=\"" << k << "\"} " << v << "\n";
   inspection_seconds_.Write(m, "zeroqc_inspection_duration_seconds", "Time from claim to stored result.");
+  engine_build_seconds_.Write(m, "zeroqc_engine_build_duration_seconds", "Time to build a product's engine (memory bank and calibration).");
   request_seconds_.Write(m, "zeroqc_http_request_duration_seconds", "HTTP request latency, all routes.");
   m << "# HELP zeroqc_queue_depth Inspections waiting for a worker.\n# TYPE zeroqc_queue_depth gauge\nzeroqc_queue_depth "
     << queued_.load() << "\n";

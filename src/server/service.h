@@ -123,7 +123,7 @@ class Service {
     void Add(double seconds);
     void Write(std::ostream& out, const std::string& name, const std::string& help) const;
   };
-  Histogram inspection_seconds_, request_seconds_;
+  Histogram inspection_seconds_, request_seconds_, engine_build_seconds_;
 };
 
 // HMAC-SHA256 of a webhook body, lower-case hex: the X-Zeroqc-Signature header is "sha256=<this>".

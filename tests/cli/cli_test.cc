@@ -141,5 +141,33 @@ TEST(Cli, SigmasFlagWinsOverTheProductFile) {
   EXPECT_LT(t_flag, t_file) << "--sigmas 0 must beat the file's 40";
 }
 
+// Issue 14: the bank build says what it does. stderr is a file here, so the plain-line mode is
+// what prints: each stage's start and its end with the count and duration; --quiet silences it.
+TEST(Cli, TheBankBuildPrintsProgressUnlessQuiet) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto refs = Refs(dir / "refs");
+  const std::string img = (testing::Datasets() / "mvtec-toothbrush/test/defective/000.png").string();
+  const std::string cache = " --cache " + (dir / "cache").string();
+  auto r = Zeroqc("inspect --refs " + refs + cache + " " + img);
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const char* line : {"describing references: 0/3\n", "describing references: 3/3 done in ", "calibrating: 0/3\n",
+                           "calibrating: 3/3 done in "})
+    EXPECT_NE(r.err.find(line), std::string::npos) << "missing '" << line << "' in:\n" << r.err;
+  EXPECT_EQ(r.err.find("\r"), std::string::npos) << "no carriage returns off a terminal";
+  EXPECT_EQ(Lines(r.out).size(), 1u) << "progress stays off stdout";
+
+  r = Zeroqc("inspect --refs " + refs + cache + " " + img);  // the bank is cached now
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("memory bank loaded from the cache"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("describing references"), std::string::npos) << r.err;
+
+  r = Zeroqc("inspect --quiet --no-cache --refs " + refs + " " + img);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.err, "") << "--quiet: nothing on stderr";
+  EXPECT_EQ(Lines(r.out).size(), 1u);
+}
+
 }  // namespace
 }  // namespace zeroqc

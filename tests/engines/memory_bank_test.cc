@@ -22,7 +22,6 @@ MemoryBank SmallBank() {
   }
   bank.UpdateNorms();
   bank.loo_scores = {1.5, 2.5};
-  bank.jitter_scores = {0.5, 0.75, 1.25};
   return bank;
 }
 
@@ -35,7 +34,6 @@ TEST(MemoryBankFile, RoundTrips) {
   EXPECT_EQ(cv::norm(loaded->rows, bank.rows, cv::NORM_INF), 0.0);
   EXPECT_EQ(loaded->ranges, bank.ranges);
   EXPECT_EQ(loaded->loo_scores, bank.loo_scores);
-  EXPECT_EQ(loaded->jitter_scores, bank.jitter_scores);
   EXPECT_EQ(loaded->grid_h, 2);
   EXPECT_EQ(loaded->grid_w, 3);
   EXPECT_EQ(cv::norm(loaded->sq_norms, bank.sq_norms, cv::NORM_INF), 0.0);

@@ -28,18 +28,18 @@ TEST(Threshold, FewShotSpreadHasAFloor) {
 }
 
 TEST(Threshold, FewShotMarginGrowsWithTheReferences) {
-  const std::vector<double> loo = {3.0, 3.2, 4.0, 3.1}, jitter = {1.9, 2.1, 2.0};
-  // 4 references: a quarter of the margin (sigmas 2 -> 0.5), on leave-one-out; jitter is not used.
-  EXPECT_NEAR(CalibrateFewShot(loo, jitter, 4, 2.0), CalibrateThreshold(loo, 0.5), 1e-12);
-  EXPECT_NEAR(CalibrateFewShot(loo, {}, 4, 2.0), CalibrateThreshold(loo, 0.5), 1e-12);
-  EXPECT_NEAR(CalibrateFewShot(loo, jitter, 16, 2.0), CalibrateThreshold(loo, 1.0), 1e-12);
+  const std::vector<double> loo = {3.0, 3.2, 4.0, 3.1};
+  // 4 references: a quarter of the margin (sigmas 2 -> 0.5), on leave-one-out.
+  EXPECT_NEAR(CalibrateFewShot(loo, 4, 2.0), CalibrateThreshold(loo, 0.5), 1e-12);
+  EXPECT_NEAR(CalibrateFewShot(loo, 4, 2.0), CalibrateThreshold(loo, 0.5), 1e-12);
+  EXPECT_NEAR(CalibrateFewShot(loo, 16, 2.0), CalibrateThreshold(loo, 1.0), 1e-12);
   // From 32 references on, the whole margin.
-  EXPECT_DOUBLE_EQ(CalibrateFewShot(loo, jitter, 32, 2.0), CalibrateThreshold(loo, 2.0));
-  EXPECT_DOUBLE_EQ(CalibrateFewShot(loo, jitter, 48, 2.0), CalibrateThreshold(loo, 2.0));
+  EXPECT_DOUBLE_EQ(CalibrateFewShot(loo, 32, 2.0), CalibrateThreshold(loo, 2.0));
+  EXPECT_DOUBLE_EQ(CalibrateFewShot(loo, 48, 2.0), CalibrateThreshold(loo, 2.0));
   // One reference: its jittered copies come as loo_scores; their median + 35% per sigma.
-  EXPECT_NEAR(CalibrateFewShot({1.0, 1.1, 1.2}, {}, 1, 2.0), 1.1 * 1.7, 1e-12);
+  EXPECT_NEAR(CalibrateFewShot({1.0, 1.1, 1.2}, 1, 2.0), 1.1 * 1.7, 1e-12);
   // Stricter sigmas raise it.
-  EXPECT_GT(CalibrateFewShot(loo, jitter, 4, 3.0), CalibrateFewShot(loo, jitter, 4, 2.0));
+  EXPECT_GT(CalibrateFewShot(loo, 4, 3.0), CalibrateFewShot(loo, 4, 2.0));
 }
 
 TEST(Threshold, ImageScoreIsMeanOfTopPermille) {

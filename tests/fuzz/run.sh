@@ -9,7 +9,7 @@ SECONDS_EACH=${1:-60}
 B=build/fuzz
 cmake -S tests/fuzz -B $B -G Ninja -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build $B -j2 >/dev/null
-mkdir -p $B/crashes $B/corpus/decode $B/corpus/answer $B/corpus/json
+mkdir -p $B/crashes $B/corpus/decode $B/corpus/answer $B/corpus/json $B/corpus/http
 # Seeds: a few real images of every format in use, model answers and client JSON.
 for f in $(ls ../shared/datasets/*/test/*/000.* ../shared/datasets/aws-nova-samples/*_nok.jpg 2>/dev/null | head -12); do
   cp "$f" $B/corpus/decode/ 2>/dev/null || true
@@ -20,8 +20,12 @@ printf '%s' '```json
 {"objects":[{"qc":"pass","bounding_box":{"x_min":1,"y_min":2,"x_max":3,"y_max":4}},]}
 ```' >$B/corpus/answer/b.txt
 printf '%s' '{"name":"sponge","engine":"patch","settings":{"threshold":2.5,"threshold_sigmas":2},"metadata":{"shift":[1,[2]]}}' >$B/corpus/json/a.json
+# Requests as the API tests and curl send them: multipart, JSON with base64, raw, chunked.
+printf 'POST /v1/inspections HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=zq\r\nContent-Length: 259\r\n\r\n--zq\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\nContent-Type: image/png\r\n\r\n\x89PNG\r\n\x1a\n\r\n--zq\r\nContent-Disposition: form-data; name="metadata"\r\n\r\n{"shift":[1,{"a":2}]}\r\n--zq\r\nContent-Disposition: form-data; name="product"\r\n\r\nsponge\r\n--zq--\r\n' >$B/corpus/http/multipart.txt
+printf 'POST /v1/products/sponge/references HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 62\r\n\r\n{"image":"iVBORw0KGgo=","filename":"r.png","metadata":{"a":1}}' >$B/corpus/http/json.txt
+printf 'POST /v1/inspections?product=sponge HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n\xff\xd8\xff\xd9\r\n0\r\n\r\n' >$B/corpus/http/chunked.txt
 status=0
-for h in decode answer json; do
+for h in decode answer json http; do
   echo "fuzz_$h: ${SECONDS_EACH}s"
   if ! $B/fuzz_$h -seed=1 -max_total_time="$SECONDS_EACH" -max_len=1048576 -rss_limit_mb=2048 -artifact_prefix=$B/crashes/$h- \
        -print_final_stats=1 $B/corpus/$h >$B/fuzz_$h.log 2>&1; then

@@ -83,6 +83,42 @@ TEST(Decode, AppliesExifOrientation) {
   EXPECT_LT(img->bgr.at<cv::Vec3b>(2, 2)[2], 150);
 }
 
+// Large JPEGs decode at a reduced scale when asked: the long side stays at least decode_side and
+// the original (upright) size is kept for the boxes.
+TEST(Decode, LargeJpegDecodesReducedAndKeepsItsOriginalSize) {
+  const auto jpeg = Encode(Pattern(3000, 2000), ".jpg");
+  ImageLimits l;
+  l.decode_side = 700;
+  auto img = DecodeImage(jpeg, l);
+  ASSERT_TRUE(img.ok()) << img.status().message();
+  EXPECT_EQ(img->bgr.size(), cv::Size(750, 500)) << "1/4: 3000/8 = 375 would be under 700";
+  EXPECT_EQ(img->size(), cv::Size(3000, 2000));
+  EXPECT_GT(img->bgr.at<cv::Vec3b>(2, 2)[2], 200) << "top-left stays red";
+
+  auto turned = DecodeImage(WithExifOrientation(jpeg, 6), l);
+  ASSERT_TRUE(turned.ok()) << turned.status().message();
+  EXPECT_EQ(turned->bgr.size(), cv::Size(500, 750));
+  EXPECT_EQ(turned->size(), cv::Size(2000, 3000)) << "the original size is upright too";
+
+  auto full = DecodeImage(jpeg);
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full->bgr.size(), cv::Size(3000, 2000)) << "no decode_side: full resolution";
+  l.decode_side = 2000;
+  EXPECT_EQ(DecodeImage(jpeg, l)->bgr.size(), cv::Size(3000, 2000)) << "half would be under 2000";
+  l.decode_side = 1;
+  EXPECT_EQ(DecodeImage(jpeg, l)->bgr.size(), cv::Size(375, 250)) << "1/8 at most";
+  // Only JPEG has a reduced decode; a PNG stays whole.
+  auto png = DecodeImage(Encode(Pattern(1200, 800), ".png"), l);
+  ASSERT_TRUE(png.ok());
+  EXPECT_EQ(png->bgr.size(), cv::Size(1200, 800));
+  EXPECT_EQ(png->size(), cv::Size(1200, 800));
+  // An odd size rounds up, as libjpeg does.
+  auto odd = DecodeImage(Encode(Pattern(1001, 999), ".jpg"), l);
+  ASSERT_TRUE(odd.ok()) << odd.status().message();
+  EXPECT_EQ(odd->bgr.size(), cv::Size(126, 125));
+  EXPECT_EQ(odd->size(), cv::Size(1001, 999));
+}
+
 TEST(Decode, RefusesBadInputWithClearErrors) {
   auto png = Encode(Pattern(64, 64), ".png");
 

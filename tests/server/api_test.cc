@@ -8,6 +8,8 @@
 
 #include <fstream>
 #include <future>
+#include <map>
+#include <regex>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -15,6 +17,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "core/base64.h"
+#include "server/log.h"
 #include "server/webhook_target.h"
 #include "test_support.h"
 
@@ -687,6 +690,84 @@ TEST(Store, MigrationsAreVersioned) {
   auto future = Store::Open(dir);
   ASSERT_FALSE(future.ok());
   EXPECT_NE(future.status().message().find("newer"), std::string::npos);
+}
+
+// Issue 14: web/openapi.json describes exactly the routes the server registers (both ways), and
+// is served as it is in the repository.
+TEST(Api, OpenApiDescribesEveryRouteAndIsServedAsIs) {
+  Harness h;
+  auto web = testing::SourceDir() / "web";
+  auto a = ApiServer::Start(*h.svc, "127.0.0.1", 0, web);
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  std::ifstream in(web / "openapi.json");
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  const auto doc = nlohmann::json::parse(text);
+  EXPECT_EQ(doc["openapi"].get<std::string>().substr(0, 2), "3.");
+  std::set<std::pair<std::string, std::string>> described, served((*a)->routes().begin(), (*a)->routes().end());
+  for (const auto& [path, item] : doc["paths"].items())
+    for (const auto& [method, op] : item.items()) {
+      std::string m = method;
+      std::transform(m.begin(), m.end(), m.begin(), ::toupper);
+      described.insert({m, path});
+      EXPECT_TRUE(op.contains("responses") && op.contains("operationId")) << m << " " << path;
+    }
+  EXPECT_GE(served.size(), 20u);
+  for (const auto& r : served) EXPECT_TRUE(described.count(r)) << r.first << " " << r.second << " is served but not described";
+  for (const auto& d : described) EXPECT_TRUE(served.count(d)) << d.first << " " << d.second << " is described but not served";
+
+  httplib::Client c("127.0.0.1", (*a)->port());
+  auto r = c.Get("/openapi.json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  EXPECT_EQ(r->body, text) << "served as it is in the repository";
+}
+
+// Issue 14: --log-format json gives one JSON object per line with time, level, event and the
+// inspection's id, product and duration; an engine build is logged with its duration and counted
+// in /metrics.
+TEST(Api, JsonLogsAndEngineBuildsAreLoggedAndCounted) {
+  // Not in TempDir(): the harness empties that.
+  const auto path = fs::temp_directory_path() / ("zeroqc-json-log-" + std::to_string(getpid()) + ".jsonl");
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  log::Configure(log::Format::kJson, f);
+  std::string id;
+  {
+    Harness h;
+    h.Product("bolt");
+    auto r = h.Upload(h.writer, "bolt", Png(true), true);
+    ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+    id = nlohmann::json::parse(r->body)["id"];
+    auto m = h.Client(h.reader).Get("/metrics");
+    ASSERT_TRUE(m && m->status == 200);
+    EXPECT_NE(m->body.find("zeroqc_engine_build_duration_seconds_count 1\n"), std::string::npos) << m->body;
+    EXPECT_NE(m->body.find("zeroqc_engine_build_duration_seconds_bucket{le=\"300\"} 1\n"), std::string::npos);
+  }
+  log::Configure(log::Format::kText, stderr);
+  std::fclose(f);
+  std::ifstream in(path);
+  fs::remove(path);
+  std::map<std::string, nlohmann::json> events;
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "not one JSON object: " << line;
+    for (const char* k : {"time", "level", "event", "message"}) EXPECT_TRUE(j.contains(k)) << k << " missing: " << line;
+    EXPECT_TRUE(std::regex_match(j["time"].get<std::string>(), std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"))) << line;
+    events[j["event"]] = j;
+  }
+  EXPECT_GE(lines, 3);
+  ASSERT_TRUE(events.count("engine_build_started") && events.count("engine_built") && events.count("inspection_finished"));
+  EXPECT_EQ(events["engine_built"]["product"], "bolt");
+  EXPECT_EQ(events["engine_built"]["references"], 1);
+  EXPECT_GE(events["engine_built"]["duration_ms"].get<double>(), 0.0);
+  const auto& done = events["inspection_finished"];
+  EXPECT_EQ(done["level"], "info");
+  EXPECT_EQ(done["inspection"], id);
+  EXPECT_EQ(done["product"], "bolt");
+  EXPECT_EQ(done["verdict"], "NOK");
+  EXPECT_GT(done["duration_ms"].get<double>(), 0.0);
 }
 
 }  // namespace

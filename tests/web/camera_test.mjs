@@ -2,12 +2,13 @@
 // the camera starts, the motion trigger fires once when the part settles (not when the light
 // changes), the result with its boxes and heat map appears, the history lists it. Saves a screenshot.
 // Environment: ZEROQC_BIN, MAKE_Y4M, SOURCE_DIR, OUT_DIR, ZEROQC_CACHE, PLAYWRIGHT_DIR.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
+import { startServe } from './serve.mjs';
 
 const env = process.env;
 const require = createRequire(path.join(env.PLAYWRIGHT_DIR, 'package.json'));
@@ -23,16 +24,7 @@ execFileSync(env.MAKE_Y4M, [y4m, refPng, path.join(demo, 'cubesponge_nok.jpg'), 
 
 const data = path.join(work, 'data');
 const key = execFileSync(env.ZEROQC_BIN, ['keys', 'create', '--data', data, '--scope', 'admin', '--name', 'web test']).toString().trim();
-const server = spawn(env.ZEROQC_BIN, ['serve', '--data', data, '--port', '0', '--cache', env.ZEROQC_CACHE], { stdio: ['ignore', 'pipe', 'inherit'] });
-const port = await new Promise((resolve, reject) => {
-  let buf = '';
-  server.stdout.on('data', (d) => {
-    buf += d;
-    const m = buf.match(/port (\d+)/);
-    if (m) resolve(Number(m[1]));
-  });
-  server.on('exit', (code) => reject(new Error('zeroqc serve exited with ' + code)));
-});
+const { server, port } = await startServe(env.ZEROQC_BIN, ['--data', data, '--cache', env.ZEROQC_CACHE]);
 const base = `http://127.0.0.1:${port}`;
 const auth = { Authorization: 'Bearer ' + key };
 

@@ -21,7 +21,7 @@ cv::Mat ReduceChannels(const cv::Mat& chw, int dim) {
   return out;
 }
 
-constexpr uint32_t kMagic = 0x5a514232;  // "ZQB2": with layer blocks
+constexpr uint32_t kMagic = 0x5a514233;  // "ZQB3": layer blocks, no jittered scores
 
 }  // namespace
 
@@ -133,8 +133,6 @@ Status MemoryBank::Save(const std::filesystem::path& path) const {
     for (auto [a, b] : ranges) put(int32_t(a)), put(int32_t(b));
     put(int32_t(loo_scores.size()));
     for (double s : loo_scores) put(s);
-    put(int32_t(jitter_scores.size()));
-    for (double s : jitter_scores) put(s);
     put(threshold);
     cv::Mat r = rows.isContinuous() ? rows : rows.clone();
     out.write(reinterpret_cast<const char*>(r.data), static_cast<std::streamsize>(r.total() * sizeof(float)));
@@ -178,11 +176,6 @@ StatusOr<MemoryBank> MemoryBank::Load(const std::filesystem::path& path) {
   if (!in || nl < 0 || nl > 1'000'000) return Corrupt(path.string() + ": bad header");
   bank.loo_scores.resize(nl);
   for (auto& s : bank.loo_scores) get(s);
-  int32_t nj = 0;
-  get(nj);
-  if (!in || nj < 0 || nj > 1'000'000) return Corrupt(path.string() + ": bad header");
-  bank.jitter_scores.resize(nj);
-  for (auto& s : bank.jitter_scores) get(s);
   get(bank.threshold);
   bank.rows.create(m, d, CV_32F);
   in.read(reinterpret_cast<char*>(bank.rows.data), static_cast<std::streamsize>(bank.rows.total() * sizeof(float)));

@@ -40,7 +40,6 @@ struct MemoryBank {
   std::vector<std::pair<int, int>> ranges;
   int grid_h = 0, grid_w = 0;
   std::vector<double> loo_scores;  // leave-one-out image scores of the references
-  std::vector<double> jitter_scores;  // jittered references against the full bank (few-shot calibration)
   double threshold = 0;            // calibrated from loo_scores
 
   void Add(const PatchGrid& g);  // appends one reference

@@ -16,13 +16,13 @@
 namespace zeroqc {
 namespace {
 
-constexpr int kBankFormat = 4;  // bump when the bank's meaning changes: invalidates caches
-constexpr int kFewShot = 32;    // from this many references on, leave-one-out alone calibrates
-constexpr int kJitteredRefs = 8;  // references jittered for few-shot calibration (3 copies each)
+constexpr int kBankFormat = 5;  // bump when the bank's meaning changes: invalidates caches
+// Images are decoded (JPEG at a reduced scale) and jittered at no more than about this long side:
+// 2.5x the backbone's 416 px input, so the resize to it still averages several pixels into one.
+constexpr int kDecodeSide = 1024;
 
 // Pseudo-good images: shifted, rotated and re-lit copies of a reference (±2°, 1-2% shift, ±5%
-// gain at strength 1). They stand in for other good parts of a one-shot bank, and are the
-// optimistic side of the few-shot bracket (see CalibrateFewShot). Stronger copies (±5°) helped
+// gain at strength 1). They stand in for other good parts of a one-shot bank (see CalibrateFewShot). Stronger copies (±5°) helped
 // loose parts like toothbrushes as much, but a rigid part in a fixture turned its own rotation
 // into an anomaly and the threshold rose above every defect.
 std::vector<cv::Mat> Jitter(const cv::Mat& bgr, double strength) {
@@ -52,8 +52,8 @@ std::string PixelKey(const cv::Mat& bgr) {
 StatusOr<std::string> MemoryBankKey(const std::string& backbone_fingerprint, const PatchEngineOptions& o,
                                     const std::vector<std::filesystem::path>& refs) {
   char params[256];
-  std::snprintf(params, sizeof params, "v%d|n%d|d%d|c%d|s%.4f", kBankFormat, o.patch.neighbourhood,
-                o.patch.layer_dim, o.max_bank_rows, o.smoothing_sigma);
+  std::snprintf(params, sizeof params, "v%d|n%d|d%d|c%d|s%.4f|r%d", kBankFormat, o.patch.neighbourhood,
+                o.patch.layer_dim, o.max_bank_rows, o.smoothing_sigma, o.limits.decode_side);
   std::string key = backbone_fingerprint + "|" + params;
   std::vector<std::string> hashes;
   for (const auto& r : refs) {
@@ -76,6 +76,7 @@ StatusOr<std::unique_ptr<PatchEngine>> PatchEngine::Create(const PatchEngineOpti
   if (!backbone.ok()) return backbone.status();
   auto engine = std::unique_ptr<PatchEngine>(new PatchEngine());
   engine->opt_ = options;
+  if (engine->opt_.limits.decode_side == 0) engine->opt_.limits.decode_side = kDecodeSide;
   engine->backbone_ = std::move(*backbone);
   if (options.zero_shot) {
     if (refs.size() < kMinBatch)
@@ -87,13 +88,14 @@ StatusOr<std::unique_ptr<PatchEngine>> PatchEngine::Create(const PatchEngineOpti
   }
 
   if (!options.cache_dir.empty()) {
-    auto key = MemoryBankKey(engine->backbone_->fingerprint(), options, refs);
+    auto key = MemoryBankKey(engine->backbone_->fingerprint(), engine->opt_, refs);
     if (!key.ok()) return key.status();
     engine->cache_file_ = options.cache_dir / (*key + ".bank");
     auto cached = MemoryBank::Load(engine->cache_file_);
     if (cached.ok()) {
       engine->bank_ = std::move(*cached);
       engine->from_cache_ = true;
+      Report(options.progress, "memory bank loaded from the cache", 1, 1);
     }
   }
   if (!engine->from_cache_) {
@@ -101,8 +103,7 @@ StatusOr<std::unique_ptr<PatchEngine>> PatchEngine::Create(const PatchEngineOpti
     if (!engine->cache_file_.empty()) ZQ_RETURN_IF_ERROR(engine->bank_.Save(engine->cache_file_));
   }
   engine->threshold_ = options.threshold ? *options.threshold
-                                         : CalibrateFewShot(engine->bank_.loo_scores, engine->bank_.jitter_scores,
-                                                            refs.size(), options.threshold_sigmas);
+                                         : CalibrateFewShot(engine->bank_.loo_scores, refs.size(), options.threshold_sigmas);
   return engine;
 }
 
@@ -141,25 +142,30 @@ cv::Mat PatchEngine::AnomalyMap(const std::vector<float>& d) const {
 
 Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   std::vector<PatchGrid> grids;
-  std::vector<cv::Mat> jitter_sources;  // the references jittered for calibration, decoded once
+  cv::Mat jitter_source;  // one reference: jittered copies stand in for other good parts
   const size_t n = refs.size();
-  const size_t jittered = n == 1 || n >= size_t(kFewShot) ? (n == 1 ? 1 : 0) : std::min<size_t>(n, kJitteredRefs);
+  const auto& progress = opt_.progress;
+  Report(progress, "describing references", 0, n);
   for (size_t i = 0; i < n; ++i) {
     auto img = LoadImage(refs[i], opt_.limits);
     if (!img.ok()) return Status(img.status().code(), "reference " + img.status().message());
-    if (jittered && (i * jittered) % n < jittered) {  // evenly spread; kept small (the backbone sees 416 px)
-      const double s = std::min(1.0, 1024.0 / std::max(img->bgr.cols, img->bgr.rows));
-      cv::Mat small = img->bgr;
-      if (s < 1.0) cv::resize(img->bgr, small, {}, s, s, cv::INTER_AREA);
-      jitter_sources.push_back(small);
+    if (n == 1) {  // kept small: the backbone sees 416 px
+      const double s = std::min(1.0, double(kDecodeSide) / std::max(img->bgr.cols, img->bgr.rows));
+      jitter_source = img->bgr;
+      if (s < 1.0) cv::resize(img->bgr, jitter_source, {}, s, s, cv::INTER_AREA);
     }
     auto g = Describe(img->bgr);
     if (!g.ok()) return g.status();
     bank_.Add(*g);
     grids.push_back(std::move(*g));
+    Report(progress, "describing references", i + 1, n);
   }
   bank_.UpdateNorms();
-  if (bank_.rows.rows > opt_.max_bank_rows) CoresetSubsample(bank_, double(opt_.max_bank_rows) / bank_.rows.rows);
+  if (bank_.rows.rows > opt_.max_bank_rows) {
+    Report(progress, "choosing the coreset", 0, 1);
+    CoresetSubsample(bank_, double(opt_.max_bank_rows) / bank_.rows.rows);
+    Report(progress, "choosing the coreset", 1, 1);
+  }
 
   auto score = [&](const cv::Mat& bgr) -> StatusOr<double> {
     auto g = Describe(bgr);
@@ -167,29 +173,33 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
     return ImageScore(AnomalyMap(NearestDistances(g->descriptors, bank_)));
   };
   bank_.loo_scores.clear();
-  bank_.jitter_scores.clear();
+  // Calibration: each reference left out in turn (one reference: each jittered copy) is a step.
+  const size_t steps = n == 1 ? 3 : n;
+  size_t step = 0;
+  Report(progress, "calibrating", 0, steps);
   if (n == 1) {  // no leave-one-out: jittered copies stand in for other good parts
-    for (const auto& j : Jitter(jitter_sources.front(), 1.0)) {
+    for (const auto& j : Jitter(jitter_source, 1.0)) {
       auto s = score(j);
       if (!s.ok()) return s.status();
       bank_.loo_scores.push_back(*s);
+      Report(progress, "calibrating", ++step, steps);
     }
     return Status::Ok();
   }
-  for (size_t i = 0; i < n; ++i)
+  for (size_t i = 0; i < n; ++i) {
     bank_.loo_scores.push_back(ImageScore(AnomalyMap(NearestDistances(grids[i].descriptors, bank_, int(i)))));
-  for (const auto& src : jitter_sources)
-    for (const auto& j : Jitter(src, 1.0)) {
-      auto s = score(j);
-      if (!s.ok()) return s.status();
-      bank_.jitter_scores.push_back(*s);
-    }
+    Report(progress, "calibrating", ++step, steps);
+  }
   return Status::Ok();
 }
 
 Status PatchEngine::BuildBatch(const std::vector<std::filesystem::path>& images) {
   // An image that cannot be read is left out of the batch (inspecting it reports the error).
-  for (const auto& path : images) {
+  const auto& progress = opt_.progress;
+  Report(progress, "describing the batch", 0, images.size());
+  for (size_t k = 0; k < images.size(); ++k) {
+    if (k > 0) Report(progress, "describing the batch", k, images.size());
+    const auto& path = images[k];
     auto img = LoadImage(path, opt_.limits);
     if (!img.ok()) continue;
     auto g = Describe(img->bgr);
@@ -201,17 +211,21 @@ Status PatchEngine::BuildBatch(const std::vector<std::filesystem::path>& images)
     batch_.push_back(std::move(b));
     batch_paths_.push_back(path);
   }
+  Report(progress, "describing the batch", images.size(), images.size());
   if (batch_.size() < kMinBatch)
     return InvalidArgument("zero-shot needs at least " + std::to_string(kMinBatch) + " readable images of the same product, got " +
                            std::to_string(batch_.size()));
   bank_.grid_h = batch_.front().grid_h;
   bank_.grid_w = batch_.front().grid_w;
+  Report(progress, "scoring the batch", 0, batch_.size());
   for (size_t i = 0; i < batch_.size(); ++i) {
+    if (i > 0) Report(progress, "scoring the batch", i, batch_.size());
     std::vector<const MemoryBank*> peers;
     for (int j : Peers(int(i), int(batch_.size()), opt_.zero_shot_peers)) peers.push_back(&batch_[j]);
     batch_dist_.push_back(MutualDistances(batch_[i].rows, peers, opt_.zero_shot_fraction));
     batch_scores_.push_back(ImageScore(AnomalyMap(batch_dist_.back())));
   }
+  Report(progress, "scoring the batch", batch_.size(), batch_.size());
   return Status::Ok();
 }
 
@@ -225,8 +239,10 @@ std::vector<float> PatchEngine::BatchDistances(const Image& image, const PatchGr
 nlohmann::json PatchEngine::Calibration() const {
   if (opt_.zero_shot) return {{"threshold", threshold_}, {"batch", batch_.size()}, {"batch_scores", batch_scores_}};
   return {{"threshold", threshold_}, {"references", bank_.ranges.size()}, {"loo_scores", bank_.loo_scores},
-          {"jitter_scores", bank_.jitter_scores}, {"fixed", opt_.threshold.has_value()}};
+          {"fixed", opt_.threshold.has_value()}};
 }
+
+int PatchEngine::DecodeSide() const { return opt_.limits.decode_side; }
 
 Inspection PatchEngine::Inspect(const Image& image) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -283,7 +299,7 @@ Inspection PatchEngine::Inspect(const Image& image) {
     std::snprintf(text, sizeof text, "OK: no region differs from %s (score %.3f <= threshold %.3f)", against, r.score,
                   threshold_);
   r.text = text;
-  cv::resize(map / threshold_, out.heatmap, image.bgr.size(), 0, 0, cv::INTER_LINEAR);
+  out.heatmap = map / threshold_;
   r.timing_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }

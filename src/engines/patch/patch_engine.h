@@ -9,6 +9,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/progress.h"
 #include "engines/engine.h"
 #include "engines/patch/memory_bank.h"
 #include "features/backbone.h"
@@ -46,6 +47,7 @@ struct PatchEngineOptions {
   std::shared_ptr<DescriptorCache> descriptors;  // optional, shared between engines
   int zero_shot_peers = 32;          // other images each image is compared with (16: metal plate AUROC 0.68, 40: 0.75)
   double zero_shot_fraction = 0.3;   // share of the closest peers whose distances are averaged
+  ProgressFn progress;  // optional: told of each step of Create (references described, coreset, calibration)
 };
 
 class PatchEngine : public Engine {
@@ -61,6 +63,7 @@ class PatchEngine : public Engine {
   std::string name() const override { return "patch"; }
   Inspection Inspect(const Image& image) override;
   nlohmann::json Calibration() const override;
+  int DecodeSide() const override;
 
   static constexpr size_t kMinBatch = 8;
 

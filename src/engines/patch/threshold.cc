@@ -29,9 +29,7 @@ double CalibrateThreshold(std::vector<double> s, double sigmas) {
   return median + sigmas * spread;
 }
 
-double CalibrateFewShot(const std::vector<double>& loo, const std::vector<double>& jitter, size_t references,
-                        double sigmas) {
-  (void)jitter;  // kept in the bank and in bench reports; no longer part of the rule (see threshold.h)
+double CalibrateFewShot(const std::vector<double>& loo, size_t references, double sigmas) {
   if (references < 2) return Median(loo) * (1.0 + 0.35 * sigmas);
   return CalibrateThreshold(loo, sigmas * std::clamp(double(references) / 32.0, 0.25, 1.0));
 }

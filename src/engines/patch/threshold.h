@@ -33,8 +33,7 @@ double CalibrateThreshold(std::vector<double> loo_scores, double sigmas);
 //   product varies, and the calibration gap at K = 1 is the largest (docs/BENCHMARKS.md).
 // Chosen on the development sets together (5 seeds; K = 4 on all six, K = 1 on five), replacing a bracket
 // of leave-one-out and jittered medians that put the threshold too low on most of them.
-double CalibrateFewShot(const std::vector<double>& loo_scores, const std::vector<double>& jitter_scores,
-                        size_t references, double sigmas);
+double CalibrateFewShot(const std::vector<double>& loo_scores, size_t references, double sigmas);
 
 // The threshold of a zero-shot batch from its own mutual scores (no labels, no references). The
 // log scores are split in two groups where the between-group variance is largest (Otsu); the

@@ -52,8 +52,10 @@ StatusOr<std::unique_ptr<VlmEngine>> VlmEngine::Create(std::unique_ptr<Provider>
   e->provider_ = std::move(provider);
   auto refs = references.empty() ? o.profile.references : references;
   if (refs.empty()) return InvalidArgument("no reference images: add photos of good parts to the reference folder or the profile");
+  ImageLimits limits = o.limits;
+  if (limits.decode_side == 0) limits.decode_side = e->DecodeSide();
   for (const auto& path : refs) {
-    auto img = LoadImage(path, o.limits);
+    auto img = LoadImage(path, limits);
     if (!img.ok()) return Status(img.status().code(), "reference " + img.status().message());
     auto enc = EncodeForModel(img->bgr, o.profile.image_max_side, o.profile.image_format);
     if (!enc.ok()) return enc.status();

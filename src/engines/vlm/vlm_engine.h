@@ -26,6 +26,7 @@ class VlmEngine : public Engine {
                                                      const std::vector<std::filesystem::path>& references);
   std::string name() const override { return "vlm"; }
   Inspection Inspect(const Image& image) override;
+  int DecodeSide() const override { return opt_.profile.image_max_side; }  // what the model is sent
 
  private:
   VlmEngine() = default;
