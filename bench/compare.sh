@@ -54,7 +54,7 @@ if [ -f "$BIG" ] && [ -x /usr/bin/time ]; then
   for side in old new; do
     zq=$([ $side = old ] && echo "$TMP/build/zeroqc" || echo $NEW/zeroqc)
     "$zq" inspect --refs "$REFS" --cache "$OUT/cache-$side" "$BIG" >/dev/null 2>&1 || true  # bank built and cached
-    kb=$(/usr/bin/time -f %M "$zq" inspect --refs "$REFS" --cache "$OUT/cache-$side" "$BIG" 2>&1 >/dev/null | tail -1)
-    printf 'peak memory, zeroqc inspect 6000x4000 JPEG, %s: %d MB\n' "$side" $((kb / 1024))
+    kb=$( (/usr/bin/time -f %M "$zq" inspect --refs "$REFS" --cache "$OUT/cache-$side" "$BIG" 2>&1 >/dev/null || true) | tail -1)
+    [[ $kb =~ ^[0-9]+$ ]] && printf 'peak memory, zeroqc inspect 6000x4000 JPEG, %s: %d MB\n' "$side" $((kb / 1024))
   done
 fi

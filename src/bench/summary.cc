@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
 
 namespace zeroqc {
 namespace {
@@ -115,6 +116,29 @@ nlohmann::json Summarize(const Dataset& d, const std::vector<Run>& runs, const B
     j["usage"] = usage;
   }
   j["latency_ms"] = LatencyJson(Latency(ms));
+  // Cascade engine: how many parts went to the model, what they cost, and latency per route.
+  std::map<std::string, std::vector<double>> by_route;
+  size_t parts = 0, to_model = 0;
+  double input_tokens = 0, output_tokens = 0;
+  for (const auto& r : runs)
+    for (const auto& rec : r.records) {
+      ++parts;
+      if (rec.result.route.empty()) continue;
+      by_route[rec.result.route].push_back(rec.latency_ms);
+      to_model += rec.result.attempts > 0 || rec.result.route == "model_failed";
+      if (rec.result.usage.is_object()) {
+        input_tokens += rec.result.usage.value("input_tokens", 0.0);
+        output_tokens += rec.result.usage.value("output_tokens", 0.0);
+      }
+    }
+  if (!by_route.empty()) {
+    nlohmann::json routes = nlohmann::json::object();
+    for (const auto& [route, v] : by_route)
+      routes[route] = {{"parts", v.size()}, {"share", double(v.size()) / parts}, {"latency_ms", LatencyJson(Latency(v))}};
+    j["cascade"] = {{"share_to_model", double(to_model) / parts}, {"requests_per_part", double(attempts) / parts},
+                    {"input_tokens_per_part", input_tokens / parts}, {"output_tokens_per_part", output_tokens / parts},
+                    {"routes", routes}};
+  }
   if (!runs.empty()) {
     // The first run's scores by class: the report's histogram against its threshold.
     const Run& first = runs.front();

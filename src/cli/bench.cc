@@ -59,6 +59,14 @@ void PrintSummary(const nlohmann::json& s, const std::filesystem::path& out) {
   const auto& l = s["latency_ms"];
   std::printf("%-18s p50 %.0f  p90 %.0f  p99 %.0f ms\n", "latency", f(l["p50"]), f(l["p90"]), f(l["p99"]));
   std::printf("%-18s %.2f images/s at %d job(s)\n", "throughput", f(s["throughput_ips"]), s["jobs"].get<int>());
+  if (s.contains("cascade")) {
+    const auto& c = s["cascade"];
+    std::printf("%-18s %.1f%% of parts, %.2f requests and %.0f + %.0f tokens per part\n", "to the model",
+                100 * f(c["share_to_model"]), f(c["requests_per_part"]), f(c["input_tokens_per_part"]), f(c["output_tokens_per_part"]));
+    for (const auto& [route, x] : c["routes"].items())
+      std::printf("  %-16s %5.1f%%  p50 %.0f  p90 %.0f  p99 %.0f ms\n", route.c_str(), 100 * f(x["share"]), f(x["latency_ms"]["p50"]),
+                  f(x["latency_ms"]["p90"]), f(x["latency_ms"]["p99"]));
+  }
   std::printf("%-18s %s\n\n", "report", (out / "report.html").c_str());
   std::fflush(stdout);
 }

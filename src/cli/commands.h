@@ -35,6 +35,9 @@ struct EngineFlags {
   int zero_shot_peers = 0;  // 0: default
   int64_t max_pixels = ImageLimits{}.max_pixels;
   bool quiet = false;  // no progress on stderr while an engine builds
+  // cascade engine: the band (0: from the references) and whether NOK parts are explained too
+  double cascade_low = 0, cascade_high = 0;
+  bool explain_nok = false;
   // vlm engine
   std::string provider = "bedrock", profile = "generic", box_format;
   ProviderOptions vlm;

@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "engines/cascade/cascade_engine.h"
 #include "engines/vlm/vlm_engine.h"
 
 namespace zeroqc::cli {
@@ -33,7 +34,11 @@ void EngineFlags::Register(CLI::App* app) {
   app->add_option("--sigmas", sigmas, "calibration strictness: robust spreads above the good parts' scores (default 2; README: --sigmas)")->check(CLI::NonNegativeNumber);
   app->add_option("--bank-size", bank_size, "patches kept in the memory bank; more references are subsampled by a coreset (default 6400)")->check(CLI::Range(64, 10'000'000));
   app->add_option("--peers", zero_shot_peers, "zero-shot: other images of the batch each image is compared with (default 32; more is slower and steadier)")->check(CLI::Range(2, 100000));
-  auto* g = app->add_option_group("vlm engine", "vision-language model settings (--engine vlm)");
+  auto* cg = app->add_option_group("cascade engine", "the embedded engine screens, the model judges the uncertain parts (--engine cascade)");
+  cg->add_option("--low", cascade_low, "parts scoring under LOW x threshold are OK without the model (default: from the references)")->check(CLI::PositiveNumber);
+  cg->add_option("--high", cascade_high, "parts scoring over HIGH x threshold are NOK without the model (default: from the references)")->check(CLI::PositiveNumber);
+  cg->add_flag("--explain-nok", explain_nok, "send every NOK part to the model too, for names, colours and reasons");
+  auto* g = app->add_option_group("vlm engine", "vision-language model settings (--engine vlm or cascade)");
   g->add_option("--provider", provider, "bedrock, openai (any OpenAI-compatible server) or ollama (default bedrock)")->check(CLI::IsMember(ProviderNames()));
   g->add_option("--model", vlm.model, "model id, e.g. us.amazon.nova-pro-v1:0, gpt-4o, qwen2.5vl:7b");
   g->add_option("--base-url", vlm.base_url, "endpoint (default: the provider's public one; ollama: http://127.0.0.1:11434)");
@@ -90,7 +95,7 @@ ImageLimits EngineFlags::limits() const {
   return l;
 }
 
-std::vector<std::string> EngineNames() { return {"patch", "vlm"}; }
+std::vector<std::string> EngineNames() { return {"patch", "vlm", "cascade"}; }
 
 namespace {
 
@@ -106,7 +111,7 @@ StatusOr<EngineFactory> PatchFactory(const EngineFlags& flags, const std::filesy
   });
 }
 
-StatusOr<EngineFactory> VlmFactory(const EngineFlags& flags) {
+StatusOr<VlmEngineOptions> VlmOptions(const EngineFlags& flags) {
   VlmEngineOptions o;
   auto profile = LoadProfile(flags.profile);
   if (!profile.ok()) return profile.status();
@@ -120,11 +125,41 @@ StatusOr<EngineFactory> VlmFactory(const EngineFlags& flags) {
   o.limits = flags.limits();
   auto probe = MakeProvider(flags.provider, flags.vlm);  // fail now on missing model or credentials
   if (!probe.ok()) return probe.status();
-  return EngineFactory([o, name = flags.provider, po = flags.vlm](const std::vector<std::filesystem::path>& refs)
+  return o;
+}
+
+StatusOr<std::unique_ptr<VlmEngine>> MakeVlmEngine(const EngineFlags& flags, const VlmEngineOptions& o,
+                                                   const std::vector<std::filesystem::path>& refs) {
+  auto provider = MakeProvider(flags.provider, flags.vlm);
+  if (!provider.ok()) return provider.status();
+  return VlmEngine::Create(std::move(*provider), o, refs);
+}
+
+StatusOr<EngineFactory> VlmFactory(const EngineFlags& flags) {
+  auto o = VlmOptions(flags);
+  if (!o.ok()) return o.status();
+  return EngineFactory([o = *o, flags](const std::vector<std::filesystem::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
+    auto e = MakeVlmEngine(flags, o, refs);
+    if (!e.ok()) return e.status();
+    return std::unique_ptr<Engine>(std::move(*e));
+  });
+}
+
+// The embedded engine and the model engine on the same references, behind one.
+StatusOr<EngineFactory> CascadeFactory(const EngineFlags& flags, const std::filesystem::path& config_dir) {
+  auto screen = PatchFactory(flags, config_dir, false);
+  if (!screen.ok()) return screen.status();
+  auto o = VlmOptions(flags);
+  if (!o.ok()) return o.status();
+  CascadeOptions c;
+  c.low = flags.cascade_low, c.high = flags.cascade_high, c.explain_nok = flags.explain_nok;
+  return EngineFactory([screen = *screen, o = *o, flags, c](const std::vector<std::filesystem::path>& refs)
                            -> StatusOr<std::unique_ptr<Engine>> {
-    auto provider = MakeProvider(name, po);
-    if (!provider.ok()) return provider.status();
-    auto e = VlmEngine::Create(std::move(*provider), o, refs);
+    auto s = screen(refs);
+    if (!s.ok()) return s.status();
+    auto j = MakeVlmEngine(flags, o, refs);
+    if (!j.ok()) return j.status();
+    auto e = CascadeEngine::Create(std::move(*s), std::move(*j), c);
     if (!e.ok()) return e.status();
     return std::unique_ptr<Engine>(std::move(*e));
   });
@@ -137,7 +172,8 @@ StatusOr<EngineFactory> MakeEngineFactory(const std::string& engine, const Engin
   if (engine == "patch") return PatchFactory(flags, config_dir, zero_shot);
   if (zero_shot) return InvalidArgument("zero-shot (--shots 0) needs the patch engine");
   if (engine == "vlm") return VlmFactory(flags);
-  return InvalidArgument("unknown engine '" + engine + "': use patch or vlm");
+  if (engine == "cascade") return CascadeFactory(flags, config_dir);
+  return InvalidArgument("unknown engine '" + engine + "': use patch, vlm or cascade");
 }
 
 }  // namespace zeroqc::cli

@@ -47,7 +47,7 @@ void RegisterInspect(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("--engine", args->engine_name,
-                  "patch (embedded, offline) or vlm (a vision-language model) (default patch)")
+                  "patch (embedded, offline), vlm (a vision-language model) or cascade (patch screens, the model judges the uncertain parts) (default patch)")
       ->check(CLI::IsMember(EngineNames()));
   auto* refs = cmd->add_option("--refs", args->refs, "folder of reference images of good parts");
   cmd->add_flag("--zero-shot", args->zero_shot,

@@ -35,6 +35,9 @@ ProductEngineFactory ProductEngines(EngineFlags flags, std::filesystem::path dat
       f.vlm.region = s.value("region", f.vlm.region);
       f.profile = s.value("profile", f.profile);
       f.box_format = s.value("box_format", f.box_format);
+      f.cascade_low = s.value("low", f.cascade_low);
+      f.cascade_high = s.value("high", f.cascade_high);
+      if (s.contains("explain")) f.explain_nok = s["explain"].get<std::string>() == "nok";
     } catch (const nlohmann::json::exception& e) {
       return InvalidArgument("product '" + p.name + "' settings: " + e.what());
     }

@@ -21,6 +21,8 @@ nlohmann::json ToJson(const InspectionResult& r) {
   if (!r.model.empty()) j["model"] = r.model;
   if (!r.usage.is_null()) j["usage"] = r.usage;
   if (r.attempts > 0) j["attempts"] = r.attempts, j["latency_ms"] = r.latency_ms;
+  if (!r.route.empty()) j["route"] = r.route;
+  if (!r.stages.is_null()) j["stages"] = r.stages;
   if (r.error) {
     j["error"] = *r.error;
     j["text"] = "not inspected: " + *r.error;

@@ -38,7 +38,11 @@ struct InspectionResult {
   std::string model;
   nlohmann::json usage;
   int attempts = 0;
-  double latency_ms = 0;  // time spent waiting on the model, all attempts  // set when the image could not be inspected
+  double latency_ms = 0;  // time spent waiting on the model, all attempts
+  // Cascade engine: which way the part went ("screen_ok", "screen_nok", "model", "model_failed",
+  // "explained") and each stage's verdict, score, latency and tokens; empty for the others.
+  std::string route;
+  nlohmann::json stages;
 };
 
 nlohmann::json ToJson(const InspectionResult& r);

@@ -315,7 +315,8 @@ class Routes {
     p.name = body.value("name", "");
     if (!std::regex_match(p.name, kProductName)) return Error(r, 400, "bad_request", "name: 1-64 of a-z 0-9 _ -, starting with a letter or digit");
     p.engine = body.value("engine", "patch");
-    if (p.engine != "patch" && p.engine != "vlm") return Error(r, 400, "bad_request", "engine is patch or vlm");
+    if (p.engine != "patch" && p.engine != "vlm" && p.engine != "cascade")
+      return Error(r, 400, "bad_request", "engine is patch, vlm or cascade");
     p.settings = body.value("settings", nlohmann::json::object());
     if (!p.settings.is_object()) return Error(r, 400, "bad_request", "settings must be an object");
     if (!SmallEnough(p.settings, "'settings'", r)) return;

@@ -53,6 +53,11 @@ class Bedrock : public HttpProvider {
     if (!q.references.empty()) content.push_back({{"cachePoint", {{"type", "default"}}}});
     content.push_back({{"text", "Image to inspect:"}});
     content.push_back(ImageBlock(*q.image));
+    if (!q.evidence_note.empty()) content.push_back({{"text", q.evidence_note}});
+    for (const auto& [label, crop] : q.evidence) {
+      content.push_back({{"text", label}});
+      content.push_back(ImageBlock(*crop));
+    }
     content.push_back({{"text", q.instruction}});
     body["messages"] = nlohmann::json::array({{{"role", "user"}, {"content", content}}});
     if (!q.repair.empty()) {  // turns alternate: Bedrock rejects consecutive user messages

@@ -25,6 +25,11 @@ class OpenAi : public HttpProvider {
     }
     content.push_back({{"type", "text"}, {"text", "Image to inspect:"}});
     content.push_back({{"type", "image_url"}, {"image_url", {{"url", "data:" + q.image->mime() + ";base64," + q.image->base64()}}}});
+    if (!q.evidence_note.empty()) content.push_back({{"type", "text"}, {"text", q.evidence_note}});
+    for (const auto& [label, crop] : q.evidence) {
+      content.push_back({{"type", "text"}, {"text", label}});
+      content.push_back({{"type", "image_url"}, {"image_url", {{"url", "data:" + crop->mime() + ";base64," + crop->base64()}}}});
+    }
     content.push_back({{"type", "text"}, {"text", q.instruction}});
     nlohmann::json messages = {{{"role", "system"}, {"content", q.system}}, {{"role", "user"}, {"content", content}}};
     if (!q.repair.empty()) {
@@ -76,8 +81,14 @@ class Ollama : public HttpProvider {
     nlohmann::json images = nlohmann::json::array();
     for (const auto* r : q.references) images.push_back(r->base64());
     images.push_back(q.image->base64());
-    std::string text = "The first " + std::to_string(q.references.size()) +
-                       " image(s) are references of a good part; the last image is the part to inspect.\n" + q.instruction;
+    std::string text = "The first " + std::to_string(q.references.size()) + " image(s) are references of a good part; image " +
+                       std::to_string(q.references.size() + 1) + " is the part to inspect.\n";
+    if (!q.evidence_note.empty()) text += q.evidence_note + "\n";
+    for (size_t i = 0; i < q.evidence.size(); ++i) {  // Ollama takes images apart from the text: say which is which
+      images.push_back(q.evidence[i].second->base64());
+      text += "Image " + std::to_string(q.references.size() + 2 + i) + ": " + q.evidence[i].first + "\n";
+    }
+    text += q.instruction;
     nlohmann::json messages = {{{"role", "system"}, {"content", q.system}}, {{"role", "user"}, {"content", text}, {"images", images}}};
     if (!q.repair.empty()) {
       messages.push_back({{"role", "assistant"}, {"content", q.previous_answer}});

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,9 @@ struct VlmRequest {
   std::string system, instruction;
   std::vector<const EncodedImage*> references;
   const EncodedImage* image = nullptr;  // the part to inspect
+  // Optional, after the image: what another engine saw (cascade), a note and labelled crops.
+  std::string evidence_note;
+  std::vector<std::pair<std::string, const EncodedImage*>> evidence;  // label, crop
   const PromptProfile* profile = nullptr;
   // A second turn after an unusable answer: the model's previous text and the repair instruction.
   std::string previous_answer, repair;

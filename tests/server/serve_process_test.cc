@@ -6,6 +6,8 @@
 
 #include <httplib.h>
 
+#include <fstream>
+
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -54,20 +56,28 @@ std::string PartPng(int i, bool defect) {
   return std::string(b.begin(), b.end());
 }
 
-TEST(ServeProcess, KillNineDuringABurstLosesNoAcceptedInspection) {
-  REQUIRE_BACKBONE();
-  auto dir = testing::TempDir();
-  auto key = testing::Zeroqc("keys create --scope admin --name test --data " + (dir / "data").string());
+// An admin key, a running serve on `data`, and a product "disc" with one reference.
+void StartWithProduct(const fs::path& data, std::string* token, ServerProcess* server) {
+  auto key = testing::Zeroqc("keys create --scope admin --name test --data " + data.string());
   ASSERT_EQ(key.status, 0) << key.err;
-  const std::string token = key.out.substr(0, key.out.find('\n'));
-
-  auto server = Spawn(dir / "data");
-  ASSERT_GT(server.port, 0);
-  httplib::Client c("127.0.0.1", server.port);
-  c.set_bearer_token_auth(token.c_str());
+  *token = key.out.substr(0, key.out.find('\n'));
+  *server = Spawn(data);
+  ASSERT_GT(server->port, 0);
+  httplib::Client c("127.0.0.1", server->port);
+  c.set_bearer_token_auth(token->c_str());
   ASSERT_EQ(c.Post("/v1/products", R"({"name":"disc"})", "application/json")->status, 201);
   httplib::MultipartFormDataItems ref = {{"image", PartPng(0, false), "ref.png", "image/png"}};
   ASSERT_EQ(c.Post("/v1/products/disc/references", ref)->status, 201);
+}
+
+TEST(ServeProcess, KillNineDuringABurstLosesNoAcceptedInspection) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  std::string token;
+  ServerProcess server;
+  ASSERT_NO_FATAL_FAILURE(StartWithProduct(dir / "data", &token, &server));
+  httplib::Client c("127.0.0.1", server.port);
+  c.set_bearer_token_auth(token.c_str());
 
   std::vector<std::string> accepted;
   for (int i = 0; i < 16; ++i) {
@@ -108,6 +118,56 @@ TEST(ServeProcess, KillNineDuringABurstLosesNoAcceptedInspection) {
   waitpid(server.pid, &status, 0);
   EXPECT_EQ(finished, int(accepted.size()));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "graceful stop on SIGTERM";
+}
+
+int64_t PeakRssMb(pid_t pid) {  // VmHWM of a running process
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) / 1024;
+  return -1;
+}
+
+// Issue 10, finding 7: a 9000x9000 PNG (a few hundred KB, under the pixel limit) took the server
+// from 275 MB to ~2 GB (a full-size float heat map and a full-size overlay on top of the image).
+// Now the map stays at the engine's resolution and the overlay at most 4096 px: the peak stays
+// under 1 GB (the decoded image alone is 243 MB), and the boxes are still in the PNG's pixels.
+TEST(ServeProcess, AHugePngStaysWithinBoundedMemory) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  std::string token;
+  ServerProcess server;
+  ASSERT_NO_FATAL_FAILURE(StartWithProduct(dir / "data", &token, &server));
+  httplib::Client c("127.0.0.1", server.port);
+  c.set_bearer_token_auth(token.c_str());
+  c.set_read_timeout(120, 0);
+
+  const std::string small = PartPng(1, true);
+  cv::Mat part = cv::imdecode(std::vector<uint8_t>(small.begin(), small.end()), cv::IMREAD_COLOR), huge;
+  cv::resize(part, huge, {9000, 9000}, 0, 0, cv::INTER_NEAREST);
+  std::vector<uint8_t> png;
+  ASSERT_TRUE(cv::imencode(".png", huge, png, {cv::IMWRITE_PNG_COMPRESSION, 9}));
+  std::printf("9000x9000 PNG: %zu KB\n", png.size() / 1024);
+  httplib::MultipartFormDataItems items = {{"image", std::string(png.begin(), png.end()), "huge.png", "image/png"}, {"product", "disc", "", ""}};
+  auto r = c.Post("/v1/inspections?wait=true&timeout_ms=120000", items);
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+  auto j = nlohmann::json::parse(r->body);
+  EXPECT_EQ(j["result"]["image"]["width"], 9000);
+  ASSERT_EQ(j["verdict"], "NOK") << j.dump();
+  const auto& box = j["result"]["objects"][0]["bounding_box"];
+  // The planted line runs from (90,100) to (170,150) in 256 px: x 3164-5977, y 3516-5273 in 9000 px.
+  EXPECT_LT(box["x_min"].get<int>(), 4500);
+  EXPECT_GT(box["x_max"].get<int>(), 4500);
+  EXPECT_GT(box["y_max"].get<int>(), 3600);
+  auto overlay = c.Get(("/v1/inspections/" + j["id"].get<std::string>() + "/overlay").c_str());
+  ASSERT_TRUE(overlay && overlay->status == 200);
+  cv::Mat o = cv::imdecode(std::vector<uint8_t>(overlay->body.begin(), overlay->body.end()), cv::IMREAD_COLOR);
+  EXPECT_EQ(o.cols, 4096) << "overlays are at most 4096 px";
+  const int64_t peak = PeakRssMb(server.pid);
+  std::printf("serve peak memory after a 9000x9000 PNG: %lld MB\n", static_cast<long long>(peak));
+  EXPECT_GT(peak, 0);
+  EXPECT_LT(peak, 1024) << "MB";
+  kill(server.pid, SIGTERM);
+  waitpid(server.pid, nullptr, 0);
 }
 
 }  // namespace

@@ -3,9 +3,13 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <limits>
 #include <random>
+#include <thread>
 
 #include <opencv2/imgproc.hpp>
+
+#include "core/parallel.h"
 
 namespace zeroqc {
 namespace {
@@ -71,6 +75,24 @@ void MemoryBank::Add(const PatchGrid& g) {
   grid_w = g.grid_w;
 }
 
+void MemoryBank::Add(const std::vector<PatchGrid>& grids) {
+  if (grids.empty()) return;
+  int total = rows.rows;
+  for (const auto& g : grids) total += g.descriptors.rows;
+  cv::Mat all(total, grids.front().descriptors.cols, CV_32F);
+  if (!rows.empty()) rows.copyTo(all.rowRange(0, rows.rows));
+  int at = rows.rows;
+  for (const auto& g : grids) {
+    g.descriptors.copyTo(all.rowRange(at, at + g.descriptors.rows));
+    ranges.emplace_back(at, at + g.descriptors.rows);
+    at += g.descriptors.rows;
+  }
+  rows = all;
+  blocks = grids.back().blocks;
+  grid_h = grids.back().grid_h;
+  grid_w = grids.back().grid_w;
+}
+
 void MemoryBank::UpdateNorms() {
   const auto b = Blocks();
   sq_norms.create(rows.rows, int(b.size()), CV_32F);
@@ -88,30 +110,37 @@ void CoresetSubsample(MemoryBank& bank, double ratio, uint64_t seed) {
   cv::RNG rng(seed + 1);
   rng.fill(proj, cv::RNG::NORMAL, 0, 1);
   cv::Mat low = bank.rows * proj;
-  cv::Mat kept_rows;
-  std::vector<std::pair<int, int>> kept_ranges;
-  for (auto [a, b] : bank.ranges) {
+  // Greedy k-centre per reference, the references in parallel (each is independent).
+  std::vector<std::vector<int>> chosen(bank.ranges.size());
+  ParallelFor(bank.ranges.size(), int(std::max(1u, std::thread::hardware_concurrency())), [&](size_t r) {
+    const auto [a, b] = bank.ranges[r];
     const int n = b - a, k = std::max(1, static_cast<int>(n * ratio));
     cv::Mat x = low.rowRange(a, b);
     std::vector<float> mind(n, std::numeric_limits<float>::max());
-    std::vector<int> chosen;
     int next = 0;
     for (int it = 0; it < k; ++it) {
-      chosen.push_back(next);
+      chosen[r].push_back(next);
       const float* c = x.ptr<float>(next);
       int best = 0;
       for (int i = 0; i < n; ++i) {
-        const float* r = x.ptr<float>(i);
+        const float* row = x.ptr<float>(i);
         float d = 0;
-        for (int j = 0; j < proj_dim; ++j) d += (r[j] - c[j]) * (r[j] - c[j]);
+        for (int j = 0; j < proj_dim; ++j) d += (row[j] - c[j]) * (row[j] - c[j]);
         mind[i] = std::min(mind[i], d);
         if (mind[i] > mind[best]) best = i;
       }
       next = best;
     }
-    int begin = kept_rows.rows;
-    for (int i : chosen) kept_rows.push_back(bank.rows.row(a + i));
-    kept_ranges.emplace_back(begin, kept_rows.rows);
+  });
+  int total = 0;
+  for (const auto& c : chosen) total += int(c.size());
+  cv::Mat kept_rows(total, bank.rows.cols, CV_32F);
+  std::vector<std::pair<int, int>> kept_ranges;
+  int at = 0;
+  for (size_t r = 0; r < chosen.size(); ++r) {
+    const int begin = at;
+    for (int i : chosen[r]) bank.rows.row(bank.ranges[r].first + i).copyTo(kept_rows.row(at++));
+    kept_ranges.emplace_back(begin, at);
   }
   bank.rows = kept_rows;
   bank.ranges = kept_ranges;

@@ -43,6 +43,8 @@ struct MemoryBank {
   double threshold = 0;            // calibrated from loo_scores
 
   void Add(const PatchGrid& g);  // appends one reference
+  // Appends several at once: one copy of every row (one by one copies the bank each time).
+  void Add(const std::vector<PatchGrid>& grids);
   void UpdateNorms();
   // The column blocks, at least one (all columns).
   std::vector<int> Blocks() const { return blocks.empty() ? std::vector<int>{rows.cols} : blocks; }

@@ -156,10 +156,10 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
     }
     auto g = Describe(img->bgr);
     if (!g.ok()) return g.status();
-    bank_.Add(*g);
     grids.push_back(std::move(*g));
     Report(progress, "describing references", i + 1, n);
   }
+  bank_.Add(grids);
   bank_.UpdateNorms();
   if (bank_.rows.rows > opt_.max_bank_rows) {
     Report(progress, "choosing the coreset", 0, 1);

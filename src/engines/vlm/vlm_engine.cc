@@ -64,7 +64,7 @@ StatusOr<std::unique_ptr<VlmEngine>> VlmEngine::Create(std::unique_ptr<Provider>
   return e;
 }
 
-Inspection VlmEngine::Inspect(const Image& image) {
+Inspection VlmEngine::Inspect(const Image& image, const Evidence& evidence) {
   const auto t0 = std::chrono::steady_clock::now();
   Inspection out;
   InspectionResult& r = out.result;
@@ -86,6 +86,18 @@ Inspection VlmEngine::Inspect(const Image& image) {
   for (const auto& ref : refs_) req.references.push_back(&ref);
   req.image = &*qc;
   req.profile = &opt_.profile;
+  std::vector<EncodedImage> crops;  // crops are small: sent at most at half the image's side
+  crops.reserve(evidence.crops.size());
+  for (const auto& [label, crop] : evidence.crops) {
+    auto enc = EncodeForModel(crop, std::max(64, opt_.profile.image_max_side / 2), opt_.profile.image_format);
+    if (!enc.ok()) {
+      r.error = enc.status().message();
+      return finish();
+    }
+    crops.push_back(std::move(*enc));
+    req.evidence.emplace_back(label, &crops.back());
+  }
+  req.evidence_note = evidence.note;
 
   StatusOr<ModelAnswer> answer = InvalidArgument("no answer");
   for (int turn = 0; turn < 2; ++turn) {  // the answer, then at most one repair

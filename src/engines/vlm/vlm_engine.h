@@ -25,7 +25,13 @@ class VlmEngine : public Engine {
   static StatusOr<std::unique_ptr<VlmEngine>> Create(std::unique_ptr<Provider> provider, const VlmEngineOptions& options,
                                                      const std::vector<std::filesystem::path>& references);
   std::string name() const override { return "vlm"; }
-  Inspection Inspect(const Image& image) override;
+  Inspection Inspect(const Image& image) override { return Inspect(image, {}); }
+  // With another engine's evidence after the image: a note and labelled crops (cascade engine).
+  struct Evidence {
+    std::string note;
+    std::vector<std::pair<std::string, cv::Mat>> crops;  // label, BGR crop
+  };
+  Inspection Inspect(const Image& image, const Evidence& evidence);
   int DecodeSide() const override { return opt_.profile.image_max_side; }  // what the model is sent
 
  private:

@@ -1,0 +1,144 @@
+// The cascade end to end: `zeroqc bench --engine cascade` against the ground-truth model server
+// (its route shares, requests and tokens per part recomputed from results.jsonl), and a product of
+// `zeroqc serve` with the cascade engine against a model server in the test.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "cli/run_zeroqc.h"
+#include "vlm/fake_model_server.h"
+
+namespace zeroqc {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Starts a program whose first stdout line is "port N"; returns its pid and port.
+std::pair<pid_t, int> SpawnWithPort(const std::vector<std::string>& argv) {
+  int out[2];
+  EXPECT_EQ(pipe(out), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out[1]);
+  FILE* f = fdopen(out[0], "r");
+  char line[64] = {0};
+  int port = 0;
+  if (fgets(line, sizeof line, f)) std::sscanf(line, "port %d", &port);
+  fclose(f);
+  return {pid, port};
+}
+
+TEST(CascadeCli, BenchReportsRoutesRequestsAndTokensPerPart) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  const auto dataset = testing::Datasets() / "mvtec-toothbrush";
+  auto [pid, port] = SpawnWithPort({(testing::BinaryDir() / "tests" / "truth_model_server").string(), "--dataset", dataset.string(),
+                                    "--accuracy", "0.93"});
+  ASSERT_GT(port, 0);
+  const auto out = testing::TempDir() / "bench";
+  auto r = testing::Zeroqc("bench " + dataset.string() + " --engine cascade --provider openai --model truth --base-url http://127.0.0.1:" +
+                           std::to_string(port) + " --shots 4 --seed 2 --no-progress --out " + out.string() + testing::kCache);
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("to the model"), std::string::npos) << r.out;
+
+  std::ifstream m(out / "metrics.json");
+  auto metrics = nlohmann::json::parse(m);
+  ASSERT_TRUE(metrics.contains("cascade")) << metrics.dump();
+  const auto& c = metrics["cascade"];
+  // Recomputed from the results, one line per part.
+  std::ifstream in(out / "results.jsonl");
+  int parts = 0, sent = 0, requests = 0;
+  double input = 0;
+  std::map<std::string, int> routes;
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    ++parts;
+    ++routes[j.at("route").get<std::string>()];
+    const int a = j.value("attempts", 0);
+    sent += a > 0;
+    requests += a;
+    if (j.contains("usage")) input += j["usage"].value("input_tokens", 0.0);
+    if (j["route"] == "model") EXPECT_EQ(j["stages"].size(), 2u);
+    if (j["route"] == "screen_ok" || j["route"] == "screen_nok") EXPECT_EQ(a, 0);
+  }
+  ASSERT_EQ(parts, 42);
+  EXPECT_GT(sent, 0) << "some parts are uncertain";
+  EXPECT_LT(sent, parts) << "some parts are clear";
+  EXPECT_NEAR(c["share_to_model"].get<double>(), double(sent) / parts, 1e-9);
+  EXPECT_NEAR(c["requests_per_part"].get<double>(), double(requests) / parts, 1e-9);
+  EXPECT_NEAR(c["input_tokens_per_part"].get<double>(), input / parts, 1e-6);
+  double shares = 0;
+  for (const auto& [route, x] : c["routes"].items()) {
+    EXPECT_EQ(x["parts"].get<int>(), routes[route]) << route;
+    EXPECT_GT(x["latency_ms"]["p50"].get<double>(), 0);
+    shares += x["share"].get<double>();
+  }
+  EXPECT_NEAR(shares, 1.0, 1e-9);
+}
+
+TEST(CascadeCli, AServiceProductWithTheCascadeEngine) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  testing::FakeModelServer model([](const testing::SeenRequest&, int, httplib::Response& res) {
+    const std::string answer = R"({"text":"bristles missing","objects":[{"name":"missing bristles","color":"white","qc":"NOK","reason":"a gap in the bristles","bounding_box":null}]})";
+    res.set_content(nlohmann::json({{"choices", {{{"message", {{"content", answer}}}, {"finish_reason", "stop"}}}},
+                                    {"usage", {{"prompt_tokens", 3000}, {"completion_tokens", 30}}}})
+                        .dump(),
+                    "application/json");
+  });
+  auto dir = testing::TempDir();
+  auto key = testing::Zeroqc("keys create --scope admin --name test --data " + (dir / "data").string());
+  ASSERT_EQ(key.status, 0) << key.err;
+  const std::string token = key.out.substr(0, key.out.find('\n'));
+  auto [pid, port] = SpawnWithPort({testing::ZeroqcBinary().string(), "serve", "--data", (dir / "data").string(), "--port", "0",
+                                    "--cache", (testing::BinaryDir() / "test-cache").string()});
+  ASSERT_GT(port, 0);
+  httplib::Client c("127.0.0.1", port);
+  c.set_bearer_token_auth(token.c_str());
+  c.set_read_timeout(120, 0);
+  // A band around everything: every part goes to the model, whose verdict decides.
+  nlohmann::json product = {{"name", "brush"}, {"engine", "cascade"},
+                            {"settings", {{"provider", "openai"}, {"model", "judge"}, {"base_url", model.url()}, {"low", 0.01}, {"high", 100}}}};
+  auto p = c.Post("/v1/products", product.dump(), "application/json");
+  ASSERT_TRUE(p && p->status == 201) << (p ? p->body : "no answer");
+  const auto root = testing::Datasets() / "mvtec-toothbrush";
+  for (const char* n : {"000.png", "001.png"}) {
+    std::ifstream f(root / "train/good" / n, std::ios::binary);
+    httplib::MultipartFormDataItems ref = {{"image", std::string(std::istreambuf_iterator<char>(f), {}), n, "image/png"}};
+    ASSERT_EQ(c.Post("/v1/products/brush/references", ref)->status, 201);
+  }
+  std::ifstream f(root / "test/good/000.png", std::ios::binary);
+  httplib::MultipartFormDataItems items = {{"image", std::string(std::istreambuf_iterator<char>(f), {}), "part.png", "image/png"},
+                                           {"product", "brush", "", ""}};
+  auto r = c.Post("/v1/inspections?wait=true&timeout_ms=120000", items);
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+  auto j = nlohmann::json::parse(r->body);
+  const auto& res = j["result"];
+  EXPECT_EQ(res["engine"], "cascade");
+  EXPECT_EQ(res["route"], "model");
+  EXPECT_EQ(j["verdict"], "NOK") << "the model's verdict decides an uncertain part";
+  EXPECT_EQ(res["objects"][0]["name"], "missing bristles");
+  EXPECT_EQ(res["usage"]["input_tokens"], 3000);
+  ASSERT_EQ(res["stages"].size(), 2u);
+  EXPECT_EQ(res["stages"][0]["engine"], "patch");
+  EXPECT_EQ(model.requests().size(), 1u);
+}
+
+}  // namespace
+}  // namespace zeroqc
