@@ -9,6 +9,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "bench/types.h"
 #include "core/parallel.h"
 
 namespace zeroqc {
@@ -151,6 +152,7 @@ StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& facto
       rec.latency_ms = MsSince(start);
       rec.map = ScoreMap(insp, o.map_side);
       rec.map_is_heatmap = !insp.heatmap.empty();
+      rec.descriptor = std::move(insp.descriptor);
       rec.result = std::move(insp.result);
       report({ri, o.seeds, ++done, d.samples.size(), "inspect"});
     });
@@ -162,6 +164,8 @@ StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& facto
         break;
       }
     run.metrics = Evaluate(d, run.records);
+    if (o.type_shots > 0) run.types = NameTypes(d, run.records, o.type_shots, run.seed);
+    for (auto& rec : run.records) rec.descriptor = {};  // large; named already
     if (ri > 0)
       for (auto& rec : run.records) rec.map.release();
     runs.push_back(std::move(run));

@@ -30,6 +30,7 @@ struct Record {
   // the heat map when the engine has one, else the NOK boxes filled with their score (or 1).
   cv::Mat map;
   bool map_is_heatmap = false;  // false: rasterised boxes
+  std::vector<float> descriptor;  // Inspection::descriptor (patch engine), for naming defect types
   // An image that could not be inspected counts as NOK: a real line would stop the part.
   bool predicted_nok() const { return result.error.has_value() || result.verdict == "NOK"; }
 };
@@ -58,6 +59,7 @@ struct Run {
   double throughput_ips = 0;
   std::vector<Record> records;  // in sample order
   RunMetrics metrics;
+  nlohmann::json types;  // NameTypes with BenchOptions::type_shots, else null
 };
 
 struct BenchProgress {
@@ -78,6 +80,7 @@ struct BenchOptions {
   int map_side = 256;  // pixel metrics at this resolution: memory, and MVTec practice; only the first
                        // run keeps its maps afterwards (for the report's gallery)
   std::function<void(const BenchProgress&)> progress;  // called from worker threads, serialised
+  int type_shots = 0;  // > 0: name defect types from this many examples per type (bench/types.h)
 };
 
 StatusOr<std::vector<Run>> RunBench(const Dataset& dataset, const EngineFactory& factory, const BenchOptions& options);

@@ -64,6 +64,7 @@ nlohmann::json RunJson(const Run& r) {
   std::vector<double> ms;
   for (const auto& rec : r.records) ms.push_back(rec.latency_ms);
   j["latency_ms"] = LatencyJson(Latency(ms));
+  if (!r.types.is_null()) j["types"] = r.types;
   return j;
 }
 
@@ -157,6 +158,21 @@ nlohmann::json Summarize(const Dataset& d, const std::vector<Run>& runs, const B
                              {"auroc", Number(Aggregate(auroc).mean)}, {"pixel_auroc", Number(Aggregate(pix).mean)},
                              {"pro", Number(Aggregate(pro).mean)}};
     }
+  }
+  // Defect types named from examples (--type-shots): mean and spread over the runs.
+  std::vector<double> type_acc;
+  std::map<std::string, std::vector<double>> per_type_acc;
+  for (const auto& r : runs) {
+    if (r.types.is_null() || !r.types["accuracy"].is_number()) continue;
+    type_acc.push_back(r.types["accuracy"]);
+    for (const auto& [type, t] : r.types["per_type"].items()) per_type_acc[type].push_back(t["accuracy"]);
+  }
+  if (!type_acc.empty()) {
+    nlohmann::json per_type = nlohmann::json::object();
+    for (const auto& [type, v] : per_type_acc) per_type[type] = Number(Aggregate(v).mean);
+    j["types"] = {{"accuracy", Number(Aggregate(type_acc).mean)}, {"accuracy_sd", Number(Aggregate(type_acc).sd)},
+                  {"chance", runs.front().types["chance"]}, {"examples_per_type", runs.front().types["examples_per_type"]},
+                  {"per_type", per_type}};
   }
   j["runs"] = nlohmann::json::array();
   for (const auto& r : runs) j["runs"].push_back(RunJson(r));

@@ -59,6 +59,11 @@ void PrintSummary(const nlohmann::json& s, const std::filesystem::path& out) {
   const auto& l = s["latency_ms"];
   std::printf("%-18s p50 %.0f  p90 %.0f  p99 %.0f ms\n", "latency", f(l["p50"]), f(l["p90"]), f(l["p99"]));
   std::printf("%-18s %.2f images/s at %d job(s)\n", "throughput", f(s["throughput_ips"]), s["jobs"].get<int>());
+  if (s.contains("types")) {
+    const auto& t = s["types"];
+    std::printf("%-18s %.3f  (sd %.3f; chance %.3f, %d example(s) per type)\n", "type accuracy", f(t["accuracy"]), f(t["accuracy_sd"]),
+                f(t["chance"]), t["examples_per_type"].get<int>());
+  }
   if (s.contains("cascade")) {
     const auto& c = s["cascade"];
     std::printf("%-18s %.1f%% of parts, %.2f requests and %.0f + %.0f tokens per part\n", "to the model",
@@ -88,6 +93,7 @@ void RegisterBench(CLI::App& app) {
     int seeds = 1, jobs = 1;
     uint64_t seed = 1;
     bool no_progress = false;
+    int type_shots = 0;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("datasets", args->datasets,
@@ -102,6 +108,9 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("--jobs", args->jobs, "images inspected in parallel (default 1)")->check(CLI::Range(1, 256));
   cmd->add_option("--out", args->out, "output folder (default bench-out)");
   cmd->add_flag("--no-progress", args->no_progress, "no progress on stderr (same as --quiet)");
+  cmd->add_option("--type-shots", args->type_shots,
+                  "name defect types from N example images per type (drawn per seed; the rest are named and scored)")
+      ->check(CLI::Range(1, 1000));
   args->engine.Register(cmd);
   cmd->callback([args] {
     // Every set is checked before the first run: a typo in the last folder must not cost an hour.
@@ -141,6 +150,7 @@ void RegisterBench(CLI::App& app) {
       opt.jobs = args->jobs;
       opt.limits.max_pixels = args->engine.max_pixels;
       opt.progress = ProgressBar(!args->engine.quiet);
+      opt.type_shots = args->type_shots;
       auto runs = RunBench(dataset, *factory, opt);
       if (!runs.ok()) {
         std::cerr << "zeroqc bench: " << SetName(dataset.root) << ": " << runs.status().message() << "\n";

@@ -9,7 +9,8 @@
 namespace zeroqc {
 
 // What went wrong, coarsely: callers map it to exit codes or HTTP statuses.
-enum class Code { kOk, kInvalidArgument, kNotFound, kIoError, kUnsupported, kTooLarge, kCorrupt, kInternal, kUnavailable };
+// kIncomplete: data that ends early (a file perhaps still being written); corrupt to a client.
+enum class Code { kOk, kInvalidArgument, kNotFound, kIoError, kUnsupported, kTooLarge, kCorrupt, kIncomplete, kInternal, kUnavailable };
 
 class Status {
  public:
@@ -32,6 +33,7 @@ inline Status IoError(std::string m) { return {Code::kIoError, std::move(m)}; }
 inline Status Unsupported(std::string m) { return {Code::kUnsupported, std::move(m)}; }
 inline Status TooLarge(std::string m) { return {Code::kTooLarge, std::move(m)}; }
 inline Status Corrupt(std::string m) { return {Code::kCorrupt, std::move(m)}; }
+inline Status Incomplete(std::string m) { return {Code::kIncomplete, std::move(m)}; }
 inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 

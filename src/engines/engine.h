@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -18,6 +19,9 @@ struct Inspection {
   // engine's own resolution: stretch it to whatever size is drawn or scored (the full-size map of
   // a camera image would cost more memory than the image).
   cv::Mat heatmap;
+  // Optional (patch engine): a unit-length descriptor of where the part differs most (its most
+  // anomalous patches, whatever the verdict), to tell defect types apart by example.
+  std::vector<float> descriptor;
 };
 
 class Engine {

@@ -60,7 +60,7 @@ StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& l
   if (bytes.size() >= 132 && std::memcmp(bytes.data() + 128, "DICM", 4) == 0)
     return Unsupported("the " + header->format + " file also carries a DICOM signature: refused");
   if (!EndsWhole(bytes, header->format))
-    return Corrupt("the " + header->format + " file is truncated (no end marker): it may still be being written");
+    return Incomplete("the " + header->format + " file is truncated (no end marker): it may still be being written");
   const int d = ReductionFor(*header, limits);
   const int flags = d == 8 ? cv::IMREAD_REDUCED_COLOR_8 : d == 4 ? cv::IMREAD_REDUCED_COLOR_4
                     : d == 2 ? cv::IMREAD_REDUCED_COLOR_2 : cv::IMREAD_COLOR;

@@ -33,7 +33,8 @@ int HttpStatusOf(Code c) {
   switch (c) {
     case Code::kTooLarge: return 413;
     case Code::kUnsupported: return 415;
-    case Code::kCorrupt: return 422;
+    case Code::kCorrupt:
+    case Code::kIncomplete: return 422;
     case Code::kNotFound: return 404;
     case Code::kInvalidArgument: return 400;
     case Code::kUnavailable: return 503;
@@ -45,7 +46,8 @@ const char* CodeName(Code c) {
   switch (c) {
     case Code::kTooLarge: return "too_large";
     case Code::kUnsupported: return "unsupported_media";
-    case Code::kCorrupt: return "corrupt_image";
+    case Code::kCorrupt:
+    case Code::kIncomplete: return "corrupt_image";
     case Code::kNotFound: return "not_found";
     case Code::kInvalidArgument: return "bad_request";
     case Code::kUnavailable: return "queue_full";

@@ -331,7 +331,7 @@ void Service::HotFolderLoop() {
       n.metadata = {{"source", "hot-folder"}};
       auto id = Submit(n, bytes);
       if (!id.ok() && id.status().code() == Code::kUnavailable) break;
-      const bool truncated = !id.ok() && id.status().message().find("truncated") != std::string::npos;
+      const bool truncated = !id.ok() && id.status().code() == Code::kIncomplete;
       if (truncated && still < std::chrono::seconds(30)) continue;  // perhaps still being written
       // Accepted (durably queued) -> done/; refused (corrupt, too large) -> failed/ with the reason.
       std::string reason = id.ok() ? "" : id.status().message();

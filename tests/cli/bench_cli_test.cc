@@ -171,5 +171,28 @@ TEST(BenchCli, BadDatasetsAndShotsExitWithTwo) {
   EXPECT_NE(r.err.find("at least 8"), std::string::npos) << r.err;
 }
 
+// Issue 11, item 3: defect types named from one example per type. The synthetic plates have two
+// types that look nothing alike (a scratch, a missing hole): one example each names the rest.
+TEST(BenchCli, TypeShotsNameDefectTypesFromExamples) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  Counts n;
+  n.scratch = n.missing = 5;
+  auto data = MakeDataset(dir / "plates", n);
+  auto out = dir / "out";
+  auto r = Zeroqc("bench " + data.string() + testing::kCache + " --shots 4 --seeds 2 --type-shots 1 --no-progress --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("type accuracy"), std::string::npos) << r.out;
+  auto m = ReadJson(out / "metrics.json");
+  ASSERT_TRUE(m.contains("types")) << m.dump();
+  EXPECT_DOUBLE_EQ(m["types"]["chance"].get<double>(), 0.5);
+  EXPECT_EQ(m["types"]["examples_per_type"], 1);
+  for (const auto& run : m["runs"]) {
+    EXPECT_EQ(run["types"]["named"], 8) << "4 of each type named, 1 of each is the example";
+    EXPECT_EQ(run["types"]["per_type"]["scratch"]["named"], 4);
+  }
+  EXPECT_GE(m["types"]["accuracy"].get<double>(), 0.9) << m["types"].dump();
+}
+
 }  // namespace
 }  // namespace zeroqc

@@ -47,6 +47,29 @@ std::string PixelKey(const cv::Mat& bgr) {
          std::to_string(c.cols) + "x" + std::to_string(c.rows);
 }
 
+// The mean of the most anomalous 2% of the patches (at least 4), weighted by how anomalous they
+// are, L2-normalised: what the part looks like where it differs, for naming defect types.
+std::vector<float> DefectDescriptor(const cv::Mat& patches, const std::vector<float>& distances) {
+  if (patches.empty() || distances.empty()) return {};
+  std::vector<int> order(distances.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = int(i);
+  const size_t k = std::min(order.size(), std::max<size_t>(4, order.size() / 50));
+  std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) { return distances[a] > distances[b]; });
+  cv::Mat sum = cv::Mat::zeros(1, patches.cols, CV_32F);
+  double weight = 0;
+  for (size_t i = 0; i < k; ++i) {
+    sum += patches.row(order[i]) * std::max(distances[order[i]], 1e-6f);
+    weight += std::max(distances[order[i]], 1e-6f);
+  }
+  // Less the part's average patch: what the defect adds, not what the part looks like.
+  cv::Mat mean;
+  cv::reduce(patches, mean, 0, cv::REDUCE_AVG);
+  sum = sum / weight - mean;
+  const double n = cv::norm(sum);
+  if (n > 0) sum /= n;
+  return std::vector<float>(sum.begin<float>(), sum.end<float>());
+}
+
 }  // namespace
 
 StatusOr<std::string> MemoryBankKey(const std::string& backbone_fingerprint, const PatchEngineOptions& o,
@@ -255,7 +278,9 @@ Inspection PatchEngine::Inspect(const Image& image) {
     r.error = g.status().message();
     return out;
   }
-  cv::Mat map = AnomalyMap(opt_.zero_shot ? BatchDistances(image, *g) : NearestDistances(g->descriptors, bank_));
+  const std::vector<float> distances = opt_.zero_shot ? BatchDistances(image, *g) : NearestDistances(g->descriptors, bank_);
+  out.descriptor = DefectDescriptor(g->descriptors, distances);
+  cv::Mat map = AnomalyMap(distances);
   r.score = ImageScore(map);
   r.verdict = r.score > threshold_ ? "NOK" : "OK";
 
