@@ -38,6 +38,7 @@ struct EngineFlags {
   // cascade engine: the band (0: from the references) and whether NOK parts are explained too
   double cascade_low = 0, cascade_high = 0;
   bool explain_nok = false;
+  int model_references = 4;  // references sent with each model request (every one costs tokens)
   // vlm engine
   std::string provider = "bedrock", profile = "generic", box_format;
   ProviderOptions vlm;

@@ -38,6 +38,8 @@ void EngineFlags::Register(CLI::App* app) {
   cg->add_option("--low", cascade_low, "parts scoring under LOW x threshold are OK without the model (default: from the references)")->check(CLI::PositiveNumber);
   cg->add_option("--high", cascade_high, "parts scoring over HIGH x threshold are NOK without the model (default: from the references)")->check(CLI::PositiveNumber);
   cg->add_flag("--explain-nok", explain_nok, "send every NOK part to the model too, for names, colours and reasons");
+  cg->add_option("--model-refs", model_references, "references sent to the model with each request, evenly spread over the folder (default 4)")
+      ->check(CLI::Range(1, 64));
   auto* g = app->add_option_group("vlm engine", "vision-language model settings (--engine vlm or cascade)");
   g->add_option("--provider", provider, "bedrock, openai (any OpenAI-compatible server) or ollama (default bedrock)")->check(CLI::IsMember(ProviderNames()));
   g->add_option("--model", vlm.model, "model id, e.g. us.amazon.nova-pro-v1:0, gpt-4o, qwen2.5vl:7b");
@@ -157,7 +159,12 @@ StatusOr<EngineFactory> CascadeFactory(const EngineFlags& flags, const std::file
                            -> StatusOr<std::unique_ptr<Engine>> {
     auto s = screen(refs);
     if (!s.ok()) return s.status();
-    auto j = MakeVlmEngine(flags, o, refs);
+    // The screen uses every reference; the model a few of them, evenly spread: each image it is
+    // sent costs tokens on every request.
+    std::vector<std::filesystem::path> few;
+    const size_t m = std::min(refs.size(), size_t(flags.model_references));
+    for (size_t i = 0; i < m; ++i) few.push_back(refs[i * refs.size() / m]);
+    auto j = MakeVlmEngine(flags, o, few);
     if (!j.ok()) return j.status();
     auto e = CascadeEngine::Create(std::move(*s), std::move(*j), c);
     if (!e.ok()) return e.status();

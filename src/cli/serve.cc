@@ -38,6 +38,7 @@ ProductEngineFactory ProductEngines(EngineFlags flags, std::filesystem::path dat
       f.cascade_low = s.value("low", f.cascade_low);
       f.cascade_high = s.value("high", f.cascade_high);
       if (s.contains("explain")) f.explain_nok = s["explain"].get<std::string>() == "nok";
+      f.model_references = s.value("model_references", f.model_references);
     } catch (const nlohmann::json::exception& e) {
       return InvalidArgument("product '" + p.name + "' settings: " + e.what());
     }

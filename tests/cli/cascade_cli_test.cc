@@ -49,7 +49,7 @@ TEST(CascadeCli, BenchReportsRoutesRequestsAndTokensPerPart) {
   ASSERT_GT(port, 0);
   const auto out = testing::TempDir() / "bench";
   auto r = testing::Zeroqc("bench " + dataset.string() + " --engine cascade --provider openai --model truth --base-url http://127.0.0.1:" +
-                           std::to_string(port) + " --shots 4 --seed 2 --no-progress --out " + out.string() + testing::kCache);
+                           std::to_string(port) + " --shots 8 --model-refs 2 --seed 2 --no-progress --out " + out.string() + testing::kCache);
   kill(pid, SIGTERM);
   waitpid(pid, nullptr, 0);
   ASSERT_EQ(r.status, 0) << r.err;
@@ -72,7 +72,11 @@ TEST(CascadeCli, BenchReportsRoutesRequestsAndTokensPerPart) {
     sent += a > 0;
     requests += a;
     if (j.contains("usage")) input += j["usage"].value("input_tokens", 0.0);
-    if (j["route"] == "model") EXPECT_EQ(j["stages"].size(), 2u);
+    if (j["route"] == "model") {
+      EXPECT_EQ(j["stages"].size(), 2u);
+      // The stand-in bills 1,200 tokens an image: 2 references + the part + at most 3 crops, not 8 references.
+      EXPECT_LE(j["usage"]["input_tokens"].get<double>() / a, 1200 * (2 + 1 + 3) + 400) << line;
+    }
     if (j["route"] == "screen_ok" || j["route"] == "screen_nok") EXPECT_EQ(a, 0);
   }
   ASSERT_EQ(parts, 42);
