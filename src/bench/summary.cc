@@ -120,19 +120,15 @@ nlohmann::json Summarize(const Dataset& d, const std::vector<Run>& runs, const B
   // Cascade engine: how many parts went to the model, what they cost, and latency per route.
   std::map<std::string, std::vector<double>> by_route;
   size_t parts = 0, to_model = 0;
-  double input_tokens = 0, output_tokens = 0;
   for (const auto& r : runs)
     for (const auto& rec : r.records) {
       ++parts;
       if (rec.result.route.empty()) continue;
       by_route[rec.result.route].push_back(rec.latency_ms);
       to_model += rec.result.attempts > 0 || rec.result.route == "model_failed";
-      if (rec.result.usage.is_object()) {
-        input_tokens += rec.result.usage.value("input_tokens", 0.0);
-        output_tokens += rec.result.usage.value("output_tokens", 0.0);
-      }
     }
-  if (!by_route.empty()) {
+  if (!by_route.empty()) {  // tokens: the totals of `usage` above, over every part
+    const double input_tokens = usage.value("input_tokens", 0.0), output_tokens = usage.value("output_tokens", 0.0);
     nlohmann::json routes = nlohmann::json::object();
     for (const auto& [route, v] : by_route)
       routes[route] = {{"parts", v.size()}, {"share", double(v.size()) / parts}, {"latency_ms", LatencyJson(Latency(v))}};

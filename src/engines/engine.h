@@ -19,8 +19,8 @@ struct Inspection {
   // engine's own resolution: stretch it to whatever size is drawn or scored (the full-size map of
   // a camera image would cost more memory than the image).
   cv::Mat heatmap;
-  // Optional (patch engine): a unit-length descriptor of where the part differs most (its most
-  // anomalous patches, whatever the verdict), to tell defect types apart by example.
+  // Optional (patch engine, when asked): a unit-length descriptor of where the part differs most
+  // (its most anomalous patches, whatever the verdict), to tell defect types apart by example.
   std::vector<float> descriptor;
 };
 

@@ -20,7 +20,7 @@ std::string Now() {
   const int ms = int(std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000);
   std::tm tm;
   gmtime_r(&t, &tm);
-  char buf[40];
+  char buf[64];  // room for any int the format may see (compiler check)
   std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                 tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
   return buf;
@@ -35,11 +35,6 @@ void Configure(Format f, std::FILE* o) {
     out = o;
   }
   SetWarningSink([](const std::string& event, const std::string& m) { Warn(event.c_str(), m); });
-}
-
-Format CurrentFormat() {
-  std::lock_guard lock(mu);
-  return format;
 }
 
 void Write(const char* level, const char* event, const std::string& message, const nlohmann::json& fields) {

@@ -16,7 +16,6 @@ enum class Format { kText, kJson };
 
 // Process-wide; set once at start. `out` is stderr unless a test captures the lines.
 void Configure(Format format, std::FILE* out = stderr);
-Format CurrentFormat();
 
 // `level`: "info", "warn" or "error". `event`: a stable snake_case name; `fields`: an object of
 // extra keys (inspection, product, duration_ms, ...) that JSON lines carry and text lines omit.

@@ -56,6 +56,12 @@ std::string PartPng(int i, bool defect) {
   return std::string(b.begin(), b.end());
 }
 
+httplib::Client ClientFor(const ServerProcess& server, const std::string& token) {
+  httplib::Client c("127.0.0.1", server.port);
+  c.set_bearer_token_auth(token.c_str());
+  return c;
+}
+
 // An admin key, a running serve on `data`, and a product "disc" with one reference.
 void StartWithProduct(const fs::path& data, std::string* token, ServerProcess* server) {
   auto key = testing::Zeroqc("keys create --scope admin --name test --data " + data.string());
@@ -63,8 +69,7 @@ void StartWithProduct(const fs::path& data, std::string* token, ServerProcess* s
   *token = key.out.substr(0, key.out.find('\n'));
   *server = Spawn(data);
   ASSERT_GT(server->port, 0);
-  httplib::Client c("127.0.0.1", server->port);
-  c.set_bearer_token_auth(token->c_str());
+  auto c = ClientFor(*server, *token);
   ASSERT_EQ(c.Post("/v1/products", R"({"name":"disc"})", "application/json")->status, 201);
   httplib::MultipartFormDataItems ref = {{"image", PartPng(0, false), "ref.png", "image/png"}};
   ASSERT_EQ(c.Post("/v1/products/disc/references", ref)->status, 201);
@@ -76,8 +81,7 @@ TEST(ServeProcess, KillNineDuringABurstLosesNoAcceptedInspection) {
   std::string token;
   ServerProcess server;
   ASSERT_NO_FATAL_FAILURE(StartWithProduct(dir / "data", &token, &server));
-  httplib::Client c("127.0.0.1", server.port);
-  c.set_bearer_token_auth(token.c_str());
+  auto c = ClientFor(server, token);
 
   std::vector<std::string> accepted;
   for (int i = 0; i < 16; ++i) {
@@ -96,8 +100,7 @@ TEST(ServeProcess, KillNineDuringABurstLosesNoAcceptedInspection) {
 
   server = Spawn(dir / "data");
   ASSERT_GT(server.port, 0);
-  httplib::Client c2("127.0.0.1", server.port);
-  c2.set_bearer_token_auth(token.c_str());
+  auto c2 = ClientFor(server, token);
   c2.set_read_timeout(30, 0);
   int finished = 0;
   for (const auto& id : accepted) {
@@ -137,8 +140,7 @@ TEST(ServeProcess, AHugePngStaysWithinBoundedMemory) {
   std::string token;
   ServerProcess server;
   ASSERT_NO_FATAL_FAILURE(StartWithProduct(dir / "data", &token, &server));
-  httplib::Client c("127.0.0.1", server.port);
-  c.set_bearer_token_auth(token.c_str());
+  auto c = ClientFor(server, token);
   c.set_read_timeout(120, 0);
 
   const std::string small = PartPng(1, true);

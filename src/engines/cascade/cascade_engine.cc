@@ -19,12 +19,12 @@ std::string Box(const BoundingBox& b) {
          std::to_string(b.y_max) + ")";
 }
 
+double Area(const BoundingBox& b) { return double(b.x_max - b.x_min) * (b.y_max - b.y_min); }
+
 double Overlap(const BoundingBox& a, const BoundingBox& b) {  // intersection over union
   const double w = std::min(a.x_max, b.x_max) - std::max(a.x_min, b.x_min), h = std::min(a.y_max, b.y_max) - std::max(a.y_min, b.y_min);
   if (w <= 0 || h <= 0) return 0;
-  const double area = [](const BoundingBox& x) { return double(x.x_max - x.x_min) * (x.y_max - x.y_min); }(a) +
-                      double(b.x_max - b.x_min) * (b.y_max - b.y_min);
-  return w * h / (area - w * h);
+  return w * h / (Area(a) + Area(b) - w * h);
 }
 
 // The hottest regions of the screen's heat map (threshold units): boxes in original pixels.
@@ -158,7 +158,7 @@ Inspection CascadeEngine::Inspect(const Image& image) {
       const DefectObject* best = named.empty() ? nullptr : named.front();
       double overlap = 0;
       for (const auto* n : named)
-        if (n->has_box && Overlap(n->box, o.box) > overlap) overlap = Overlap(n->box, o.box), best = n;
+        if (const double x = n->has_box ? Overlap(n->box, o.box) : 0; x > overlap) overlap = x, best = n;
       if (!best) continue;
       o.name = best->name, o.color = best->color.empty() ? o.color : best->color;
       o.reason = best->reason + " (located by the anomaly detector: " + o.reason + ")";

@@ -41,8 +41,6 @@ class CascadeEngine : public Engine {
   Inspection Inspect(const Image& image) override;
   nlohmann::json Calibration() const override;
   int DecodeSide() const override { return std::max(screen_->DecodeSide(), judge_->DecodeSide()); }
-  double low() const { return opt_.low; }
-  double high() const { return opt_.high; }
 
  private:
   CascadeEngine() = default;

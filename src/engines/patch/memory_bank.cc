@@ -65,15 +65,7 @@ PatchGrid MakePatchGrid(const std::vector<FeatureMap>& maps, const PatchOptions&
   return g;
 }
 
-void MemoryBank::Add(const PatchGrid& g) {
-  int begin = rows.rows;
-  if (rows.empty()) rows = g.descriptors.clone();
-  else cv::vconcat(rows, g.descriptors, rows);
-  ranges.emplace_back(begin, rows.rows);
-  blocks = g.blocks;
-  grid_h = g.grid_h;
-  grid_w = g.grid_w;
-}
+void MemoryBank::Add(const PatchGrid& g) { Add(std::vector<PatchGrid>{g}); }  // cv::Mat copies share their data
 
 void MemoryBank::Add(const std::vector<PatchGrid>& grids) {
   if (grids.empty()) return;

@@ -22,9 +22,10 @@ constexpr int kBankFormat = 5;  // bump when the bank's meaning changes: invalid
 constexpr int kDecodeSide = 1024;
 
 // Pseudo-good images: shifted, rotated and re-lit copies of a reference (±2°, 1-2% shift, ±5%
-// gain at strength 1). They stand in for other good parts of a one-shot bank (see CalibrateFewShot). Stronger copies (±5°) helped
-// loose parts like toothbrushes as much, but a rigid part in a fixture turned its own rotation
-// into an anomaly and the threshold rose above every defect.
+// gain at strength 1). They stand in for other good parts of a one-shot bank (see
+// CalibrateFewShot). Stronger copies (±5°) helped loose parts like toothbrushes as much, but a
+// rigid part in a fixture turned its own rotation into an anomaly and the threshold rose above
+// every defect.
 std::vector<cv::Mat> Jitter(const cv::Mat& bgr, double strength) {
   std::vector<cv::Mat> out;
   const cv::Point2f c(bgr.cols / 2.f, bgr.rows / 2.f);
@@ -48,7 +49,8 @@ std::string PixelKey(const cv::Mat& bgr) {
 }
 
 // The mean of the most anomalous 2% of the patches (at least 4), weighted by how anomalous they
-// are, L2-normalised: what the part looks like where it differs, for naming defect types.
+// are, less the image's mean patch, L2-normalised: what the part adds where it differs, for
+// naming defect types.
 std::vector<float> DefectDescriptor(const cv::Mat& patches, const std::vector<float>& distances) {
   if (patches.empty() || distances.empty()) return {};
   std::vector<int> order(distances.size());
@@ -279,7 +281,7 @@ Inspection PatchEngine::Inspect(const Image& image) {
     return out;
   }
   const std::vector<float> distances = opt_.zero_shot ? BatchDistances(image, *g) : NearestDistances(g->descriptors, bank_);
-  out.descriptor = DefectDescriptor(g->descriptors, distances);
+  if (opt_.defect_descriptors) out.descriptor = DefectDescriptor(g->descriptors, distances);
   cv::Mat map = AnomalyMap(distances);
   r.score = ImageScore(map);
   r.verdict = r.score > threshold_ ? "NOK" : "OK";

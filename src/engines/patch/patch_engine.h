@@ -48,6 +48,7 @@ struct PatchEngineOptions {
   int zero_shot_peers = 32;          // other images each image is compared with (16: metal plate AUROC 0.68, 40: 0.75)
   double zero_shot_fraction = 0.3;   // share of the closest peers whose distances are averaged
   ProgressFn progress;  // optional: told of each step of Create (references described, coreset, calibration)
+  bool defect_descriptors = false;  // fill Inspection::descriptor (bench --type-shots); off: no work per image
 };
 
 class PatchEngine : public Engine {
