@@ -12,7 +12,7 @@ NSFWJS_SHA512=8ixL8Uk7+9Ir67yUxwtbLFZv6NgmsXsgP2oX5zNxmyTIXUfNdj6FLLVS+YI0pYlMEO
 PACKAGES=(build-essential cmake ninja-build pkg-config git libopencv-dev libonnx-dev libprotobuf-dev
           nlohmann-json3-dev libcli11-dev libopenblas-dev libssl-dev libgtest-dev libgmock-dev
           libbenchmark-dev libcurl4-openssl-dev libdnnl-dev libcpp-httplib-dev libsqlite3-dev
-          chromium wrk curl clang libclang-rt-14-dev)
+          chromium wrk curl clang libclang-rt-14-dev libpq-dev postgresql-15 libmosquitto-dev mosquitto)
 # The browser test drives Debian's chromium with this (playwright-core never downloads a browser).
 PLAYWRIGHT_VERSION=1.65.1
 # The OpenAPI test's validator: 10.1.1 is the newest that runs on Debian 12's Node 18.

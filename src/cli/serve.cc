@@ -61,7 +61,13 @@ void RegisterServe(CLI::App& app) {
     std::string log_format = "text";
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("--data", a->data, "folder for the database, images and caches")->required();
+  cmd->add_option("--data", a->data, "folder for the database, images and caches (with --db: this worker's caches)")->required();
+  cmd->add_option("--db", a->svc.db_url,
+                  "PostgreSQL shared by every serve process, postgres://user[:password]@host[:port]/db (default: SQLite in --data)")
+      ->envname("ZEROQC_DB");
+  cmd->add_option("--lease", a->svc.lease_seconds,
+                  "seconds a claimed inspection stays with a worker that stopped renewing it before another takes it (default 30)")
+      ->check(CLI::Range(2, 3600));
   cmd->add_option("--port", a->port, "TCP port (default 8080; 0 picks a free one)")->check(CLI::Range(0, 65535));
   cmd->add_option("--bind", a->bind, "address to listen on (default 127.0.0.1: this machine only)");
   cmd->add_option("--workers", a->svc.workers, "inspections run at a time (default 1)")->check(CLI::Range(1, 64));
@@ -109,8 +115,9 @@ void RegisterServe(CLI::App& app) {
     const auto queued = (*svc)->store().CountByStatus("queued");
     log::Info("listening",
               "listening on http://" + a->bind + ":" + std::to_string((*api)->port()) + " (data " + a->data + ", " +
-                  std::to_string(queued) + " queued)",
-              {{"address", a->bind}, {"port", (*api)->port()}, {"data", a->data}, {"queued", queued}});
+                  (c.db_url.empty() ? "SQLite" : "PostgreSQL") + ", " + std::to_string(queued) + " queued)",
+              {{"address", a->bind}, {"port", (*api)->port()}, {"data", a->data}, {"store", c.db_url.empty() ? "sqlite" : "postgres"},
+               {"queued", queued}});
     std::cout << "port " << (*api)->port() << std::endl;  // for scripts and tests that ask for port 0
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -124,14 +131,19 @@ void RegisterKeys(CLI::App& app) {
   keys->require_subcommand(1);
   auto* create = keys->add_subcommand("create", "make a key; it is printed once, only its hash is stored");
   struct Args {
-    std::string data, scope = "read", name;
+    std::string data, db, scope = "read", name;
   };
   auto a = std::make_shared<Args>();
-  create->add_option("--data", a->data, "the service's data folder")->required();
+  create->add_option("--data", a->data, "the service's data folder (SQLite)");
+  create->add_option("--db", a->db, "the service's PostgreSQL URL (as for serve --db)")->envname("ZEROQC_DB");
   create->add_option("--scope", a->scope, "read, write (also read) or admin (everything)")->check(CLI::IsMember({"read", "write", "admin"}));
   create->add_option("--name", a->name, "who or what uses the key");
   create->callback([a] {
-    auto store = Store::Open(a->data);
+    if (a->data.empty() == a->db.empty()) {
+      std::cerr << "zeroqc keys: give either the service's --data folder (SQLite) or its --db URL (PostgreSQL)\n";
+      throw ExitStatus{kExitBadArguments};
+    }
+    auto store = Store::Open(a->data, a->db);
     if (!store.ok()) {
       std::cerr << "zeroqc keys: " << store.status().message() << "\n";
       throw ExitStatus{kExitBadArguments};

@@ -9,7 +9,8 @@
 
 namespace zeroqc {
 
-std::filesystem::path BlobStore::PathOf(const std::string& name) const {
+std::filesystem::path BlobStore::LocalPath(const std::string& name) const {
+  if (root_.empty()) return {};  // a store opened without a data folder (zeroqc keys --db) keeps no blobs
   // 64 hex digits, a dot, a short alphanumeric extension: nothing else reaches the filesystem.
   if (name.size() < 66 || name.size() > 70 || name[64] != '.') return {};
   for (size_t i = 0; i < name.size(); ++i) {
@@ -20,12 +21,28 @@ std::filesystem::path BlobStore::PathOf(const std::string& name) const {
   return root_ / name.substr(0, 2) / name;
 }
 
+std::filesystem::path BlobStore::PathOf(const std::string& name) const {
+  const auto path = LocalPath(name);
+  std::error_code ec;
+  if (path.empty() || !remote_.get || std::filesystem::exists(path, ec)) return path;
+  auto bytes = remote_.get(name);
+  if (bytes.ok()) (void)WriteLocal(path, *bytes);  // a failed fetch leaves no file: readers say "cannot read"
+  return path;
+}
+
 StatusOr<std::string> BlobStore::Put(std::string_view bytes, const std::string& ext) {
   const std::string name = Sha256Hex(bytes) + "." + ext;
-  const auto path = PathOf(name);
+  const auto path = LocalPath(name);
   if (path.empty()) return InvalidArgument("bad blob extension '" + ext + "'");
+  if (remote_.put) ZQ_RETURN_IF_ERROR(remote_.put(name, bytes));  // durable for every worker before the name is handed out
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) return name;
+  ZQ_RETURN_IF_ERROR(WriteLocal(path, bytes));
+  return name;
+}
+
+Status BlobStore::WriteLocal(const std::filesystem::path& path, std::string_view bytes) const {
+  std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
   static std::atomic<uint64_t> counter{0};
   const auto tmp = path.string() + ".tmp" + std::to_string(getpid()) + "." + std::to_string(counter++);
@@ -49,7 +66,7 @@ StatusOr<std::string> BlobStore::Put(std::string_view bytes, const std::string& 
   }
   int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // make the rename durable
   if (dir >= 0) ::fsync(dir), ::close(dir);
-  return name;
+  return Status::Ok();
 }
 
 }  // namespace zeroqc

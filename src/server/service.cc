@@ -13,6 +13,8 @@
 #include <set>
 #include <sstream>
 
+#include <openssl/rand.h>
+
 #include <opencv2/imgcodecs.hpp>
 
 #include "core/hash.h"
@@ -50,11 +52,19 @@ StatusOr<std::unique_ptr<Service>> Service::Start(ServiceConfig c) {
   const std::string pid = std::to_string(::getpid());
   (void)!::ftruncate(s->lock_fd_, 0);
   (void)!::pwrite(s->lock_fd_, pid.data(), pid.size(), 0);
-  auto store = Store::Open(s->cfg_.data_dir);
+  auto store = Store::Open(s->cfg_.data_dir, s->cfg_.db_url);
   if (!store.ok()) return store.status();
   s->store_ = std::move(*store);
-  s->queued_ = s->store_->RequeueRunning();  // work accepted before a crash or restart resumes
+  char host[256] = "localhost";
+  (void)gethostname(host, sizeof host - 1);
+  unsigned char salt[3];
+  RAND_bytes(salt, sizeof salt);
+  s->worker_id_ = std::string(host) + ":" + pid + ":" + HexLower(std::string(reinterpret_cast<char*>(salt), sizeof salt));
+  // Work accepted before a crash or restart resumes: at once with SQLite (this process is its only
+  // user), after the dead worker's lease with a shared database (another worker may be alive).
+  if (!s->store_->shared()) s->queued_ = s->store_->RequeueRunning();
   for (int i = 0; i < std::max(1, s->cfg_.workers); ++i) s->threads_.emplace_back([p = s.get()] { p->WorkerLoop(); });
+  s->threads_.emplace_back([p = s.get()] { p->LeaseLoop(); });
   s->threads_.emplace_back([p = s.get()] { p->WebhookLoop(); });
   if (!s->cfg_.hot_folder.empty()) {
     if (!s->store_->GetProduct(s->cfg_.hot_folder_product))
@@ -72,14 +82,23 @@ Service::~Service() {
   done_cv_.notify_all();
   webhook_cv_.notify_all();
   for (auto& t : threads_) t.join();
+  if (store_) store_->ReleaseClaims(worker_id_);  // nothing should be left; if it is, others need not wait for the lease
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the data folder
 }
 
 StatusOr<std::string> Service::Submit(NewInspection n, std::string_view bytes) {
   if (!store_->GetProduct(n.product)) return NotFound("unknown product '" + n.product + "': create it with POST /v1/products");
   // Reserve the queue slot first, atomically: checking then inserting let parallel uploads
-  // overshoot --queue. A refused upload gives its slot back.
-  if (queued_.fetch_add(1) >= cfg_.queue_capacity) {
+  // overshoot --queue. A refused upload gives its slot back. A shared queue is counted in the
+  // database plus this process's uploads between that count and their insert (so this process
+  // never overshoots; processes racing each other may, by their parallel uploads).
+  const int64_t reserved = queued_.fetch_add(1);
+  const int64_t submitting = submitting_.fetch_add(1);
+  struct Leave {
+    std::atomic<int64_t>& n;
+    ~Leave() { --n; }
+  } leave{submitting_};
+  if (store_->shared() ? QueueDepth() + submitting >= cfg_.queue_capacity : reserved >= cfg_.queue_capacity) {
     --queued_;
     return Unavailable("the inspection queue is full (" + std::to_string(cfg_.queue_capacity) + "): retry later");
   }
@@ -115,6 +134,10 @@ bool Service::RemoveReference(const std::string& product, int64_t id) {
   return true;
 }
 
+bool Service::queue_full() { return QueueDepth() >= cfg_.queue_capacity; }
+
+int64_t Service::QueueDepth() { return store_->shared() ? store_->CountByStatus("queued") : queued_.load(); }
+
 bool Service::WaitFor(const std::string& id, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   // Every finished inspection wakes every waiter: each looks at its own row's status only.
@@ -124,7 +147,10 @@ bool Service::WaitFor(const std::string& id, std::chrono::milliseconds timeout) 
   };
   std::unique_lock lock(mu_);
   while (!finished()) {
-    if (stop_ || done_cv_.wait_until(lock, deadline) == std::cv_status::timeout) return finished();
+    // Another serve process may finish it: a shared store is looked at every 100 ms as well.
+    const auto until = store_->shared() ? std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)) : deadline;
+    if (stop_ || std::chrono::steady_clock::now() >= deadline) return finished();
+    done_cv_.wait_until(lock, until);
   }
   return true;
 }
@@ -161,10 +187,23 @@ void Service::InvalidateEngine(const std::string& product) {
 }
 
 StatusOr<std::shared_ptr<Engine>> Service::EngineFor(const std::string& name) {
+  // One small query per job: a product changed through any serve process is rebuilt here once.
+  const int64_t revision = store_->Revision(name);
+  auto cached = [&]() -> std::shared_ptr<Engine> {
+    std::lock_guard lock(engines_mu_);
+    auto it = engines_.find(name);
+    return it != engines_.end() && it->second.revision == revision ? it->second.engine : nullptr;
+  };
+  if (auto e = cached()) return e;
+  std::shared_ptr<std::mutex> build_mu;
   {
     std::lock_guard lock(engines_mu_);
-    if (auto it = engines_.find(name); it != engines_.end()) return it->second;
+    auto& m = build_mu_[name];
+    if (!m) m = std::make_shared<std::mutex>();
+    build_mu = m;
   }
+  std::lock_guard building(*build_mu);  // workers wanting the same product wait for one build
+  if (auto e = cached()) return e;
   auto product = store_->GetProduct(name);
   if (!product) return NotFound("product '" + name + "' no longer exists");
   std::vector<std::filesystem::path> refs;
@@ -194,20 +233,40 @@ StatusOr<std::shared_ptr<Engine>> Service::EngineFor(const std::string& name) {
     engine_build_seconds_.Add(s);
   }
   std::lock_guard lock(engines_mu_);
-  engines_[name] = engine;
+  engines_[name] = {revision, engine};
   return engine;
 }
 
 void Service::WorkerLoop() {
+  // Claims past this many mean the image itself kills its worker (or it keeps being killed): it
+  // is failed instead of taking every worker down in turn.
+  constexpr int kMaxClaims = 3;
   while (!stop_) {
-    auto item = store_->ClaimNext();
+    auto item = store_->ClaimNext(worker_id_, cfg_.lease_seconds);
     if (!item) {
+      if (store_->shared()) queued_ = 0;  // other processes' workers took this one's uploads
       std::unique_lock lock(mu_);
-      work_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_.load() || queued_.load() > 0; });
+      // Uploads to other serve processes wake nobody here: a shared queue is polled every 100 ms.
+      work_cv_.wait_for(lock, std::chrono::milliseconds(store_->shared() ? 100 : 500),
+                        [&] { return stop_.load() || queued_.load() > 0; });
       continue;
     }
-    --queued_;
-    Process(*item);
+    if (queued_.load() > 0) --queued_;
+    if (item->claims > 1) {
+      log::Warn("inspection_reclaimed",
+                "inspection " + item->id + " claimed again (claim " + std::to_string(item->claims) + "): its worker stopped or its lease expired",
+                {{"inspection", item->id}, {"claims", item->claims}, {"worker", worker_id_}});
+      std::lock_guard lock(metrics_mu_);
+      ++reclaimed_;
+    }
+    if (item->claims > kMaxClaims) {
+      InspectionResult r;
+      r.image_path = item->image_name;
+      r.error = "the worker judging this image stopped " + std::to_string(item->claims - 1) + " times; it is not tried again";
+      (void)store_->Finish(item->id, worker_id_, r, "");
+    } else {
+      Process(*item);
+    }
     { std::lock_guard lock(mu_); }  // a waiter between its status check and its wait cannot miss this
     done_cv_.notify_all();
     webhook_cv_.notify_one();
@@ -232,8 +291,14 @@ void Service::Process(const WorkItem& item) {
     cv::imencode(".jpg", DrawOverlay(img.bgr, insp.heatmap, insp.result), jpg, {cv::IMWRITE_JPEG_QUALITY, 85});
     if (auto b = store_->blobs().Put({reinterpret_cast<const char*>(jpg.data()), jpg.size()}, "jpg"); b.ok()) overlay = *b;
   }
-  (void)store_->Finish(item.id, insp.result, overlay);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (Status f = store_->Finish(item.id, worker_id_, insp.result, overlay); !f.ok()) {
+    log::Warn(f.code() == Code::kUnavailable ? "lease_lost" : "finish_failed", "inspection " + item.id + ": result not stored: " + f.message(),
+              {{"inspection", item.id}, {"product", item.product}, {"worker", worker_id_}, {"error", f.message()}});
+    std::lock_guard lock(metrics_mu_);
+    ++leases_lost_;
+    return;
+  }
   const auto& r = insp.result;
   nlohmann::json fields = {{"inspection", item.id}, {"product", item.product}, {"duration_ms", 1000 * s}};
   if (r.error) {
@@ -249,6 +314,15 @@ void Service::Process(const WorkItem& item) {
   std::lock_guard lock(metrics_mu_);
   ++verdicts_[insp.result.error ? "error" : insp.result.verdict];
   inspection_seconds_.Add(s);
+}
+
+void Service::LeaseLoop() {
+  const auto every = std::chrono::milliseconds(std::max(200, cfg_.lease_seconds * 1000 / 3));
+  while (!stop_) {
+    store_->RenewLeases(worker_id_, cfg_.lease_seconds);
+    std::unique_lock lock(mu_);
+    work_cv_.wait_for(lock, every, [&] { return stop_.load(); });
+  }
 }
 
 void Service::Histogram::Add(double seconds) {
@@ -376,7 +450,16 @@ std::string Service::MetricsText() {
   engine_build_seconds_.Write(m, "zeroqc_engine_build_duration_seconds", "Time to build a product's engine (memory bank and calibration).");
   request_seconds_.Write(m, "zeroqc_http_request_duration_seconds", "HTTP request latency, all routes.");
   m << "# HELP zeroqc_queue_depth Inspections waiting for a worker.\n# TYPE zeroqc_queue_depth gauge\nzeroqc_queue_depth "
-    << queued_.load() << "\n";
+    << QueueDepth() << "\n";
+  m << "# HELP zeroqc_queue_oldest_seconds Age of the oldest queued inspection.\n# TYPE zeroqc_queue_oldest_seconds gauge\n"
+       "zeroqc_queue_oldest_seconds "
+    << store_->OldestQueuedSeconds() << "\n";
+  m << "# HELP zeroqc_inspections_reclaimed_total Inspections this process claimed after another worker stopped or its lease expired.\n"
+       "# TYPE zeroqc_inspections_reclaimed_total counter\nzeroqc_inspections_reclaimed_total "
+    << reclaimed_ << "\n";
+  m << "# HELP zeroqc_leases_lost_total Results this process dropped because its lease had expired and another worker took the job.\n"
+       "# TYPE zeroqc_leases_lost_total counter\nzeroqc_leases_lost_total "
+    << leases_lost_ << "\n";
   m << "# HELP zeroqc_webhook_dead_letters Webhook deliveries that gave up.\n# TYPE zeroqc_webhook_dead_letters gauge\n"
        "zeroqc_webhook_dead_letters "
     << store_->CountDeadLetters() << "\n";

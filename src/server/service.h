@@ -23,7 +23,9 @@ using ProductEngineFactory =
     std::function<StatusOr<std::unique_ptr<Engine>>(const Product&, const std::vector<std::filesystem::path>& refs)>;
 
 struct ServiceConfig {
-  std::filesystem::path data_dir;
+  std::filesystem::path data_dir;  // with db_url: this worker's engine and blob cache
+  std::string db_url;              // empty: SQLite in data_dir; else PostgreSQL shared by many serve processes
+  int lease_seconds = 30;          // a claimed inspection returns to the queue this long after its worker stops renewing
   int workers = 1;
   int queue_capacity = 64;        // queued inspections beyond this get 503
   // ?wait=true requests held open at once; each holds one of the HTTP server's 8 threads, so more
@@ -55,7 +57,7 @@ class Service {
   // Errors: kTooLarge (413), kCorrupt/kUnsupported (415/422), kNotFound (unknown product), kInternal.
   // kUnavailable when the queue is full (503).
   StatusOr<std::string> Submit(NewInspection n, std::string_view image_bytes);
-  bool queue_full() const { return queued_.load() >= cfg_.queue_capacity; }
+  bool queue_full();
   // A waiting slot (see ServiceConfig::max_waiters): true if taken; give it back with EndWait.
   bool TryBeginWait() {
     if (waiters_.fetch_add(1) < cfg_.max_waiters) return true;
@@ -89,6 +91,9 @@ class Service {
   // Checks that the bytes decode within the limits and stores them: the blob name.
   StatusOr<std::string> StoreImage(std::string_view bytes);
   void WorkerLoop();
+  void LeaseLoop();
+  // Queued inspections: counted here for one process, in the database when it is shared.
+  int64_t QueueDepth();
   void Process(const WorkItem& item);
   StatusOr<std::shared_ptr<Engine>> EngineFor(const std::string& product);
   void WebhookLoop();
@@ -98,12 +103,19 @@ class Service {
   int lock_fd_ = -1;  // flock on data_dir/serve.lock, held for the service's life
   std::unique_ptr<Store> store_;
   std::atomic<int64_t> queued_{0};
+  std::atomic<int64_t> submitting_{0};  // uploads between the queue check and their insert
   std::atomic<int> waiters_{0};
   std::atomic<bool> stop_{false}, ready_{false};
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_, webhook_cv_;
   std::vector<std::thread> threads_;
-  std::map<std::string, std::shared_ptr<Engine>> engines_;
+  std::string worker_id_;  // host:pid:random, recorded on every inspection this process judges
+  struct BuiltEngine {
+    int64_t revision;
+    std::shared_ptr<Engine> engine;
+  };
+  std::map<std::string, BuiltEngine> engines_;
+  std::map<std::string, std::shared_ptr<std::mutex>> build_mu_;  // one build per product at a time
   std::mutex engines_mu_;
   struct Bucket {
     double tokens;
@@ -116,6 +128,7 @@ class Service {
   std::mutex metrics_mu_;
   std::map<std::pair<std::string, int>, int64_t> requests_;
   std::map<std::string, int64_t> verdicts_;
+  int64_t reclaimed_ = 0, leases_lost_ = 0;
   struct Histogram {
     std::vector<int64_t> buckets;  // cumulative counts per kLatencyBounds
     double sum = 0;

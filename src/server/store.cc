@@ -4,14 +4,16 @@
 
 #include <chrono>
 #include <ctime>
+#include <algorithm>
 
 #include "core/hash.h"
 
 namespace zeroqc {
 namespace {
 
-// Migration i brings the schema from version i to i + 1. Never edit a shipped one: append.
-const std::vector<std::string> kMigrations = {
+// Migration i brings the schema from version i to i + 1. Never edit a shipped one: append, to
+// both lists (one per dialect, the same number of steps, the same tables and columns).
+const std::vector<std::string> kSqliteMigrations = {
     R"(CREATE TABLE products(name TEXT PRIMARY KEY, engine TEXT NOT NULL, settings TEXT NOT NULL,
          webhook_url TEXT NOT NULL DEFAULT '', webhook_secret TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL);
        CREATE TABLE refs(id INTEGER PRIMARY KEY, product TEXT NOT NULL REFERENCES products(name) ON DELETE CASCADE,
@@ -31,6 +33,40 @@ const std::vector<std::string> kMigrations = {
        CREATE TABLE deliveries(id INTEGER PRIMARY KEY, inspection TEXT NOT NULL, url TEXT NOT NULL, secret TEXT NOT NULL,
          status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, next_at TEXT NOT NULL, created_at TEXT NOT NULL);
        CREATE INDEX deliveries_due ON deliveries(status, next_at);)",
+    // 2: claims with leases (many workers), product revisions (engines reload everywhere), blobs
+    // (kept in the database only by PostgreSQL; the table keeps the two schemas alike).
+    R"(ALTER TABLE inspections ADD COLUMN worker TEXT;
+       ALTER TABLE inspections ADD COLUMN lease_until TEXT;
+       ALTER TABLE inspections ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
+       ALTER TABLE products ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+       CREATE TABLE blobs(name TEXT PRIMARY KEY, data BLOB NOT NULL, created_at TEXT NOT NULL);)",
+};
+
+const std::vector<std::string> kPostgresMigrations = {
+    R"(CREATE TABLE products(name TEXT PRIMARY KEY, engine TEXT NOT NULL, settings TEXT NOT NULL,
+         webhook_url TEXT NOT NULL DEFAULT '', webhook_secret TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL);
+       CREATE TABLE refs(id BIGSERIAL PRIMARY KEY, product TEXT NOT NULL REFERENCES products(name) ON DELETE CASCADE,
+         blob TEXT NOT NULL, filename TEXT NOT NULL, created_at TEXT NOT NULL);
+       CREATE TABLE inspections(seq BIGSERIAL PRIMARY KEY, id TEXT UNIQUE NOT NULL, product TEXT NOT NULL,
+         batch TEXT, part_id TEXT, station TEXT, metadata TEXT NOT NULL, image_blob TEXT NOT NULL, image_name TEXT,
+         status TEXT NOT NULL, verdict TEXT, score DOUBLE PRECISION, result TEXT, overlay_blob TEXT, error TEXT,
+         created_at TEXT NOT NULL, finished_at TEXT);
+       CREATE INDEX inspections_status ON inspections(status, seq);
+       CREATE INDEX inspections_product ON inspections(product, seq);
+       CREATE TABLE defects(inspection TEXT NOT NULL REFERENCES inspections(id) ON DELETE CASCADE, name TEXT, color TEXT,
+         qc TEXT, reason TEXT, x_min BIGINT, y_min BIGINT, x_max BIGINT, y_max BIGINT, score DOUBLE PRECISION);
+       CREATE TABLE reviews(id BIGSERIAL PRIMARY KEY, inspection TEXT NOT NULL REFERENCES inspections(id) ON DELETE CASCADE,
+         verdict TEXT NOT NULL, comment TEXT NOT NULL, reviewer TEXT NOT NULL, created_at TEXT NOT NULL);
+       CREATE TABLE api_keys(id BIGSERIAL PRIMARY KEY, hash TEXT UNIQUE NOT NULL, scope TEXT NOT NULL, name TEXT NOT NULL,
+         created_at TEXT NOT NULL, revoked BIGINT NOT NULL DEFAULT 0);
+       CREATE TABLE deliveries(id BIGSERIAL PRIMARY KEY, inspection TEXT NOT NULL, url TEXT NOT NULL, secret TEXT NOT NULL,
+         status TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT, next_at TEXT NOT NULL, created_at TEXT NOT NULL);
+       CREATE INDEX deliveries_due ON deliveries(status, next_at);)",
+    R"(ALTER TABLE inspections ADD COLUMN worker TEXT;
+       ALTER TABLE inspections ADD COLUMN lease_until TEXT;
+       ALTER TABLE inspections ADD COLUMN claims BIGINT NOT NULL DEFAULT 0;
+       ALTER TABLE products ADD COLUMN revision BIGINT NOT NULL DEFAULT 1;
+       CREATE TABLE blobs(name TEXT PRIMARY KEY, data BYTEA NOT NULL, created_at TEXT NOT NULL);)",
 };
 
 std::string RandomHex(int bytes) {
@@ -69,35 +105,61 @@ StatusOr<Scope> ParseScope(const std::string& s) {
 
 const char* ScopeName(Scope s) { return s == Scope::kRead ? "read" : s == Scope::kWrite ? "write" : "admin"; }
 
-StatusOr<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& dir) {
+StatusOr<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& dir, const std::string& db_url) {
   std::error_code ec;
-  std::filesystem::create_directories(dir / "blobs", ec);
+  if (!dir.empty()) std::filesystem::create_directories(dir / "blobs", ec);
   if (ec) return IoError("cannot create data folder " + dir.string() + ": " + ec.message());
-  auto db = Db::Open(dir / "zeroqc.db");
+  if (dir.empty() && db_url.empty()) return InvalidArgument("the store needs a data folder or a database URL");
+  auto db = db_url.empty() ? Db::OpenSqlite(dir / "zeroqc.db") : Db::OpenPostgres(db_url);
   if (!db.ok()) return db.status();
-  auto s = std::unique_ptr<Store>(new Store(dir, std::move(*db)));
+  auto s = std::unique_ptr<Store>(new Store(std::move(*db)));
+  BlobStore::Remote remote;
+  if (s->shared()) {  // every worker reads every blob: the database holds them, the folder caches them
+    Store* self = s.get();
+    remote.put = [self](const std::string& name, std::string_view bytes) -> Status {
+      auto r = self->Q("INSERT INTO blobs(name, data, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
+                       {name, DbBytes{std::string(bytes)}, NowIso()});
+      return r.ok() ? Status::Ok() : r.status();
+    };
+    remote.get = [self](const std::string& name) -> StatusOr<std::string> {
+      auto r = self->Q("SELECT data FROM blobs WHERE name = ?1", {name});
+      if (!r.ok()) return r.status();
+      if (r->empty()) return NotFound("no blob " + name);
+      return Str((*r)[0][0]);
+    };
+  }
+  s->blobs_ = std::make_unique<BlobStore>(dir.empty() ? dir : dir / "blobs", std::move(remote));
   ZQ_RETURN_IF_ERROR(s->Migrate());
   return s;
 }
 
-StatusOr<std::vector<std::vector<DbValue>>> Store::Q(const std::string& sql, const std::vector<DbValue>& args) {
+StatusOr<DbRows> Store::Q(const std::string& sql, const std::vector<DbValue>& args) {
   std::lock_guard lock(mu_);
   return db_->Query(sql, args);
 }
 
 Status Store::Migrate() {
   std::lock_guard lock(mu_);
+  const auto& migrations = shared() ? kPostgresMigrations : kSqliteMigrations;
+  // Serve processes starting together on one PostgreSQL: one migrates, the others wait for it.
+  if (shared()) ZQ_RETURN_IF_ERROR(db_->Exec("SELECT pg_advisory_lock(740113)"));
+  Status s = MigrateLocked(migrations);
+  if (shared()) (void)db_->Exec("SELECT pg_advisory_unlock(740113)");
+  return s;
+}
+
+Status Store::MigrateLocked(const std::vector<std::string>& migrations) {
   ZQ_RETURN_IF_ERROR(db_->Exec("CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL)"));
   auto v = db_->Query("SELECT version FROM schema_version");
   if (!v.ok()) return v.status();
   int version = v->empty() ? 0 : int(Int((*v)[0][0]));
   if (v->empty()) ZQ_RETURN_IF_ERROR(db_->Exec("INSERT INTO schema_version VALUES (0)"));
-  if (version > int(kMigrations.size()))
+  if (version > int(migrations.size()))
     return Unsupported("the database is at schema version " + std::to_string(version) + ", newer than this zeroqc (" +
-                       std::to_string(kMigrations.size()) + "): upgrade zeroqc");
-  for (; version < int(kMigrations.size()); ++version) {
-    ZQ_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
-    Status s = db_->Exec(kMigrations[size_t(version)]);
+                       std::to_string(migrations.size()) + "): upgrade zeroqc");
+  for (; version < int(migrations.size()); ++version) {
+    ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
+    Status s = db_->Exec(migrations[size_t(version)]);
     if (s.ok()) s = db_->Exec("UPDATE schema_version SET version = " + std::to_string(version + 1));
     if (!s.ok()) {
       (void)db_->Exec("ROLLBACK");
@@ -131,7 +193,8 @@ std::optional<ApiKey> Store::FindKey(const std::string& token) {
 
 Status Store::PutProduct(const Product& p) {
   auto r = Q(R"(INSERT INTO products(name, engine, settings, webhook_url, webhook_secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-               ON CONFLICT(name) DO UPDATE SET engine = ?2, settings = ?3, webhook_url = ?4, webhook_secret = ?5)",
+               ON CONFLICT(name) DO UPDATE SET engine = ?2, settings = ?3, webhook_url = ?4, webhook_secret = ?5,
+               revision = products.revision + 1)",
              {p.name, p.engine, p.settings.dump(), p.webhook_url, p.webhook_secret, NowIso()});
   return r.ok() ? Status::Ok() : r.status();
 }
@@ -154,10 +217,27 @@ std::vector<Product> Store::ListProducts() {
 
 StatusOr<int64_t> Store::AddReference(const std::string& product, const std::string& blob, const std::string& filename) {
   std::lock_guard lock(mu_);
+  ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
   auto r = db_->Query("INSERT INTO refs(product, blob, filename, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
                       {product, blob, filename, NowIso()});
-  if (!r.ok()) return r.status();
+  if (r.ok()) {
+    if (auto b = BumpRevision(product); !b.ok()) r = b;
+  }
+  if (!r.ok()) {
+    (void)db_->Exec("ROLLBACK");
+    return r.status();
+  }
+  ZQ_RETURN_IF_ERROR(db_->Exec("COMMIT"));
   return Int((*r)[0][0]);
+}
+
+StatusOr<DbRows> Store::BumpRevision(const std::string& product) {
+  return db_->Query("UPDATE products SET revision = revision + 1 WHERE name = ?1", {product});
+}
+
+int64_t Store::Revision(const std::string& product) {
+  auto r = Q("SELECT revision FROM products WHERE name = ?1", {product});
+  return r.ok() && !r->empty() ? Int((*r)[0][0]) : 0;
 }
 
 std::vector<Reference> Store::ListReferences(const std::string& product) {
@@ -170,8 +250,11 @@ std::vector<Reference> Store::ListReferences(const std::string& product) {
 
 bool Store::DeleteReference(const std::string& product, int64_t id) {
   std::lock_guard lock(mu_);
-  auto r = db_->Query("DELETE FROM refs WHERE product = ?1 AND id = ?2", {product, id});
-  return r.ok() && db_->changes() > 0;
+  if (!db_->Exec(db_->Begin()).ok()) return false;
+  auto r = db_->Query("DELETE FROM refs WHERE product = ?1 AND id = ?2 RETURNING id", {product, id});
+  const bool deleted = r.ok() && !r->empty() && BumpRevision(product).ok();
+  (void)db_->Exec(deleted ? "COMMIT" : "ROLLBACK");
+  return deleted;
 }
 
 StatusOr<std::string> Store::Enqueue(const NewInspection& n) {
@@ -183,29 +266,46 @@ StatusOr<std::string> Store::Enqueue(const NewInspection& n) {
   return id;
 }
 
-std::optional<WorkItem> Store::ClaimNext() {
-  auto r = Q(R"(UPDATE inspections SET status = 'running'
-               WHERE seq = (SELECT seq FROM inspections WHERE status = 'queued' ORDER BY seq LIMIT 1)
-               RETURNING id, product, image_blob, image_name)");
+std::optional<WorkItem> Store::ClaimNext(const std::string& worker, int lease_seconds) {
+  std::lock_guard lock(mu_);
+  // The oldest queued inspection, or a running one whose worker stopped renewing its lease.
+  auto r = db_->Query("UPDATE inspections SET status = 'running', worker = ?1, claims = claims + 1, lease_until = " +
+                          db_->NowSql(lease_seconds) +
+                          " WHERE seq = (SELECT seq FROM inspections WHERE status = 'queued' OR (status = 'running' AND lease_until < " +
+                          db_->NowSql() + ") ORDER BY seq LIMIT 1" + db_->SkipLocked() +
+                          ") RETURNING id, product, image_blob, image_name, claims",
+                      {worker});
   if (!r.ok() || r->empty()) return std::nullopt;
   const auto& row = (*r)[0];
-  return WorkItem{Str(row[0]), Str(row[1]), Str(row[2]), Str(row[3])};
+  return WorkItem{Str(row[0]), Str(row[1]), Str(row[2]), Str(row[3]), int(Int(row[4]))};
 }
 
-Status Store::Finish(const std::string& id, const InspectionResult& res, const std::string& overlay_blob) {
+int64_t Store::RenewLeases(const std::string& worker, int lease_seconds) {
+  auto r = Q("UPDATE inspections SET lease_until = " + db_->NowSql(lease_seconds) +
+                 " WHERE worker = ?1 AND status = 'running' RETURNING seq",
+             {worker});
+  return r.ok() ? int64_t(r->size()) : 0;
+}
+
+Status Store::Finish(const std::string& id, const std::string& worker, const InspectionResult& res, const std::string& overlay_blob) {
   std::lock_guard lock(mu_);
-  ZQ_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
+  ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
   auto fail = [&](Status s) {
     (void)db_->Exec("ROLLBACK");
     return s;
   };
   const nlohmann::json j = ToJson(res);
+  // Only the worker holding the claim completes it: one whose lease expired and whose job another
+  // worker took finds no row here, and its result is dropped (each inspection finishes once).
   auto r = db_->Query(R"(UPDATE inspections SET status = ?2, verdict = ?3, score = ?4, result = ?5, overlay_blob = ?6,
-                         error = ?7, finished_at = ?8 WHERE id = ?1)",
+                         error = ?7, finished_at = ?8, lease_until = NULL
+                         WHERE id = ?1 AND status = 'running' AND worker = ?9 RETURNING seq)",
                       {id, std::string(res.error ? "failed" : "done"), res.error ? DbValue(nullptr) : DbValue(res.verdict),
                        res.error ? DbValue(nullptr) : DbValue(res.score), j.dump(),
-                       overlay_blob.empty() ? DbValue(nullptr) : DbValue(overlay_blob), res.error ? DbValue(*res.error) : DbValue(nullptr), NowIso()});
+                       overlay_blob.empty() ? DbValue(nullptr) : DbValue(overlay_blob), res.error ? DbValue(*res.error) : DbValue(nullptr), NowIso(),
+                       worker});
   if (!r.ok()) return fail(r.status());
+  if (r->empty()) return fail(Unavailable("inspection " + id + " is no longer claimed by this worker (its lease expired)"));
   for (const auto& o : res.objects) {
     r = db_->Query("INSERT INTO defects VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                    {id, o.name, o.color, o.qc, o.reason, int64_t(o.box.x_min), int64_t(o.box.y_min), int64_t(o.box.x_max),
@@ -222,8 +322,25 @@ Status Store::Finish(const std::string& id, const InspectionResult& res, const s
 }
 
 int64_t Store::RequeueRunning() {
-  (void)Q("UPDATE inspections SET status = 'queued' WHERE status = 'running'");
+  (void)Q("UPDATE inspections SET status = 'queued', worker = NULL, lease_until = NULL WHERE status = 'running'");
   return CountByStatus("queued");
+}
+
+void Store::ReleaseClaims(const std::string& worker) {
+  (void)Q("UPDATE inspections SET status = 'queued', worker = NULL, lease_until = NULL WHERE status = 'running' AND worker = ?1", {worker});
+}
+
+double Store::OldestQueuedSeconds() {
+  auto r = Q("SELECT MIN(created_at) FROM inspections WHERE status = 'queued'");
+  if (!r.ok() || r->empty() || IsNull((*r)[0][0])) return 0;
+  std::tm tm{};
+  int ms = 0;
+  const std::string t = Str((*r)[0][0]);
+  if (std::sscanf(t.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+    return 0;
+  tm.tm_year -= 1900, tm.tm_mon -= 1;
+  const auto at = std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(ms);
+  return std::max(0.0, std::chrono::duration<double>(std::chrono::system_clock::now() - at).count());
 }
 
 int64_t Store::CountByStatus(const std::string& status) {
@@ -233,7 +350,7 @@ int64_t Store::CountByStatus(const std::string& status) {
 
 std::optional<nlohmann::json> Store::GetInspection(const std::string& id) {
   auto r = Q(R"(SELECT id, product, batch, part_id, station, metadata, status, verdict, score, result, error, created_at,
-                finished_at, image_name, overlay_blob, seq FROM inspections WHERE id = ?1)", {id});
+                finished_at, image_name, overlay_blob, seq, worker FROM inspections WHERE id = ?1)", {id});
   if (!r.ok() || r->empty()) return std::nullopt;
   const auto& row = (*r)[0];
   nlohmann::json j = {{"id", Str(row[0])}, {"product", Str(row[1])}, {"batch", Str(row[2])}, {"part_id", Str(row[3])},
@@ -253,6 +370,8 @@ std::optional<nlohmann::json> Store::GetInspection(const std::string& id) {
   // The verdict that counts: the latest human review, else the machine's.
   j["final_verdict"] = j["reviews"].empty() ? j["verdict"] : j["reviews"].back()["verdict"];
   j["seq"] = Int(row[15]);
+  // Which serve process judged it (host, pid): with many workers an auditor can tell them apart.
+  j["worker"] = IsNull(row[16]) ? nlohmann::json(nullptr) : nlohmann::json(Str(row[16]));
   return j;
 }
 
@@ -299,12 +418,17 @@ Status Store::AddReview(const std::string& id, const std::string& verdict, const
   return r.ok() ? Status::Ok() : r.status();
 }
 
-std::vector<Delivery> Store::DueDeliveries(int max) {
+std::vector<Delivery> Store::DueDeliveries(int max, int lease_seconds) {
   std::vector<Delivery> out;
-  auto r = Q("SELECT id, inspection, url, secret, attempts FROM deliveries WHERE status = 'pending' AND next_at <= ?1 ORDER BY id LIMIT ?2",
-             {NowIso(), int64_t(max)});
+  // Claimed by pushing next_at past the attempt: another worker does not send the same one meanwhile.
+  const std::string lease = IsoAt(std::chrono::system_clock::now() + std::chrono::seconds(lease_seconds));
+  auto r = Q(std::string(R"(UPDATE deliveries SET next_at = ?3 WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending'
+               AND next_at <= ?1 ORDER BY id LIMIT ?2)") + (shared() ? " FOR UPDATE SKIP LOCKED" : "") +
+                 ") RETURNING id, inspection, url, secret, attempts",
+             {NowIso(), int64_t(max), lease});
   if (r.ok())
     for (const auto& row : *r) out.push_back({Int(row[0]), Str(row[1]), Str(row[2]), Str(row[3]), int(Int(row[4]))});
+  std::sort(out.begin(), out.end(), [](const Delivery& a, const Delivery& b) { return a.id < b.id; });
   return out;
 }
 

@@ -1,6 +1,8 @@
-// The service's durable state in SQLite (WAL): products and their references, inspections (which
-// are also the work queue: status queued -> running -> done | failed), defects, reviews, API keys
-// and webhook deliveries. Schema migrations are numbered and applied in order at open.
+// The service's durable state: products and their references, inspections (which are also the work
+// queue: status queued -> running -> done | failed), defects, reviews, API keys and webhook
+// deliveries. In SQLite (WAL; one serve process per data folder) or in PostgreSQL (any number of
+// serve processes: workers claim inspections with a lease they renew, and a job whose worker died
+// is claimed again when its lease runs out). Schema migrations are numbered and applied at open.
 // Thread-safe: one connection behind a mutex.
 #pragma once
 
@@ -60,14 +62,18 @@ struct Delivery {
 
 struct WorkItem {
   std::string id, product, image_blob, image_name;
+  int claims = 1;  // how often it has been claimed: more than once after a worker stopped or died
 };
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 1;
-  static StatusOr<std::unique_ptr<Store>> Open(const std::filesystem::path& data_dir);
+  static constexpr int kSchemaVersion = 2;
+  // `db_url` empty: SQLite in data_dir; else a PostgreSQL URL, and data_dir caches blobs.
+  static StatusOr<std::unique_ptr<Store>> Open(const std::filesystem::path& data_dir, const std::string& db_url = "");
 
-  BlobStore& blobs() { return blobs_; }
+  // True for PostgreSQL: other serve processes may be using the same database.
+  bool shared() const { return db_->dialect() == Dialect::kPostgres; }
+  BlobStore& blobs() { return *blobs_; }
   int schema_version();
 
   // Keys are shown once; only their SHA-256 is kept.
@@ -80,14 +86,26 @@ class Store {
   StatusOr<int64_t> AddReference(const std::string& product, const std::string& blob, const std::string& filename);
   std::vector<Reference> ListReferences(const std::string& product);
   bool DeleteReference(const std::string& product, int64_t id);
+  // Grows with every change of the product or its references: a worker whose engine was built at
+  // an older revision rebuilds it (changes made through any serve process reach every worker).
+  int64_t Revision(const std::string& product);
 
   // Persists a queued inspection (durable when this returns) and gives its id.
   StatusOr<std::string> Enqueue(const NewInspection& n);
-  // Claims the oldest queued inspection for a worker: its id, or nullopt when none is queued.
-  std::optional<WorkItem> ClaimNext();
-  Status Finish(const std::string& id, const InspectionResult& r, const std::string& overlay_blob);
-  // After a restart: work that was running when the process died is queued again. Returns queued count.
+  // Claims the oldest queued inspection (or one whose lease expired) for `worker`, leased for
+  // `lease_seconds`; nullopt when there is none.
+  std::optional<WorkItem> ClaimNext(const std::string& worker, int lease_seconds);
+  // Extends the leases of everything `worker` is running; returns how many.
+  int64_t RenewLeases(const std::string& worker, int lease_seconds);
+  // Stores the result, if `worker` still holds the claim (kUnavailable otherwise: another worker
+  // took the job over and its result counts). The webhook delivery is queued in the same transaction.
+  Status Finish(const std::string& id, const std::string& worker, const InspectionResult& r, const std::string& overlay_blob);
+  // SQLite after a restart: work that was running when the process died is queued again (no other
+  // process can be running it). Returns the queued count.
   int64_t RequeueRunning();
+  // A worker stopping cleanly hands back what it had claimed.
+  void ReleaseClaims(const std::string& worker);
+  double OldestQueuedSeconds();  // age of the oldest queued inspection, 0 when none
   int64_t CountByStatus(const std::string& status);
   std::optional<nlohmann::json> GetInspection(const std::string& id);
   std::optional<std::string> StatusOf(const std::string& id);  // queued, running, done or failed
@@ -97,18 +115,21 @@ class Store {
   Status AddReview(const std::string& id, const std::string& verdict, const std::string& comment, const std::string& reviewer);
 
   // Webhooks: a delivery per finished inspection of a product with a webhook.
-  std::vector<Delivery> DueDeliveries(int max);
+  // Claims up to `max` due deliveries for `lease_seconds` (the time one attempt may take).
+  std::vector<Delivery> DueDeliveries(int max, int lease_seconds = 60);
   void DeliveryDone(int64_t id);
   void DeliveryFailed(int64_t id, const std::string& error, int max_attempts, int delay_ms);
   nlohmann::json DeadLetters();
   int64_t CountDeadLetters();
 
  private:
-  Store(std::filesystem::path dir, std::unique_ptr<Db> db) : blobs_(dir / "blobs"), db_(std::move(db)) {}
+  explicit Store(std::unique_ptr<Db> db) : db_(std::move(db)) {}
   Status Migrate();
-  StatusOr<std::vector<std::vector<DbValue>>> Q(const std::string& sql, const std::vector<DbValue>& args = {});
+  Status MigrateLocked(const std::vector<std::string>& migrations);
+  StatusOr<DbRows> Q(const std::string& sql, const std::vector<DbValue>& args = {});
+  StatusOr<DbRows> BumpRevision(const std::string& product);  // REQUIRES: mu_ held, in a transaction
 
-  BlobStore blobs_;
+  std::unique_ptr<BlobStore> blobs_;
   std::unique_ptr<Db> db_;
   std::recursive_mutex mu_;
 };
