@@ -7,6 +7,11 @@
 #include <httplib.h>
 
 #include <fstream>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
@@ -14,6 +19,7 @@
 
 #include "cli/run_zeroqc.h"
 #include "server/store.h"
+#include "servers/servers.h"
 
 namespace zeroqc {
 namespace {
@@ -25,7 +31,7 @@ struct ServerProcess {
   int port = 0;
 };
 
-ServerProcess Spawn(const fs::path& data) {
+ServerProcess Spawn(const fs::path& data, const std::vector<std::string>& extra = {}) {
   int out[2];
   EXPECT_EQ(pipe(out), 0);
   ServerProcess s;
@@ -34,8 +40,13 @@ ServerProcess Spawn(const fs::path& data) {
     dup2(out[1], STDOUT_FILENO);
     close(out[0]);
     const std::string bin = testing::ZeroqcBinary().string(), d = data.string(), cache = (testing::BinaryDir() / "test-cache").string();
-    execl(bin.c_str(), bin.c_str(), "serve", "--data", d.c_str(), "--port", "0", "--queue", "100", "--rate", "1000",
-          "--burst", "1000", "--cache", cache.c_str(), static_cast<char*>(nullptr));
+    std::vector<std::string> args = {bin, "serve", "--data", d, "--port", "0", "--queue", "100", "--rate", "1000",
+                                     "--burst", "1000", "--cache", cache};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(bin.c_str(), argv.data());
     _exit(127);
   }
   close(out[1]);
@@ -121,6 +132,119 @@ TEST(ServeProcess, KillNineDuringABurstLosesNoAcceptedInspection) {
   waitpid(server.pid, &status, 0);
   EXPECT_EQ(finished, int(accepted.size()));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "graceful stop on SIGTERM";
+}
+
+// Issue 12: two serve processes share one PostgreSQL; a burst of uploads goes to both and one is
+// killed with SIGKILL while it runs an inspection. Every 202 finishes exactly once (one result,
+// one webhook), and the survivor finishes the dead one's claimed work once its lease runs out.
+TEST(ServeProcess, TwoWorkersOnOnePostgresOneKilledMidBurst) {
+  REQUIRE_BACKBONE();
+  const auto dir = testing::TempDir();
+  const std::string url = testing::NewPostgresDatabase();
+  ASSERT_FALSE(url.empty());
+  auto key = testing::Zeroqc("keys create --scope admin --name test --db " + url);
+  ASSERT_EQ(key.status, 0) << key.err;
+  const std::string token = key.out.substr(0, key.out.find('\n'));
+
+  // The webhook receiver: counts deliveries per inspection.
+  std::mutex mu;
+  std::map<std::string, int> hooks;
+  httplib::Server receiver;
+  receiver.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+    auto j = nlohmann::json::parse(req.body, nullptr, false);
+    if (!j.is_discarded()) {
+      std::lock_guard lock(mu);
+      ++hooks[j["inspection"]["id"].get<std::string>()];
+    }
+    res.status = 200;
+  });
+  const int hook_port = receiver.bind_to_any_port("127.0.0.1");
+  std::thread hook_thread([&] { receiver.listen_after_bind(); });
+
+  const std::vector<std::string> shared = {"--db", url, "--lease", "3", "--allow-private-webhooks"};
+  ServerProcess a = Spawn(dir / "a", shared), b = Spawn(dir / "b", shared);
+  ASSERT_GT(a.port, 0);
+  ASSERT_GT(b.port, 0);
+  auto ca = ClientFor(a, token), cb = ClientFor(b, token);
+  const nlohmann::json product = {{"name", "disc"}, {"webhook_url", "http://127.0.0.1:" + std::to_string(hook_port) + "/hook"}};
+  ASSERT_EQ(ca.Post("/v1/products", product.dump(), "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", PartPng(0, false), "ref.png", "image/png"}};
+  ASSERT_EQ(cb.Post("/v1/products/disc/references", ref)->status, 201) << "a change through either process reaches both";
+
+  std::vector<std::string> accepted;
+  std::set<std::string> orphaned;  // running in b when it died
+  std::chrono::system_clock::time_point killed_at;
+  bool b_alive = true;
+  for (int i = 0; i < 60; ++i) {
+    httplib::MultipartFormDataItems items = {{"image", PartPng(i, i % 3 == 1), "p.png", "image/png"}, {"product", "disc", "", ""}};
+    auto r = (i % 2 == 0 || !b_alive ? ca : cb).Post("/v1/inspections", items);
+    if (r && r->status == 202) accepted.push_back(nlohmann::json::parse(r->body)["id"]);
+    if (b_alive && accepted.size() >= 24) {  // mid-burst, at a moment when b is running an inspection
+      const std::string running = "SELECT id FROM inspections WHERE status = 'running' AND worker LIKE '%:" + std::to_string(b.pid) + ":%'";
+      for (int t = 0; t < 400 && testing::PgRows(url, running).empty(); ++t) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      kill(b.pid, SIGKILL);
+      waitpid(b.pid, nullptr, 0);
+      killed_at = std::chrono::system_clock::now();
+      b_alive = false;
+      for (const auto& row : testing::PgRows(url, running)) orphaned.insert(row[0]);
+    }
+  }
+  ASSERT_FALSE(b_alive);
+  ASSERT_GE(accepted.size(), 50u);
+  ASSERT_FALSE(orphaned.empty()) << "the kill caught no running inspection: this run proves nothing";
+
+  ca.set_read_timeout(30, 0);
+  for (const auto& id : accepted) {
+    nlohmann::json j;
+    for (int i = 0; i < 1200; ++i) {
+      auto r = ca.Get(("/v1/inspections/" + id).c_str());
+      ASSERT_TRUE(r && r->status == 200) << id << " lost";
+      j = nlohmann::json::parse(r->body);
+      if (j["status"] == "done" || j["status"] == "failed") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ASSERT_EQ(j["status"], "done") << j.dump();
+    if (orphaned.count(id)) {
+      EXPECT_NE(j["worker"].get<std::string>().find(":" + std::to_string(a.pid) + ":"), std::string::npos) << "the survivor finished it";
+      std::tm tm{};
+      int ms = 0;
+      std::sscanf(j["finished_at"].get<std::string>().c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms);
+      tm.tm_year -= 1900, tm.tm_mon -= 1;
+      const auto finished = std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(ms);
+      EXPECT_GT(finished, killed_at + std::chrono::seconds(1)) << "taken over only after the lease (3 s, renewed every 1 s)";
+    }
+  }
+  const std::string ids = [&] {
+    std::string s;
+    for (const auto& id : orphaned) s += (s.empty() ? "'" : ",'") + id + "'";
+    return s;
+  }();
+  for (const auto& row : testing::PgRows(url, "SELECT claims FROM inspections WHERE id IN (" + ids + ")")) EXPECT_EQ(row[0], "2");
+  EXPECT_EQ(testing::PgRows(url, "SELECT inspection FROM deliveries GROUP BY inspection HAVING COUNT(*) > 1").size(), 0u)
+      << "one webhook delivery per inspection";
+  EXPECT_EQ(testing::PgRows(url, "SELECT COUNT(*) FROM inspections")[0][0], std::to_string(accepted.size())) << "nothing but the 202s";
+  for (int i = 0; i < 200; ++i) {  // webhooks: each inspection announced exactly once
+    {
+      std::lock_guard lock(mu);
+      if (hooks.size() >= accepted.size()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  {
+    std::lock_guard lock(mu);
+    EXPECT_EQ(hooks.size(), accepted.size());
+    for (const auto& [id, n] : hooks) EXPECT_EQ(n, 1) << id;
+  }
+  auto metrics = ca.Get("/metrics");
+  ASSERT_TRUE(metrics && metrics->status == 200);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(metrics->body, m, std::regex("zeroqc_inspections_reclaimed_total (\\d+)")));
+  EXPECT_GE(std::stoul(m[1]), orphaned.size());
+  kill(a.pid, SIGTERM);
+  waitpid(a.pid, nullptr, 0);
+  receiver.stop();
+  hook_thread.join();
 }
 
 int64_t PeakRssMb(pid_t pid) {  // VmHWM of a running process

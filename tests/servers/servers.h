@@ -14,6 +14,7 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "test_support.h"
 
@@ -37,6 +38,21 @@ inline std::string NewPostgresDatabase() {
   PQclear(r);
   PQfinish(c);
   return url.substr(0, url.rfind('/') + 1) + db;
+}
+
+// Rows of a query, as text, on the database at `url` (the tests' view behind the service's back).
+inline std::vector<std::vector<std::string>> PgRows(const std::string& url, const std::string& sql) {
+  std::vector<std::vector<std::string>> rows;
+  PGconn* c = PQconnectdb(url.c_str());
+  PGresult* r = PQexec(c, sql.c_str());
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) ADD_FAILURE() << sql << ": " << PQerrorMessage(c);
+  for (int i = 0; i < PQntuples(r); ++i) {
+    rows.emplace_back();
+    for (int j = 0; j < PQnfields(r); ++j) rows.back().push_back(PQgetvalue(r, i, j));
+  }
+  PQclear(r);
+  PQfinish(c);
+  return rows;
 }
 
 // A port nothing listens on right now (the kernel's pick for port 0).
