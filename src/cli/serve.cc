@@ -1,4 +1,6 @@
 // zeroqc serve: the inspection service; zeroqc keys: API keys for it.
+#include <unistd.h>
+
 #include <csignal>
 #include <iostream>
 
@@ -6,6 +8,7 @@
 #include "engines/vlm/vlm_engine.h"
 #include "server/api.h"
 #include "server/log.h"
+#include "server/mqtt.h"
 
 namespace zeroqc::cli {
 namespace {
@@ -58,6 +61,7 @@ void RegisterServe(CLI::App& app) {
     std::string bind = "127.0.0.1", data, web;
     int port = 8080;
     int64_t max_upload = 64ll << 20;
+    MqttConfig mqtt;
     std::string log_format = "text";
   };
   auto a = std::make_shared<Args>();
@@ -82,6 +86,10 @@ void RegisterServe(CLI::App& app) {
                 "let products send webhooks to loopback, private and link-local addresses (refused by default)");
   cmd->add_option("--webhook-attempts", a->svc.webhook_attempts, "deliveries tried before the dead-letter list (default 5)")->check(CLI::Range(1, 100));
   cmd->add_option("--webhook-backoff", a->svc.webhook_backoff_ms, "first webhook retry delay in ms, doubling (default 1000)")->check(CLI::Range(0, 3'600'000));
+  cmd->add_option("--mqtt", a->mqtt.url,
+                  "MQTT broker, mqtt://[user[:password]@]host[:port]: products with settings.mqtt publish results and take images there")
+      ->envname("ZEROQC_MQTT");
+  cmd->add_option("--mqtt-client-id", a->mqtt.client_id, "this process's MQTT client id (default zeroqc-<host>-<pid>)");
   cmd->add_option("--web", a->web, "folder of the web page (default: web/ beside the build)");
   cmd->add_option("--log-format", a->log_format, "text, or json: one JSON object per line (time, level, event, message, ...) (default text)")
       ->check(CLI::IsMember({"text", "json"}));
@@ -106,6 +114,21 @@ void RegisterServe(CLI::App& app) {
       log::Error("start_failed", svc.status().message());
       throw ExitStatus{kExitBadArguments};
     }
+    std::unique_ptr<MqttBridge> mqtt;
+    if (!a->mqtt.url.empty()) {
+      MqttConfig m = a->mqtt;
+      if (m.client_id.empty()) {
+        char host[128] = "host";
+        (void)gethostname(host, sizeof host - 1);
+        m.client_id = "zeroqc-" + std::string(host) + "-" + std::to_string(getpid());
+      }
+      auto bridge = MqttBridge::Start(**svc, m);
+      if (!bridge.ok()) {
+        log::Error("start_failed", bridge.status().message());
+        throw ExitStatus{kExitBadArguments};
+      }
+      mqtt = std::move(*bridge);
+    }
     const std::filesystem::path web = a->web.empty() ? DefaultWebDir() : std::filesystem::path(a->web);
     auto api = ApiServer::Start(**svc, a->bind, a->port, web);
     if (!api.ok()) {
@@ -123,6 +146,7 @@ void RegisterServe(CLI::App& app) {
     sigwait(&sigs, &sig);
     log::Info("stopping", "stopping (signal " + std::to_string(sig) + "); queued work resumes at the next start", {{"signal", sig}});
     (*api)->Stop();
+    mqtt.reset();  // before the service it reports on
   });
 }
 

@@ -7,6 +7,7 @@
 
 #include "core/json_limits.h"
 #include "server/log.h"
+#include "server/mqtt.h"
 #include "server/upload.h"
 #include "server/webhook_target.h"
 
@@ -27,32 +28,6 @@ void Error(httplib::Response& res, int status, const std::string& code, const st
 void Json(httplib::Response& res, int status, const nlohmann::json& j) {
   res.status = status;
   res.set_content(j.dump(), "application/json");
-}
-
-int HttpStatusOf(Code c) {
-  switch (c) {
-    case Code::kTooLarge: return 413;
-    case Code::kUnsupported: return 415;
-    case Code::kCorrupt:
-    case Code::kIncomplete: return 422;
-    case Code::kNotFound: return 404;
-    case Code::kInvalidArgument: return 400;
-    case Code::kUnavailable: return 503;
-    default: return 500;
-  }
-}
-
-const char* CodeName(Code c) {
-  switch (c) {
-    case Code::kTooLarge: return "too_large";
-    case Code::kUnsupported: return "unsupported_media";
-    case Code::kCorrupt:
-    case Code::kIncomplete: return "corrupt_image";
-    case Code::kNotFound: return "not_found";
-    case Code::kInvalidArgument: return "bad_request";
-    case Code::kUnavailable: return "queue_full";
-    default: return "internal";
-  }
 }
 
 std::string MimeOfBlob(const std::string& blob) {
@@ -322,6 +297,7 @@ class Routes {
     p.settings = body.value("settings", nlohmann::json::object());
     if (!p.settings.is_object()) return Error(r, 400, "bad_request", "settings must be an object");
     if (!SmallEnough(p.settings, "'settings'", r)) return;
+    if (auto m = ReadMqttSettings(p.settings); !m.ok()) return Error(r, 400, "bad_request", m.status().message());
     p.webhook_url = body.value("webhook_url", "");
     p.webhook_secret = body.value("webhook_secret", "");
     if (!p.webhook_url.empty())
@@ -349,6 +325,33 @@ class Routes {
 };
 
 }  // namespace
+
+int HttpStatusOf(Code c) {
+  switch (c) {
+    case Code::kTooLarge: return 413;
+    case Code::kUnsupported: return 415;
+    case Code::kCorrupt:
+    case Code::kIncomplete: return 422;
+    case Code::kNotFound: return 404;
+    case Code::kInvalidArgument: return 400;
+    case Code::kUnavailable: return 503;
+    default: return 500;
+  }
+}
+
+const char* CodeName(Code c) {
+  switch (c) {
+    case Code::kTooLarge: return "too_large";
+    case Code::kUnsupported: return "unsupported_media";
+    case Code::kCorrupt:
+    case Code::kIncomplete: return "corrupt_image";
+    case Code::kNotFound: return "not_found";
+    case Code::kInvalidArgument: return "bad_request";
+    case Code::kUnavailable: return "queue_full";
+    default: return "internal";
+  }
+}
+
 
 StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(Service& service, const std::string& bind, int port,
                                                       const std::filesystem::path& web_dir) {

@@ -18,6 +18,10 @@ class Server;
 
 namespace zeroqc {
 
+// How the API answers a Status: its HTTP status and error code name (also used on MQTT).
+int HttpStatusOf(Code c);
+const char* CodeName(Code c);
+
 class ApiServer {
  public:
   // Binds `bind:port` (port 0: any free port) and serves in a background thread. `web_dir` holds

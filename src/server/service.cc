@@ -299,6 +299,10 @@ void Service::Process(const WorkItem& item) {
     ++leases_lost_;
     return;
   }
+  {
+    std::lock_guard lock(hook_mu_);
+    if (on_finished_) on_finished_(item.id);
+  }
   const auto& r = insp.result;
   nlohmann::json fields = {{"inspection", item.id}, {"product", item.product}, {"duration_ms", 1000 * s}};
   if (r.error) {

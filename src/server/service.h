@@ -82,6 +82,13 @@ class Service {
   // The product was edited: its engine is rebuilt on next use.
   void InvalidateEngine(const std::string& product);
 
+  // Called with the id of every inspection this process finishes (after it is stored); nullptr
+  // removes it. One hook (the MQTT bridge).
+  void OnFinished(std::function<void(const std::string&)> hook) {
+    std::lock_guard lock(hook_mu_);
+    on_finished_ = std::move(hook);
+  }
+
   std::string MetricsText();
   void CountRequest(const std::string& route, int status, double seconds);
   bool ready() const { return ready_.load(); }
@@ -109,6 +116,8 @@ class Service {
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_, webhook_cv_;
   std::vector<std::thread> threads_;
+  std::mutex hook_mu_;
+  std::function<void(const std::string&)> on_finished_;
   std::string worker_id_;  // host:pid:random, recorded on every inspection this process judges
   struct BuiltEngine {
     int64_t revision;

@@ -3,6 +3,9 @@
 // uploads, back-pressure, restart with pending work, webhooks, hot folder, health and metrics.
 #include "server/api.h"
 
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+
 #include <httplib.h>
 #include <utime.h>
 
@@ -18,6 +21,7 @@
 
 #include "core/base64.h"
 #include "server/log.h"
+#include "server/mqtt.h"
 #include "server/webhook_target.h"
 #include "servers/servers.h"
 #include "test_support.h"
@@ -771,6 +775,145 @@ TEST_P(Api, JsonLogsAndEngineBuildsAreLoggedAndCounted) {
   EXPECT_EQ(done["product"], "bolt");
   EXPECT_EQ(done["verdict"], "NOK");
   EXPECT_GT(done["duration_ms"].get<double>(), 0.0);
+}
+
+}  // namespace
+}  // namespace zeroqc
+
+namespace zeroqc {
+namespace {
+
+// A test's MQTT client (MQTT 5): collects what arrives on its subscriptions.
+class MqttClient {
+ public:
+  struct Message {
+    std::string topic, payload;
+    bool retained;
+  };
+  MqttClient(int port, const std::string& subscription) {
+    static std::once_flag init;
+    std::call_once(init, [] { mosquitto_lib_init(); });
+    m_ = mosquitto_new(nullptr, true, this);
+    mosquitto_int_option(m_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_message_v5_callback_set(m_, [](mosquitto*, void* self, const mosquitto_message* msg, const mosquitto_property*) {
+      auto* me = static_cast<MqttClient*>(self);
+      std::lock_guard lock(me->mu_);
+      me->got_.push_back({msg->topic, std::string(static_cast<const char*>(msg->payload), size_t(msg->payloadlen)), msg->retain});
+    });
+    EXPECT_EQ(mosquitto_connect(m_, "127.0.0.1", port, 30), MOSQ_ERR_SUCCESS);
+    if (!subscription.empty()) EXPECT_EQ(mosquitto_subscribe(m_, nullptr, subscription.c_str(), 1), MOSQ_ERR_SUCCESS);
+    mosquitto_loop_start(m_);
+  }
+  ~MqttClient() {
+    mosquitto_disconnect(m_);
+    mosquitto_loop_stop(m_, false);
+    mosquitto_destroy(m_);
+  }
+  void Publish(const std::string& topic, const std::string& payload, const std::map<std::string, std::string>& user = {}) {
+    mosquitto_property* props = nullptr;
+    for (const auto& [k, v] : user) mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, k.c_str(), v.c_str());
+    EXPECT_EQ(mosquitto_publish_v5(m_, nullptr, topic.c_str(), int(payload.size()), payload.data(), 1, false, props), MOSQ_ERR_SUCCESS);
+    mosquitto_property_free_all(&props);
+  }
+  // The first message on `topic` (waits up to 20 s).
+  std::optional<Message> On(const std::string& topic) {
+    for (int i = 0; i < 400; ++i) {
+      {
+        std::lock_guard lock(mu_);
+        for (const auto& m : got_)
+          if (m.topic == topic) return m;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return std::nullopt;
+  }
+
+ private:
+  mosquitto* m_;
+  std::mutex mu_;
+  std::vector<Message> got_;
+};
+
+// Issue 12: results on the product's topic (QoS 1, retained per station), images from its input
+// topic, refused images answered on <topic>/rejected; a real mosquitto broker.
+TEST_P(Api, MqttPublishesResultsAndTakesImages) {
+  testing::Mosquitto broker(testing::TempDir());
+  Harness h;
+  const nlohmann::json product = {{"name", "brush"},
+                                  {"settings", {{"mqtt", {{"topic", "plant/l3/brush/results"}, {"input_topic", "plant/l3/brush/images"}}}}}};
+  auto bad = product;
+  bad["settings"]["mqtt"]["input_topic"] = "plant/l3/brush/results/in";
+  auto r = h.Client(h.admin).Post("/v1/products", bad.dump(), "application/json");
+  ASSERT_EQ(r->status, 400) << "an input topic under the result topic would loop";
+  bad["settings"]["mqtt"] = {{"topic", "plant/+/x"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", bad.dump(), "application/json")->status, 400) << "no wildcards";
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", product.dump(), "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", Png(false), "good.png", "image/png"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
+
+  auto bridge = MqttBridge::Start(*h.svc, {broker.url(), "zeroqc-test"});
+  ASSERT_TRUE(bridge.ok()) << bridge.status().message();
+  MqttClient line(broker.port(), "plant/l3/brush/results/#");
+
+  // An HTTP upload's result is published on <topic>/<station>.
+  httplib::MultipartFormDataItems items = {{"image", Png(true), "p.png", "image/png"}, {"product", "brush", "", ""}, {"station", "cam-1", "", ""}};
+  r = h.Client(h.writer).Post("/v1/inspections?wait=true", items);
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto m = line.On("plant/l3/brush/results/cam-1");
+  ASSERT_TRUE(m) << "no result published";
+  auto j = nlohmann::json::parse(m->payload);
+  EXPECT_EQ(j["verdict"], "NOK");
+  EXPECT_EQ(j["id"], nlohmann::json::parse(r->body)["id"]);
+  {  // retained: a dashboard subscribing later gets the station's last result at once
+    MqttClient later(broker.port(), "plant/l3/brush/results/cam-1");
+    auto kept = later.On("plant/l3/brush/results/cam-1");
+    ASSERT_TRUE(kept);
+    EXPECT_TRUE(kept->retained);
+    EXPECT_EQ(nlohmann::json::parse(kept->payload)["id"], j["id"]);
+  }
+
+  // An image published on the input topic is inspected; its station is the level below, batch
+  // and part id come from user properties, other properties go into the metadata.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // the bridge subscribes within 2 s of a product change
+  line.Publish("plant/l3/brush/images/cam-2", Png(false), {{"batch", "B-9"}, {"part_id", "P-1"}, {"shift", "night"}});
+  m = line.On("plant/l3/brush/results/cam-2");
+  ASSERT_TRUE(m) << "an image on the input topic was not inspected";
+  j = nlohmann::json::parse(m->payload);
+  EXPECT_EQ(j["verdict"], "OK");
+  EXPECT_EQ(j["batch"], "B-9");
+  EXPECT_EQ(j["part_id"], "P-1");
+  EXPECT_EQ(j["station"], "cam-2");
+  EXPECT_EQ(j["metadata"]["source"], "mqtt");
+  EXPECT_EQ(j["metadata"]["shift"], "night");
+  auto stored = h.Client(h.reader).Get(("/v1/inspections/" + j["id"].get<std::string>()).c_str());
+  ASSERT_EQ(stored->status, 200) << "it is an inspection like any other";
+
+  // Bytes that are no image are refused, said on <topic>/rejected, and nothing is queued.
+  const auto before = nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections?limit=100")->body)["items"].size();
+  line.Publish("plant/l3/brush/images/cam-2", "not an image");
+  m = line.On("plant/l3/brush/results/rejected");
+  ASSERT_TRUE(m);
+  j = nlohmann::json::parse(m->payload);
+  EXPECT_EQ(j["code"], "unsupported_media") << j.dump();
+  EXPECT_EQ(j["status"], 415);
+  EXPECT_EQ(j["topic"], "plant/l3/brush/images/cam-2");
+  EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections?limit=100")->body)["items"].size(), before);
+}
+
+TEST(Mqtt, AnUnreachableBrokerOrABadUrlIsAClearErrorAtStart) {
+  ServiceConfig c;
+  c.data_dir = testing::TempDir() / "data";
+  c.make_engine = [](const zeroqc::Product&, const std::vector<fs::path>&) -> StatusOr<std::unique_ptr<Engine>> {
+    return InvalidArgument("unused");
+  };
+  auto svc = Service::Start(c);
+  ASSERT_TRUE(svc.ok());
+  auto bad = MqttBridge::Start(**svc, {"http://127.0.0.1:1883", "x"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("mqtt://"), std::string::npos) << bad.status().message();
+  auto down = MqttBridge::Start(**svc, {"mqtt://127.0.0.1:" + std::to_string(testing::FreePort()), "x"});
+  ASSERT_FALSE(down.ok());
+  EXPECT_NE(down.status().message().find("cannot connect"), std::string::npos) << down.status().message();
 }
 
 }  // namespace
