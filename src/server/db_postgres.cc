@@ -50,14 +50,17 @@ class PostgresDb : public Db {
   Dialect dialect() const override { return Dialect::kPostgres; }
 
   Status Exec(const std::string& sql) override {
-    for (int attempt = 0;; ++attempt) {
-      const bool idle = PQtransactionStatus(conn_) == PQTRANS_IDLE;
-      std::unique_ptr<PGresult, void (*)(PGresult*)> r(PQexec(conn_, sql.c_str()), PQclear);
-      const auto st = PQresultStatus(r.get());
-      if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return Status::Ok();
-      if (attempt == 0 && idle && Reconnected()) continue;
-      return Internal(std::string("database: ") + PQerrorMessage(conn_));
+    const bool begin = sql.rfind("BEGIN", 0) == 0, end = sql == "COMMIT" || sql == "ROLLBACK";
+    if (end && !in_tx_) return Status::Ok();  // the transaction died with its connection: nothing to end
+    if (end) in_tx_ = false;
+    ReconnectIfLost();
+    std::unique_ptr<PGresult, void (*)(PGresult*)> r(PQexec(conn_, sql.c_str()), PQclear);
+    const auto st = PQresultStatus(r.get());
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+      in_tx_ = begin || (in_tx_ && !end);
+      return Status::Ok();
     }
+    return Internal(std::string("database: ") + PQerrorMessage(conn_));
   }
 
   StatusOr<DbRows> Query(const std::string& sql, const std::vector<DbValue>& args) override {
@@ -79,25 +82,28 @@ class PostgresDb : public Db {
         types[i] = kFloat8, held[i] = buf, values[i] = held[i].c_str();
       }
     }
+    // A read that met a lost connection is tried once more on a new one (a read is safe to repeat).
+    const bool read = sql.rfind("SELECT", 0) == 0;
     for (int attempt = 0;; ++attempt) {
-      const bool idle = PQtransactionStatus(conn_) == PQTRANS_IDLE;
+      ReconnectIfLost();
       std::unique_ptr<PGresult, void (*)(PGresult*)> r(
           PQexecParams(conn_, text.c_str(), int(args.size()), types.data(), values.data(), lengths.data(), formats.data(), 0),
           PQclear);
       const auto st = PQresultStatus(r.get());
       if (st == PGRES_COMMAND_OK) return DbRows{};
       if (st == PGRES_TUPLES_OK) return Rows(r.get());
-      // A connection lost between statements (the server restarted) is opened again once; inside
-      // a transaction the transaction is gone, so the caller sees the error.
-      if (attempt == 0 && idle && Reconnected()) continue;
+      if (read && attempt == 0 && !in_tx_ && PQstatus(conn_) != CONNECTION_OK) continue;
       return Internal(std::string("database: ") + PQresultErrorMessage(r.get()) + " in: " + sql);
     }
   }
 
-  bool Reconnected() {
-    if (PQstatus(conn_) == CONNECTION_OK) return false;
+  // A connection lost (the server restarted, a network cut) is opened again before the next
+  // statement, never inside a transaction (that transaction is gone: its statements fail until
+  // the caller ends it). A statement that failed is not retried: it may have been applied.
+  void ReconnectIfLost() {
+    if (in_tx_ || PQstatus(conn_) == CONNECTION_OK) return;
     PQreset(conn_);
-    return PQstatus(conn_) == CONNECTION_OK;
+    if (PQstatus(conn_) == CONNECTION_OK) PQclear(PQexec(conn_, "SET client_min_messages = warning; SET TIME ZONE 'UTC'"));
   }
 
   static DbRows Rows(PGresult* r) {
@@ -128,6 +134,7 @@ class PostgresDb : public Db {
   }
 
   PGconn* conn_ = nullptr;
+  bool in_tx_ = false;  // between a BEGIN of ours and its COMMIT or ROLLBACK
 };
 
 }  // namespace

@@ -66,7 +66,9 @@ const std::vector<std::string> kPostgresMigrations = {
        ALTER TABLE inspections ADD COLUMN lease_until TEXT;
        ALTER TABLE inspections ADD COLUMN claims BIGINT NOT NULL DEFAULT 0;
        ALTER TABLE products ADD COLUMN revision BIGINT NOT NULL DEFAULT 1;
-       CREATE TABLE blobs(name TEXT PRIMARY KEY, data BYTEA NOT NULL, created_at TEXT NOT NULL);)",
+       CREATE TABLE blobs(name TEXT PRIMARY KEY, data BYTEA NOT NULL, created_at TEXT NOT NULL);
+       -- Images are compressed already: stored out of line without another compression attempt.
+       ALTER TABLE blobs ALTER COLUMN data SET STORAGE EXTERNAL;)",
 };
 
 std::string RandomHex(int bytes) {

@@ -918,3 +918,37 @@ TEST(Mqtt, AnUnreachableBrokerOrABadUrlIsAClearErrorAtStart) {
 
 }  // namespace
 }  // namespace zeroqc
+
+namespace zeroqc {
+namespace {
+
+// PostgreSQL restarts (an upgrade, a failover) under a running service: the service reconnects by
+// itself, keys still work and inspections go on; nothing accepted before is lost.
+TEST(ApiPostgres, TheServiceRidesOutADatabaseRestart) {
+  const auto dir = testing::TempDir();
+  const std::string script = (testing::SourceDir() / "tests/servers/postgres.sh").string(), url_file = (dir / "pg.url").string();
+  ASSERT_EQ(std::system((script + " start " + url_file).c_str()), 0);
+  struct Stop {
+    std::string cmd;
+    ~Stop() { (void)!std::system(cmd.c_str()); }
+  } stop{script + " stop " + url_file};
+  std::string url;
+  std::ifstream(url_file) >> url;
+  Harness h([&](ServiceConfig& c) { c.db_url = url; }, true, dir);
+  h.Product("brush");
+  auto r = h.Upload(h.writer, "brush", Png(true), true);
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+  const std::string before = nlohmann::json::parse(r->body)["id"];
+
+  ASSERT_EQ(std::system((script + " restart " + url_file).c_str()), 0);
+  r = h.Upload(h.writer, "brush", Png(false), true);
+  ASSERT_TRUE(r) << "no answer";
+  EXPECT_EQ(r->status, 200) << "the first request after the restart: " << r->body;
+  EXPECT_EQ(nlohmann::json::parse(r->body)["verdict"], "OK");
+  auto old = h.Client(h.reader).Get(("/v1/inspections/" + before).c_str());
+  ASSERT_TRUE(old && old->status == 200);
+  EXPECT_EQ(nlohmann::json::parse(old->body)["verdict"], "NOK");
+}
+
+}  // namespace
+}  // namespace zeroqc

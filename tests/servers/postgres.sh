@@ -2,6 +2,7 @@
 # A throwaway PostgreSQL for the tests (Debian's postgresql-15, installed by setup.sh):
 #   postgres.sh start URL_FILE   initdb into a new folder under /tmp, start on a free port of
 #                                127.0.0.1, write "postgresql://zeroqc@127.0.0.1:PORT/postgres" to URL_FILE
+#   postgres.sh restart URL_FILE stop it and start it again on the same port (its clients lose their connections)
 #   postgres.sh stop URL_FILE    stop it and delete its folder
 # PostgreSQL refuses to run as root: as root (CI) it runs as the unprivileged user nobody.
 # ctest runs start and stop as the fixture of every test that needs the database.
@@ -23,6 +24,7 @@ stop() {
 
 case $cmd in
   stop) stop ;;
+  restart) as_db_user "$bin/pg_ctl" -D "$(cat "$url_file.dir")/data" -m fast -w restart >/dev/null ;;
   start)
     stop  # a folder left by an interrupted run
     dir=$(mktemp -d /tmp/zeroqc-pg.XXXXXX)
@@ -34,10 +36,11 @@ case $cmd in
     for _ in $(seq 1 20); do
       port=$((20000 + RANDOM % 40000))
       (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue  # taken
-      # Durability off: the tests kill serve processes, never the database.
-      if as_db_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-          -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
-          >/dev/null; then
+      # Durability off for the tests (they kill serve processes, never the database);
+      # ZEROQC_PG_DURABLE=1 keeps PostgreSQL's defaults, for measurements.
+      opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200"
+      [ "${ZEROQC_PG_DURABLE:-0}" = 1 ] || opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+      if as_db_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o "$opts" >/dev/null; then
         echo "postgresql://zeroqc@127.0.0.1:$port/postgres" >"$url_file"
         exit 0
       fi
