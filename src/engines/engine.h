@@ -36,6 +36,13 @@ class Engine {
   // The long side, in pixels, below which decoding an image gains this engine nothing (it scales
   // the image down to its input anyway); 0 = the full resolution. See ImageLimits::decode_side.
   virtual int DecodeSide() const { return 0; }
+  // A new engine that also knows `reference` (a good part an operator confirmed), derived from this
+  // one without redoing the other references; this one is left as it is (inspections running on it
+  // finish on it). kUnsupported where an engine can only be built anew.
+  virtual StatusOr<std::unique_ptr<Engine>> WithReference(const std::filesystem::path& reference) const {
+    (void)reference;
+    return Unsupported(name() + " engine: no incremental reference update");
+  }
 
  protected:
   // A result with this engine's name and the image's path and size filled in.

@@ -18,6 +18,9 @@ namespace {
 thread_local std::chrono::steady_clock::time_point request_start;
 
 const std::regex kInspectionId("ins_[0-9a-f]{24}");
+
+// Who did it, in reviews and product versions: the key's name, else its number.
+std::string Actor(const ApiKey& key) { return key.name.empty() ? "key " + std::to_string(key.id) : key.name; }
 const std::regex kProductName("[a-z0-9][a-z0-9_-]{0,63}");
 
 void Error(httplib::Response& res, int status, const std::string& code, const std::string& message) {
@@ -78,20 +81,32 @@ class Routes {
       for (const auto& p : svc_.store().ListProducts()) out.push_back(ProductJson(p));
       Json(r, 200, {{"items", out}});
     }));
-    On("POST", "/v1/products", {"/v1/products"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) { PutProduct(q, r); }));
+    On("POST", "/v1/products", {"/v1/products"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) { PutProduct(q, r, key); }));
     On("GET", R"(/v1/products/([^/]+))", {"/v1/products/{name}"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
       if (auto p = FindProduct(q, r)) Json(r, 200, ProductJson(*p));
     }));
     On("GET", R"(/v1/products/([^/]+)/references)", {"/v1/products/{name}/references"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
       if (auto p = FindProduct(q, r)) Json(r, 200, {{"items", ProductJson(*p)["references"]}});
     }));
-    On("POST", R"(/v1/products/([^/]+)/references)", {"/v1/products/{name}/references"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) { AddReference(q, r); }));
-    On("DELETE", R"(/v1/products/([^/]+)/references/(\d{1,18}))", {"/v1/products/{name}/references/{ref}"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) {
+    On("POST", R"(/v1/products/([^/]+)/references)", {"/v1/products/{name}/references"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) { AddReference(q, r, key); }));
+    On("DELETE", R"(/v1/products/([^/]+)/references/(\d{1,18}))", {"/v1/products/{name}/references/{ref}"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) {
       if (auto p = FindProduct(q, r)) {
-        if (!svc_.RemoveReference(p->name, std::stoll(q.matches[2]))) return Error(r, 404, "not_found", "no such reference");
+        if (!svc_.RemoveReference(p->name, std::stoll(q.matches[2]), Actor(key))) return Error(r, 404, "not_found", "no such reference");
         r.status = 204;
       }
     }));
+    On("GET", R"(/v1/products/([^/]+)/versions)", {"/v1/products/{name}/versions"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+      if (auto p = FindProduct(q, r)) Json(r, 200, {{"current", svc_.store().Revision(p->name)}, {"items", svc_.store().Versions(p->name)}});
+    }));
+    On("POST", R"(/v1/products/([^/]+)/versions/(\d{1,18})/rollback)", {"/v1/products/{name}/versions/{version}/rollback"},
+       Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) {
+         auto p = FindProduct(q, r);
+         if (!p) return;
+         auto v = svc_.store().Rollback(p->name, std::stoll(q.matches[2]), Actor(key));
+         if (!v.ok()) return Error(r, HttpStatusOf(v.status().code()), CodeName(v.status().code()), v.status().message());
+         svc_.InvalidateEngine(p->name);
+         Json(r, 200, {{"version", *v}, {"rolled_back_to", std::stoll(q.matches[2])}, {"product", ProductJson(*svc_.store().GetProduct(p->name))}});
+       }));
     On("GET", R"(/v1/products/([^/]+)/references/(\d{1,18})/image)", {"/v1/products/{name}/references/{ref}/image"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
       if (auto p = FindProduct(q, r))
         for (const auto& ref : svc_.store().ListReferences(p->name))
@@ -185,7 +200,8 @@ class Routes {
     nlohmann::json refs = nlohmann::json::array();
     for (const auto& ref : svc_.store().ListReferences(p.name))
       refs.push_back({{"id", ref.id}, {"filename", ref.filename}, {"image", "/v1/products/" + p.name + "/references/" + std::to_string(ref.id) + "/image"}});
-    return {{"name", p.name}, {"engine", p.engine}, {"settings", p.settings}, {"webhook_url", p.webhook_url}, {"references", refs}};
+    return {{"name", p.name}, {"engine", p.engine}, {"settings", p.settings}, {"webhook_url", p.webhook_url}, {"references", refs},
+            {"version", svc_.store().Revision(p.name)}};
   }
 
   // Reads an upload or answers the error itself.
@@ -272,17 +288,33 @@ class Routes {
     if (!body.is_object() || !body.contains("verdict") || (body["verdict"] != "OK" && body["verdict"] != "NOK"))
       return Error(r, 400, "bad_request", "review body: {\"verdict\": \"OK\"|\"NOK\", \"comment\": \"...\", \"reviewer\": \"...\"}");
     if (!StringsOnly(body, {"comment", "reviewer"}, r)) return;
+    if (body.contains("add_to_references") && !body["add_to_references"].is_boolean())
+      return Error(r, 400, "bad_request", "'add_to_references' must be true or false");
+    const bool teach = body.value("add_to_references", false);
+    if (teach && body["verdict"] != "OK") return Error(r, 400, "bad_request", "only a part reviewed OK can be added to the references");
+    if (teach && (*j)["status"] != "done") return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
     // Who reviewed is the key's name; only an admin key may record a review on someone's behalf.
-    const std::string own = key.name.empty() ? "key " + std::to_string(key.id) : key.name;
+    const std::string own = Actor(key);
     if (body.contains("reviewer") && key.scope != Scope::kAdmin && body["reviewer"] != own)
       return Error(r, 403, "forbidden", "'reviewer' is your key's name (" + own + "); only an admin key may set another");
     const std::string reviewer = body.value("reviewer", own);
+    // The reference first: if the image cannot be one, the review is refused whole and nothing changes.
+    nlohmann::json added;
+    if (teach) {
+      auto ref = svc_.ReferenceFromInspection((*j)["id"], reviewer);
+      if (!ref.ok()) return Error(r, HttpStatusOf(ref.status().code()), CodeName(ref.status().code()), ref.status().message());
+      const std::string product = (*j)["product"];
+      added = {{"id", *ref}, {"version", svc_.store().Revision(product)},
+               {"image", "/v1/products/" + product + "/references/" + std::to_string(*ref) + "/image"}};
+    }
     auto s = svc_.store().AddReview((*j)["id"], body["verdict"], body.value("comment", ""), reviewer);
     if (!s.ok()) return Error(r, 500, "internal", s.message());
-    Json(r, 201, *svc_.store().GetInspection((*j)["id"]));
+    auto out = *svc_.store().GetInspection((*j)["id"]);
+    if (teach) out["added_reference"] = added;
+    Json(r, 201, out);
   }
 
-  void PutProduct(const httplib::Request& q, httplib::Response& r) {
+  void PutProduct(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
     auto parsed = Body(q.body, {64 * 1024, 20}, "the product", r);
     if (!parsed) return;
     auto& body = *parsed;
@@ -304,17 +336,22 @@ class Routes {
       if (auto t = CheckWebhookTarget(p.webhook_url, svc_.config().allow_private_webhooks); !t.ok())
         return Error(r, 400, "bad_request", t.message());
     const bool existed = svc_.store().GetProduct(p.name).has_value();
-    if (auto s = svc_.store().PutProduct(p); !s.ok()) return Error(r, 500, "internal", s.message());
+    if (auto a = p.settings.find("auto_references"); a != p.settings.end()) {
+      const bool ok = a->is_object() && a->size() == 2 && a->contains("max") && (*a)["max"].is_number_integer() && (*a)["max"].get<int64_t>() >= 0 &&
+                      a->contains("margin") && (*a)["margin"].is_number() && (*a)["margin"].get<double>() > 0 && (*a)["margin"].get<double>() <= 1;
+      if (!ok) return Error(r, 400, "bad_request", "settings.auto_references: {\"max\": parts (integer >= 0), \"margin\": 0 < m <= 1}");
+    }
+    if (auto s = svc_.store().PutProduct(p, Actor(key)); !s.ok()) return Error(r, 500, "internal", s.message());
     svc_.InvalidateEngine(p.name);
     Json(r, existed ? 200 : 201, ProductJson(p));
   }
 
-  void AddReference(const httplib::Request& q, httplib::Response& r) {
+  void AddReference(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
     auto p = FindProduct(q, r);
     if (!p) return;
     auto u = ReadUploadOr(q, r);
     if (!u) return;
-    auto id = svc_.AddReference(p->name, u->bytes, u->filename);
+    auto id = svc_.AddReference(p->name, u->bytes, u->filename, Actor(key));
     if (!id.ok()) return Error(r, HttpStatusOf(id.status().code()), CodeName(id.status().code()), id.status().message());
     Json(r, 201, {{"id", *id}, {"filename", u->filename}, {"image", "/v1/products/" + p->name + "/references/" + std::to_string(*id) + "/image"}});
   }

@@ -120,18 +120,52 @@ StatusOr<std::string> Service::StoreImage(std::string_view bytes) {
   return store_->blobs().Put(bytes, Ext(img->format));
 }
 
-StatusOr<int64_t> Service::AddReference(const std::string& product, std::string_view bytes, const std::string& filename) {
+StatusOr<int64_t> Service::AddReference(const std::string& product, std::string_view bytes, const std::string& filename,
+                                         const std::string& actor) {
   auto blob = StoreImage(bytes);
   if (!blob.ok()) return blob.status();
-  auto id = store_->AddReference(product, *blob, filename.substr(0, 255));
-  if (id.ok()) InvalidateEngine(product);
-  return id;
+  return store_->AddReference(product, *blob, filename.substr(0, 255), actor);  // engines follow the new version
 }
 
-bool Service::RemoveReference(const std::string& product, int64_t id) {
-  if (!store_->DeleteReference(product, id)) return false;
-  InvalidateEngine(product);
-  return true;
+bool Service::RemoveReference(const std::string& product, int64_t id, const std::string& actor) {
+  return store_->DeleteReference(product, id, actor);
+}
+
+StatusOr<int64_t> Service::ReferenceFromInspection(const std::string& inspection, const std::string& actor) {
+  auto j = store_->GetInspection(inspection);
+  auto blob = store_->InspectionBlob(inspection, false);
+  if (!j || !blob) return NotFound("no inspection " + inspection);
+  const std::string product = (*j)["product"];
+  if (!store_->GetProduct(product)) return NotFound("product '" + product + "' no longer exists");
+  // Every pixel, as the engine will read it: an image that got past the upload check but does not
+  // decode whole must not become a reference.
+  std::ifstream in(store_->blobs().PathOf(*blob), std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  if (bytes.empty()) return IoError("the image of inspection " + inspection + " cannot be read");
+  auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, cfg_.limits);
+  if (!img.ok()) return Status(img.status().code(), "the image of inspection " + inspection + " cannot be a reference: " + img.status().message());
+  const std::string name = (*j)["image_name"].is_string() && !(*j)["image_name"].get<std::string>().empty() ? (*j)["image_name"].get<std::string>()
+                                                                                                            : inspection;
+  return store_->AddReference(product, *blob, name.substr(0, 255), actor, {{"from_inspection", inspection}});
+}
+
+void Service::MaybeAutoReference(const std::string& inspection, const std::string& product, const InspectionResult& r) {
+  if (r.error || r.verdict != "OK" || r.threshold <= 0) return;
+  auto p = store_->GetProduct(product);
+  if (!p || !p->settings.contains("auto_references")) return;
+  const auto& a = p->settings["auto_references"];
+  const int max = a.value("max", 0);
+  const double margin = a.value("margin", 0.0);
+  if (max <= 0 || margin <= 0 || r.score >= margin * r.threshold) return;
+  int added = 0;
+  for (const auto& v : store_->Versions(product))
+    if (v["actor"] == kAutoActor && v["change"].value("op", "") == "add_reference") ++added;
+  if (added >= max) return;
+  auto id = ReferenceFromInspection(inspection, kAutoActor);
+  if (id.ok())
+    log::Info("auto_reference", "product " + product + ": inspection " + inspection + " (score " + std::to_string(r.score) +
+                                    ") added to the references automatically (" + std::to_string(added + 1) + " of " + std::to_string(max) + ")",
+              {{"product", product}, {"inspection", inspection}, {"score", r.score}, {"threshold", r.threshold}});
 }
 
 bool Service::queue_full() { return QueueDepth() >= cfg_.queue_capacity; }
@@ -186,15 +220,15 @@ void Service::InvalidateEngine(const std::string& product) {
   engines_.erase(product);
 }
 
-StatusOr<std::shared_ptr<Engine>> Service::EngineFor(const std::string& name) {
+StatusOr<Service::EngineAt> Service::EngineFor(const std::string& name) {
   // One small query per job: a product changed through any serve process is rebuilt here once.
   const int64_t revision = store_->Revision(name);
-  auto cached = [&]() -> std::shared_ptr<Engine> {
+  auto cached = [&]() -> std::optional<BuiltEngine> {
     std::lock_guard lock(engines_mu_);
     auto it = engines_.find(name);
-    return it != engines_.end() && it->second.revision == revision ? it->second.engine : nullptr;
+    return it != engines_.end() ? std::optional<BuiltEngine>(it->second) : std::nullopt;
   };
-  if (auto e = cached()) return e;
+  if (auto e = cached(); e && e->revision == revision) return EngineAt{e->engine, revision};
   std::shared_ptr<std::mutex> build_mu;
   {
     std::lock_guard lock(engines_mu_);
@@ -203,14 +237,36 @@ StatusOr<std::shared_ptr<Engine>> Service::EngineFor(const std::string& name) {
     build_mu = m;
   }
   std::lock_guard building(*build_mu);  // workers wanting the same product wait for one build
-  if (auto e = cached()) return e;
+  auto have = cached();
+  if (have && have->revision == revision) return EngineAt{have->engine, revision};
+  const auto t0 = std::chrono::steady_clock::now();
+  // The one change since the engine we have is a reference added: derived from it incrementally.
+  // The new engine replaces the old one at once; inspections running on the old one finish on it.
+  if (have && have->revision + 1 == revision) {
+    auto change = store_->VersionChange(name, revision);
+    const auto refs = store_->ListReferences(name);
+    if (change && change->value("op", "") == "add_reference" && !refs.empty() && refs.back().id == change->value("reference", int64_t(-1))) {
+      auto e = have->engine->WithReference(store_->blobs().PathOf(refs.back().blob));
+      if (e.ok()) {
+        std::shared_ptr<Engine> engine = std::move(*e);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const auto calibration = engine->Calibration();
+        log::Info("engine_updated", "product " + name + ": reference added to the engine in " + std::to_string(int(1000 * s)) + " ms (version " +
+                                        std::to_string(revision) + ")",
+                  {{"product", name}, {"version", revision}, {"duration_ms", 1000 * s},
+                   {"threshold", calibration.is_object() ? calibration.value("threshold", nlohmann::json()) : nlohmann::json()}});
+        std::lock_guard lock(engines_mu_);
+        engines_[name] = {revision, engine};
+        return EngineAt{engine, revision};
+      }
+    }
+  }
   auto product = store_->GetProduct(name);
   if (!product) return NotFound("product '" + name + "' no longer exists");
   std::vector<std::filesystem::path> refs;
   for (const auto& r : store_->ListReferences(name)) refs.push_back(store_->blobs().PathOf(r.blob));
   if (refs.empty()) return InvalidArgument("product '" + name + "' has no reference images: add photos of good parts");
   // A first inspection waits for the build (tens of seconds with many references): say so.
-  const auto t0 = std::chrono::steady_clock::now();
   log::Info("engine_build_started",
             "product " + name + ": building the " + product->engine + " engine from " + std::to_string(refs.size()) + " reference(s)",
             {{"product", name}, {"engine", product->engine}, {"references", refs.size()}});
@@ -234,7 +290,7 @@ StatusOr<std::shared_ptr<Engine>> Service::EngineFor(const std::string& name) {
   }
   std::lock_guard lock(engines_mu_);
   engines_[name] = {revision, engine};
-  return engine;
+  return EngineAt{engine, revision};
 }
 
 void Service::WorkerLoop() {
@@ -278,11 +334,13 @@ void Service::Process(const WorkItem& item) {
   Inspection insp;
   Image img;
   auto engine = EngineFor(item.product);
+  int64_t version = 0;
   if (!engine.ok()) {
     insp.result.image_path = item.image_name;
     insp.result.error = engine.status().message();
   } else {
-    insp = InspectFile(**engine, store_->blobs().PathOf(item.image_blob), cfg_.limits, &img);
+    version = engine->version;
+    insp = InspectFile(*engine->engine, store_->blobs().PathOf(item.image_blob), cfg_.limits, &img);
     insp.result.image_path = item.image_name;  // the client's name, not our blob path
   }
   std::string overlay;
@@ -292,7 +350,7 @@ void Service::Process(const WorkItem& item) {
     if (auto b = store_->blobs().Put({reinterpret_cast<const char*>(jpg.data()), jpg.size()}, "jpg"); b.ok()) overlay = *b;
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (Status f = store_->Finish(item.id, worker_id_, insp.result, overlay); !f.ok()) {
+  if (Status f = store_->Finish(item.id, worker_id_, insp.result, overlay, version); !f.ok()) {
     log::Warn(f.code() == Code::kUnavailable ? "lease_lost" : "finish_failed", "inspection " + item.id + ": result not stored: " + f.message(),
               {{"inspection", item.id}, {"product", item.product}, {"worker", worker_id_}, {"error", f.message()}});
     std::lock_guard lock(metrics_mu_);
@@ -303,6 +361,7 @@ void Service::Process(const WorkItem& item) {
     std::lock_guard lock(hook_mu_);
     if (on_finished_) on_finished_(item.id);
   }
+  MaybeAutoReference(item.id, item.product, insp.result);
   const auto& r = insp.result;
   nlohmann::json fields = {{"inspection", item.id}, {"product", item.product}, {"duration_ms", 1000 * s}};
   if (r.error) {

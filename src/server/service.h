@@ -47,6 +47,7 @@ struct ServiceConfig {
 
 class Service {
  public:
+  static constexpr const char* kAutoActor = "auto_references";  // the actor of references added by the auto rule
   static StatusOr<std::unique_ptr<Service>> Start(ServiceConfig config);
   ~Service();  // stops workers (the queue stays durable in the store)
 
@@ -76,8 +77,13 @@ class Service {
 
   // Reference images of a product: checked like uploads, stored, and the product's engine rebuilt
   // on its next inspection.
-  StatusOr<int64_t> AddReference(const std::string& product, std::string_view image_bytes, const std::string& filename);
-  bool RemoveReference(const std::string& product, int64_t id);
+  StatusOr<int64_t> AddReference(const std::string& product, std::string_view image_bytes, const std::string& filename,
+                                 const std::string& actor = "");
+  bool RemoveReference(const std::string& product, int64_t id, const std::string& actor = "");
+  // A reviewed good part joins its product's references (a new version). Its stored image is
+  // decoded in full first: one that does not decode is refused (kCorrupt, ...) and nothing changes.
+  // Engines that can (the embedded one) take it incrementally: one feature extraction, not a rebuild.
+  StatusOr<int64_t> ReferenceFromInspection(const std::string& inspection, const std::string& actor);
 
   // The product was edited: its engine is rebuilt on next use.
   void InvalidateEngine(const std::string& product);
@@ -102,7 +108,13 @@ class Service {
   // Queued inspections: counted here for one process, in the database when it is shared.
   int64_t QueueDepth();
   void Process(const WorkItem& item);
-  StatusOr<std::shared_ptr<Engine>> EngineFor(const std::string& product);
+  struct EngineAt {
+    std::shared_ptr<Engine> engine;
+    int64_t version;  // the product version it was built from
+  };
+  StatusOr<EngineAt> EngineFor(const std::string& product);
+  // auto_references: an OK part scoring below margin x threshold joins the references (up to max).
+  void MaybeAutoReference(const std::string& inspection, const std::string& product, const InspectionResult& r);
   void WebhookLoop();
   void HotFolderLoop();
 

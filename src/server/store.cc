@@ -5,6 +5,7 @@
 #include <chrono>
 #include <ctime>
 #include <algorithm>
+#include <set>
 
 #include "core/hash.h"
 
@@ -40,6 +41,14 @@ const std::vector<std::string> kSqliteMigrations = {
        ALTER TABLE inspections ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;
        ALTER TABLE products ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
        CREATE TABLE blobs(name TEXT PRIMARY KEY, data BLOB NOT NULL, created_at TEXT NOT NULL);)",
+    // 3: numbered versions of each product (who, when, what changed, and the whole state, for
+    // rollback); references are retired, not deleted, so a rollback can bring them back; every
+    // inspection records the version that judged it.
+    R"(ALTER TABLE refs ADD COLUMN removed_at TEXT;
+       ALTER TABLE inspections ADD COLUMN reference_version INTEGER;
+       CREATE TABLE product_versions(product TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL,
+         actor TEXT NOT NULL, change TEXT NOT NULL, snapshot TEXT NOT NULL, PRIMARY KEY (product, version));
+       INSERT INTO product_versions SELECT name, revision, created_at, 'migration', '{"op":"migrated"}', '{}' FROM products;)",
 };
 
 const std::vector<std::string> kPostgresMigrations = {
@@ -69,6 +78,11 @@ const std::vector<std::string> kPostgresMigrations = {
        CREATE TABLE blobs(name TEXT PRIMARY KEY, data BYTEA NOT NULL, created_at TEXT NOT NULL);
        -- Images are compressed already: stored out of line without another compression attempt.
        ALTER TABLE blobs ALTER COLUMN data SET STORAGE EXTERNAL;)",
+    R"(ALTER TABLE refs ADD COLUMN removed_at TEXT;
+       ALTER TABLE inspections ADD COLUMN reference_version BIGINT;
+       CREATE TABLE product_versions(product TEXT NOT NULL, version BIGINT NOT NULL, created_at TEXT NOT NULL,
+         actor TEXT NOT NULL, change TEXT NOT NULL, snapshot TEXT NOT NULL, PRIMARY KEY (product, version));
+       INSERT INTO product_versions SELECT name, revision, created_at, 'migration', '{"op":"migrated"}', '{}' FROM products;)",
 };
 
 std::string RandomHex(int bytes) {
@@ -193,12 +207,22 @@ std::optional<ApiKey> Store::FindKey(const std::string& token) {
   return ApiKey{Int((*r)[0][0]), *scope, Str((*r)[0][2])};
 }
 
-Status Store::PutProduct(const Product& p) {
-  auto r = Q(R"(INSERT INTO products(name, engine, settings, webhook_url, webhook_secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+Status Store::PutProduct(const Product& p, const std::string& actor) {
+  std::lock_guard lock(mu_);
+  ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
+  auto r = db_->Query(R"(INSERT INTO products(name, engine, settings, webhook_url, webhook_secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                ON CONFLICT(name) DO UPDATE SET engine = ?2, settings = ?3, webhook_url = ?4, webhook_secret = ?5,
-               revision = products.revision + 1)",
-             {p.name, p.engine, p.settings.dump(), p.webhook_url, p.webhook_secret, NowIso()});
-  return r.ok() ? Status::Ok() : r.status();
+               revision = products.revision + 1 RETURNING revision)",
+                      {p.name, p.engine, p.settings.dump(), p.webhook_url, p.webhook_secret, NowIso()});
+  if (r.ok()) {
+    const bool created = Int((*r)[0][0]) == 1;
+    r = RecordVersion(p.name, actor, {{"op", created ? "create" : "update"}, {"engine", p.engine}, {"settings", p.settings}}, false);
+  }
+  if (!r.ok()) {
+    (void)db_->Exec("ROLLBACK");
+    return r.status();
+  }
+  return db_->Exec("COMMIT");
 }
 
 std::optional<Product> Store::GetProduct(const std::string& name) {
@@ -217,24 +241,102 @@ std::vector<Product> Store::ListProducts() {
   return out;
 }
 
-StatusOr<int64_t> Store::AddReference(const std::string& product, const std::string& blob, const std::string& filename) {
+StatusOr<int64_t> Store::AddReference(const std::string& product, const std::string& blob, const std::string& filename,
+                                       const std::string& actor, const nlohmann::json& why) {
   std::lock_guard lock(mu_);
   ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
   auto r = db_->Query("INSERT INTO refs(product, blob, filename, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
                       {product, blob, filename, NowIso()});
+  int64_t id = 0;
   if (r.ok()) {
-    if (auto b = BumpRevision(product); !b.ok()) r = b;
+    id = Int((*r)[0][0]);
+    nlohmann::json change = {{"op", "add_reference"}, {"reference", id}, {"filename", filename}};
+    if (why.is_object()) change.update(why);
+    r = RecordVersion(product, actor, change);
   }
   if (!r.ok()) {
     (void)db_->Exec("ROLLBACK");
     return r.status();
   }
   ZQ_RETURN_IF_ERROR(db_->Exec("COMMIT"));
-  return Int((*r)[0][0]);
+  return id;
 }
 
-StatusOr<DbRows> Store::BumpRevision(const std::string& product) {
-  return db_->Query("UPDATE products SET revision = revision + 1 WHERE name = ?1", {product});
+// The product's revision goes up by one and the new version is recorded with the product's whole
+// state after the change. REQUIRES: mu_ held, in a transaction.
+StatusOr<DbRows> Store::RecordVersion(const std::string& product, const std::string& actor, const nlohmann::json& change, bool bump) {
+  if (bump) {
+    auto b = db_->Query("UPDATE products SET revision = revision + 1 WHERE name = ?1", {product});
+    if (!b.ok()) return b;
+  }
+  auto p = db_->Query("SELECT revision, engine, settings, webhook_url FROM products WHERE name = ?1", {product});
+  if (!p.ok()) return p;
+  if (p->empty()) return NotFound("no product '" + product + "'");
+  nlohmann::json refs = nlohmann::json::array();
+  auto rr = db_->Query("SELECT id FROM refs WHERE product = ?1 AND removed_at IS NULL ORDER BY id", {product});
+  if (!rr.ok()) return rr;
+  for (const auto& row : *rr) refs.push_back(Int(row[0]));
+  const auto& row = (*p)[0];
+  const nlohmann::json snapshot = {{"engine", Str(row[1])}, {"settings", ParseOr(Str(row[2]), nlohmann::json::object())},
+                                   {"webhook_url", Str(row[3])}, {"references", refs}};
+  return db_->Query("INSERT INTO product_versions(product, version, created_at, actor, change, snapshot) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    {product, Int(row[0]), NowIso(), actor, change.dump(), snapshot.dump()});
+}
+
+nlohmann::json Store::Versions(const std::string& product) {
+  nlohmann::json out = nlohmann::json::array();
+  auto r = Q("SELECT version, created_at, actor, change, snapshot FROM product_versions WHERE product = ?1 ORDER BY version DESC", {product});
+  if (r.ok())
+    for (const auto& row : *r) {
+      const auto snap = ParseOr(Str(row[4]), nlohmann::json::object());
+      out.push_back({{"version", Int(row[0])}, {"created_at", Str(row[1])}, {"actor", Str(row[2])},
+                     {"change", ParseOr(Str(row[3]), nlohmann::json::object())},
+                     {"engine", snap.value("engine", "")}, {"settings", snap.value("settings", nlohmann::json::object())},
+                     {"references", snap.value("references", nlohmann::json::array())}});
+    }
+  return out;
+}
+
+StatusOr<int64_t> Store::Rollback(const std::string& product, int64_t version, const std::string& actor) {
+  std::lock_guard lock(mu_);
+  auto v = db_->Query("SELECT snapshot FROM product_versions WHERE product = ?1 AND version = ?2", {product, version});
+  if (!v.ok()) return v.status();
+  if (v->empty()) return NotFound("product '" + product + "' has no version " + std::to_string(version));
+  const auto snap = ParseOr(Str((*v)[0][0]), nlohmann::json::object());
+  if (!snap.contains("references") || !snap["references"].is_array())
+    return InvalidArgument("version " + std::to_string(version) + " was recorded before versions kept the product's state: it cannot be restored");
+  ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
+  auto fail = [&](Status s) -> StatusOr<int64_t> {
+    (void)db_->Exec("ROLLBACK");
+    return s;
+  };
+  auto r = db_->Query("UPDATE products SET engine = ?2, settings = ?3 WHERE name = ?1",
+                      {product, snap.value("engine", "patch"), snap.value("settings", nlohmann::json::object()).dump()});
+  if (!r.ok()) return fail(r.status());
+  // The version's references are the product's again, and no others.
+  std::set<int64_t> keep;
+  for (const auto& id : snap["references"]) keep.insert(id.get<int64_t>());
+  auto all = db_->Query("SELECT id, removed_at FROM refs WHERE product = ?1", {product});
+  if (!all.ok()) return fail(all.status());
+  const std::string now = NowIso();
+  for (const auto& row : *all) {
+    const bool active = IsNull(row[1]), wanted = keep.count(Int(row[0])) > 0;
+    if (active == wanted) continue;
+    r = db_->Query("UPDATE refs SET removed_at = ?2 WHERE id = ?1", {Int(row[0]), wanted ? DbValue(nullptr) : DbValue(now)});
+    if (!r.ok()) return fail(r.status());
+  }
+  r = RecordVersion(product, actor, {{"op", "rollback"}, {"to", version}});
+  if (!r.ok()) return fail(r.status());
+  auto rev = db_->Query("SELECT revision FROM products WHERE name = ?1", {product});
+  if (!rev.ok() || rev->empty()) return fail(Internal("product vanished during rollback"));
+  ZQ_RETURN_IF_ERROR(db_->Exec("COMMIT"));
+  return Int((*rev)[0][0]);
+}
+
+std::optional<nlohmann::json> Store::VersionChange(const std::string& product, int64_t version) {
+  auto r = Q("SELECT change FROM product_versions WHERE product = ?1 AND version = ?2", {product, version});
+  if (!r.ok() || r->empty()) return std::nullopt;
+  return ParseOr(Str((*r)[0][0]), nlohmann::json::object());
 }
 
 int64_t Store::Revision(const std::string& product) {
@@ -244,19 +346,22 @@ int64_t Store::Revision(const std::string& product) {
 
 std::vector<Reference> Store::ListReferences(const std::string& product) {
   std::vector<Reference> out;
-  auto r = Q("SELECT id, blob, filename FROM refs WHERE product = ?1 ORDER BY id", {product});
+  auto r = Q("SELECT id, blob, filename FROM refs WHERE product = ?1 AND removed_at IS NULL ORDER BY id", {product});
   if (r.ok())
     for (const auto& row : *r) out.push_back({Int(row[0]), Str(row[1]), Str(row[2])});
   return out;
 }
 
-bool Store::DeleteReference(const std::string& product, int64_t id) {
+bool Store::DeleteReference(const std::string& product, int64_t id, const std::string& actor) {
   std::lock_guard lock(mu_);
   if (!db_->Exec(db_->Begin()).ok()) return false;
-  auto r = db_->Query("DELETE FROM refs WHERE product = ?1 AND id = ?2 RETURNING id", {product, id});
-  const bool deleted = r.ok() && !r->empty() && BumpRevision(product).ok();
-  (void)db_->Exec(deleted ? "COMMIT" : "ROLLBACK");
-  return deleted;
+  // Retired, not deleted: an earlier version that had it can be rolled back to.
+  auto r = db_->Query("UPDATE refs SET removed_at = ?3 WHERE product = ?1 AND id = ?2 AND removed_at IS NULL RETURNING filename",
+                      {product, id, NowIso()});
+  const bool removed = r.ok() && !r->empty() &&
+                       RecordVersion(product, actor, {{"op", "remove_reference"}, {"reference", id}, {"filename", Str((*r)[0][0])}}).ok();
+  (void)db_->Exec(removed ? "COMMIT" : "ROLLBACK");
+  return removed;
 }
 
 StatusOr<std::string> Store::Enqueue(const NewInspection& n) {
@@ -289,7 +394,8 @@ int64_t Store::RenewLeases(const std::string& worker, int lease_seconds) {
   return r.ok() ? int64_t(r->size()) : 0;
 }
 
-Status Store::Finish(const std::string& id, const std::string& worker, const InspectionResult& res, const std::string& overlay_blob) {
+Status Store::Finish(const std::string& id, const std::string& worker, const InspectionResult& res, const std::string& overlay_blob,
+                     int64_t reference_version) {
   std::lock_guard lock(mu_);
   ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
   auto fail = [&](Status s) {
@@ -300,12 +406,12 @@ Status Store::Finish(const std::string& id, const std::string& worker, const Ins
   // Only the worker holding the claim completes it: one whose lease expired and whose job another
   // worker took finds no row here, and its result is dropped (each inspection finishes once).
   auto r = db_->Query(R"(UPDATE inspections SET status = ?2, verdict = ?3, score = ?4, result = ?5, overlay_blob = ?6,
-                         error = ?7, finished_at = ?8, lease_until = NULL
+                         error = ?7, finished_at = ?8, lease_until = NULL, reference_version = ?10
                          WHERE id = ?1 AND status = 'running' AND worker = ?9 RETURNING seq)",
                       {id, std::string(res.error ? "failed" : "done"), res.error ? DbValue(nullptr) : DbValue(res.verdict),
                        res.error ? DbValue(nullptr) : DbValue(res.score), j.dump(),
                        overlay_blob.empty() ? DbValue(nullptr) : DbValue(overlay_blob), res.error ? DbValue(*res.error) : DbValue(nullptr), NowIso(),
-                       worker});
+                       worker, reference_version > 0 ? DbValue(reference_version) : DbValue(nullptr)});
   if (!r.ok()) return fail(r.status());
   if (r->empty()) return fail(Unavailable("inspection " + id + " is no longer claimed by this worker (its lease expired)"));
   for (const auto& o : res.objects) {
@@ -352,7 +458,7 @@ int64_t Store::CountByStatus(const std::string& status) {
 
 std::optional<nlohmann::json> Store::GetInspection(const std::string& id) {
   auto r = Q(R"(SELECT id, product, batch, part_id, station, metadata, status, verdict, score, result, error, created_at,
-                finished_at, image_name, overlay_blob, seq, worker FROM inspections WHERE id = ?1)", {id});
+                finished_at, image_name, overlay_blob, seq, worker, reference_version, image_blob FROM inspections WHERE id = ?1)", {id});
   if (!r.ok() || r->empty()) return std::nullopt;
   const auto& row = (*r)[0];
   nlohmann::json j = {{"id", Str(row[0])}, {"product", Str(row[1])}, {"batch", Str(row[2])}, {"part_id", Str(row[3])},
@@ -374,6 +480,9 @@ std::optional<nlohmann::json> Store::GetInspection(const std::string& id) {
   j["seq"] = Int(row[15]);
   // Which serve process judged it (host, pid): with many workers an auditor can tell them apart.
   j["worker"] = IsNull(row[16]) ? nlohmann::json(nullptr) : nlohmann::json(Str(row[16]));
+  // The product version (references and settings) that judged it, and so its threshold: an auditor
+  // can ask GET /v1/products/{product}/versions what that was.
+  j["reference_version"] = IsNull(row[17]) ? nlohmann::json(nullptr) : nlohmann::json(Int(row[17]));
   return j;
 }
 

@@ -67,7 +67,7 @@ struct WorkItem {
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
   // `db_url` empty: SQLite in data_dir; else a PostgreSQL URL, and data_dir caches blobs.
   static StatusOr<std::unique_ptr<Store>> Open(const std::filesystem::path& data_dir, const std::string& db_url = "");
 
@@ -80,14 +80,24 @@ class Store {
   StatusOr<std::string> CreateKey(Scope scope, const std::string& name);
   std::optional<ApiKey> FindKey(const std::string& token);
 
-  Status PutProduct(const Product& p);
+  // Creates or changes a product; every change is a new numbered version made by `actor`.
+  Status PutProduct(const Product& p, const std::string& actor = "");
   std::optional<Product> GetProduct(const std::string& name);
   std::vector<Product> ListProducts();
-  StatusOr<int64_t> AddReference(const std::string& product, const std::string& blob, const std::string& filename);
-  std::vector<Reference> ListReferences(const std::string& product);
-  bool DeleteReference(const std::string& product, int64_t id);
+  // `why` is merged into the version's change record (e.g. {"from_inspection": id}).
+  StatusOr<int64_t> AddReference(const std::string& product, const std::string& blob, const std::string& filename,
+                                 const std::string& actor = "", const nlohmann::json& why = nullptr);
+  std::vector<Reference> ListReferences(const std::string& product);  // the current ones
+  bool DeleteReference(const std::string& product, int64_t id, const std::string& actor = "");
+  // Versions, newest first: {version, created_at, actor, change, engine, settings, references}.
+  nlohmann::json Versions(const std::string& product);
+  std::optional<nlohmann::json> VersionChange(const std::string& product, int64_t version);
+  // Restores a version's engine, settings and references as a new version; returns its number.
+  // kNotFound for an unknown version.
+  StatusOr<int64_t> Rollback(const std::string& product, int64_t version, const std::string& actor);
   // Grows with every change of the product or its references: a worker whose engine was built at
   // an older revision rebuilds it (changes made through any serve process reach every worker).
+  // It is also the product's current version number (GET /v1/products/{name}/versions).
   int64_t Revision(const std::string& product);
 
   // Persists a queued inspection (durable when this returns) and gives its id.
@@ -99,7 +109,9 @@ class Store {
   int64_t RenewLeases(const std::string& worker, int lease_seconds);
   // Stores the result, if `worker` still holds the claim (kUnavailable otherwise: another worker
   // took the job over and its result counts). The webhook delivery is queued in the same transaction.
-  Status Finish(const std::string& id, const std::string& worker, const InspectionResult& r, const std::string& overlay_blob);
+  // `reference_version`: the product version whose engine judged it (0: none, e.g. no engine).
+  Status Finish(const std::string& id, const std::string& worker, const InspectionResult& r, const std::string& overlay_blob,
+                int64_t reference_version = 0);
   // SQLite after a restart: work that was running when the process died is queued again (no other
   // process can be running it). Returns the queued count.
   int64_t RequeueRunning();
@@ -127,7 +139,7 @@ class Store {
   Status Migrate();
   Status MigrateLocked(const std::vector<std::string>& migrations);
   StatusOr<DbRows> Q(const std::string& sql, const std::vector<DbValue>& args = {});
-  StatusOr<DbRows> BumpRevision(const std::string& product);  // REQUIRES: mu_ held, in a transaction
+  StatusOr<DbRows> RecordVersion(const std::string& product, const std::string& actor, const nlohmann::json& change, bool bump = true);
 
   std::unique_ptr<BlobStore> blobs_;
   std::unique_ptr<Db> db_;

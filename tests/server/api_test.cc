@@ -952,3 +952,178 @@ TEST(ApiPostgres, TheServiceRidesOutADatabaseRestart) {
 
 }  // namespace
 }  // namespace zeroqc
+
+namespace zeroqc {
+namespace {
+
+// An engine that knows its references by sight: OK when the image is (nearly) one of them, NOK
+// otherwise. Learns incrementally (WithReference), so the service's review path is exercised.
+class LookupEngine : public Engine {
+ public:
+  std::string name() const override { return "lookup"; }
+  Inspection Inspect(const Image& img) override {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // a little time, for concurrency
+    Inspection out;
+    out.result = NewResult(img);
+    double best = 1;
+    for (const auto& r : refs_)
+      if (r.size() == img.bgr.size()) best = std::min(best, cv::norm(r, img.bgr, cv::NORM_L1) / (255.0 * r.total() * 3));
+    out.result.threshold = 0.01;
+    out.result.score = best;
+    out.result.verdict = best < 0.01 ? "OK" : "NOK";
+    return out;
+  }
+  nlohmann::json Calibration() const override { return {{"threshold", 0.01}, {"references", refs_.size()}}; }
+  StatusOr<std::unique_ptr<Engine>> WithReference(const fs::path& reference) const override {
+    auto e = std::make_unique<LookupEngine>(*this);
+    cv::Mat m = cv::imread(reference.string(), cv::IMREAD_COLOR);
+    if (m.empty()) return Corrupt("cannot read " + reference.string());
+    e->refs_.push_back(m);
+    ++incremental_updates;
+    return std::unique_ptr<Engine>(std::move(e));
+  }
+  static inline std::atomic<int> incremental_updates{0};
+  std::vector<cv::Mat> refs_;
+};
+
+std::string Shade(int v) {
+  cv::Mat m(64, 64, CV_8UC3, cv::Scalar(v, v, v));
+  std::vector<uint8_t> buf;
+  cv::imencode(".png", m, buf);
+  return std::string(buf.begin(), buf.end());
+}
+
+void UseLookupEngine(ServiceConfig& c) {
+  c.make_engine = [](const zeroqc::Product&, const std::vector<fs::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
+    auto e = std::make_unique<LookupEngine>();
+    for (const auto& r : refs) e->refs_.push_back(cv::imread(r.string(), cv::IMREAD_COLOR));
+    return std::unique_ptr<Engine>(std::move(e));
+  };
+}
+
+nlohmann::json Review(Harness& h, const std::string& id, const nlohmann::json& body, int expect) {
+  auto r = h.Client(h.writer).Post(("/v1/inspections/" + id + "/review").c_str(), body.dump(), "application/json");
+  EXPECT_TRUE(r && r->status == expect) << (r ? std::to_string(r->status) + " " + r->body : "no answer");
+  return r ? nlohmann::json::parse(r->body, nullptr, false) : nlohmann::json();
+}
+
+// Issue 11: a review that says "good part: add to references" teaches the product at once, as a
+// new version; older inspections keep the version that judged them; a rollback restores the old
+// references and with them the old verdicts.
+TEST_P(Api, ReviewsTeachVersionsTraceAndRollbackRestores) {
+  Harness h(UseLookupEngine);
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
+  const int updates_before = LookupEngine::incremental_updates;
+
+  auto first = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);
+  ASSERT_EQ(first["verdict"], "NOK") << "a good part the references do not cover yet: a false alarm";
+  const int64_t v1 = first["reference_version"];
+  EXPECT_EQ(v1, 2) << "version 1 created the product, version 2 added its reference";
+
+  // Refusals that change nothing: NOK with add_to_references, a wrong type.
+  Review(h, first["id"], {{"verdict", "NOK"}, {"add_to_references", true}}, 400);
+  Review(h, first["id"], {{"verdict", "OK"}, {"add_to_references", "yes"}}, 400);
+  auto reviewed = Review(h, first["id"], {{"verdict", "OK"}, {"comment", "false alarm"}, {"add_to_references", true}}, 201);
+  EXPECT_EQ(reviewed["final_verdict"], "OK");
+  EXPECT_EQ(reviewed["added_reference"]["version"], v1 + 1);
+
+  auto second = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);
+  EXPECT_EQ(second["verdict"], "OK") << "the same image, after the review taught it";
+  EXPECT_EQ(second["reference_version"], v1 + 1);
+  EXPECT_EQ(LookupEngine::incremental_updates, updates_before + 1) << "taken incrementally, not rebuilt";
+  auto again = nlohmann::json::parse(h.Client(h.reader).Get(("/v1/inspections/" + first["id"].get<std::string>()).c_str())->body);
+  EXPECT_EQ(again["reference_version"], v1) << "an inspection made before the change keeps its version";
+  EXPECT_EQ(again["verdict"], "NOK");
+
+  // The versions say who did what, when.
+  auto versions = nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush/versions")->body);
+  EXPECT_EQ(versions["current"], v1 + 1);
+  ASSERT_EQ(versions["items"].size(), 3u);
+  const auto& top = versions["items"][0];
+  EXPECT_EQ(top["version"], v1 + 1);
+  EXPECT_EQ(top["actor"], "line 3") << "the reviewing key's name";
+  EXPECT_EQ(top["change"]["op"], "add_reference");
+  EXPECT_EQ(top["change"]["from_inspection"], first["id"]);
+  EXPECT_EQ(top["references"].size(), 2u);
+  EXPECT_FALSE(top["created_at"].get<std::string>().empty());
+
+  // Rollback (admin only) to the version before the review: the old verdict comes back.
+  auto denied = h.Client(h.writer).Post(("/v1/products/brush/versions/" + std::to_string(v1) + "/rollback").c_str(), "", "application/json");
+  EXPECT_EQ(denied->status, 403);
+  EXPECT_EQ(h.Client(h.admin).Post("/v1/products/brush/versions/99/rollback", "", "application/json")->status, 404);
+  auto rb = h.Client(h.admin).Post(("/v1/products/brush/versions/" + std::to_string(v1) + "/rollback").c_str(), "", "application/json");
+  ASSERT_EQ(rb->status, 200) << rb->body;
+  auto rolled = nlohmann::json::parse(rb->body);
+  EXPECT_EQ(rolled["version"], v1 + 2) << "a rollback is a new version";
+  EXPECT_EQ(rolled["product"]["references"].size(), 1u);
+  auto third = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);
+  EXPECT_EQ(third["verdict"], "NOK") << "the rollback restores the old verdict";
+  EXPECT_EQ(third["reference_version"], v1 + 2);
+  versions = nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush/versions")->body);
+  EXPECT_EQ(versions["items"][0]["change"]["op"], "rollback");
+  EXPECT_EQ(versions["items"][0]["change"]["to"], v1);
+  EXPECT_EQ(versions["items"][0]["actor"], "admin");
+  // ...and rolling forward again brings the taught reference back.
+  ASSERT_EQ(h.Client(h.admin).Post(("/v1/products/brush/versions/" + std::to_string(v1 + 1) + "/rollback").c_str(), "", "application/json")->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body)["verdict"], "OK");
+}
+
+// Inspections running while a review adds a reference see the old engine or the new one, never a
+// mix: every verdict agrees with the version it reports.
+TEST_P(Api, AConcurrentReviewAndInspectionNeverSeeAHalfUpdatedBank) {
+  Harness h([](ServiceConfig& c) {
+    UseLookupEngine(c);
+    c.workers = 2;
+    c.rate_per_second = 1000;
+    c.burst = 1000;
+  });
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
+  auto first = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);
+  const int64_t before = first["reference_version"];
+  std::vector<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), false)->body)["id"]);
+  Review(h, first["id"], {{"verdict", "OK"}, {"add_to_references", true}}, 201);
+  for (int i = 0; i < 10; ++i) ids.push_back(nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), false)->body)["id"]);
+  int old_seen = 0, new_seen = 0;
+  for (const auto& id : ids) {
+    auto j = h.WaitDone(id);
+    if (j["reference_version"] == before) {
+      EXPECT_EQ(j["verdict"], "NOK") << "the old version's verdict";
+      ++old_seen;
+    } else {
+      EXPECT_EQ(j["reference_version"], before + 1);
+      EXPECT_EQ(j["verdict"], "OK") << "the new version's verdict";
+      ++new_seen;
+    }
+  }
+  EXPECT_GT(new_seen, 0);
+  std::printf("old version %d, new version %d\n", old_seen, new_seen);
+}
+
+// An image that no longer decodes (here: its stored file, or a worker's cached copy, damaged) cannot become a reference: the
+// review is refused with the reason and nothing changes, neither the references nor the version.
+TEST_P(Api, AddToReferencesRefusesAnImageThatDoesNotDecode) {
+  Harness h(UseLookupEngine);
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
+  auto j = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);
+  const auto blob = h.svc->store().InspectionBlob(j["id"], false);
+  ASSERT_TRUE(blob);
+  const std::string png = Shade(150);
+  std::ofstream(h.svc->store().blobs().PathOf(*blob), std::ios::binary) << png.substr(0, png.size() / 2);  // truncated
+  const auto versions = nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush/versions")->body);
+  auto refused = Review(h, j["id"], {{"verdict", "OK"}, {"add_to_references", true}}, 422);
+  EXPECT_NE(refused.dump().find("cannot be a reference"), std::string::npos) << refused.dump();
+  EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush/versions")->body), versions) << "no new version";
+  auto after = nlohmann::json::parse(h.Client(h.reader).Get(("/v1/inspections/" + j["id"].get<std::string>()).c_str())->body);
+  EXPECT_TRUE(after["reviews"].empty()) << "the review itself is not recorded either";
+  EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush")->body)["references"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace zeroqc

@@ -139,6 +139,15 @@ try {
   const reviewed = await call('POST', `/v1/inspections/${id}/review`,
     { key: 'write', body: JSON.stringify({ verdict: 'OK', comment: 'a shadow' }), type: 'application/json', expect: 201 });
   assert.equal(reviewed.json.final_verdict, 'OK');
+  const taught = await call('POST', `/v1/inspections/${id}/review`,
+    { key: 'write', body: JSON.stringify({ verdict: 'OK', add_to_references: true }), type: 'application/json', expect: 201 });
+  assert.equal(typeof taught.json.added_reference.version, 'number');
+  const versions = await call('GET', '/v1/products/sponge/versions', { key: 'read', expect: 200 });
+  assert.equal(versions.json.current, taught.json.added_reference.version);
+  await call('GET', '/v1/products/nope/versions', { key: 'read', expect: 404 });
+  await call('POST', '/v1/products/sponge/versions/1/rollback', { key: 'write', expect: 403 });
+  await call('POST', '/v1/products/sponge/versions/999/rollback', { key: 'admin', expect: 404 });
+  await call('POST', `/v1/products/sponge/versions/${versions.json.current - 1}/rollback`, { key: 'admin', expect: 200 });
   for (let i = 0; i < 200; ++i) { // the queued ones finish too: a finished listing is checked as well
     const s = await call('GET', `/v1/inspections/${queued.json.id}`, { key: 'read', expect: 200 });
     if (s.json.status === 'done' || s.json.status === 'failed') break;

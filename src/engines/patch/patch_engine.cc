@@ -132,6 +132,28 @@ StatusOr<std::unique_ptr<PatchEngine>> PatchEngine::Create(const PatchEngineOpti
   return engine;
 }
 
+StatusOr<std::unique_ptr<Engine>> PatchEngine::WithReference(const std::filesystem::path& reference) const {
+  if (opt_.zero_shot) return Unsupported("a zero-shot engine has no references to add to");
+  auto img = LoadImage(reference, opt_.limits);
+  if (!img.ok()) return Status(img.status().code(), "reference " + img.status().message());
+  auto e = std::unique_ptr<PatchEngine>(new PatchEngine());
+  e->opt_ = opt_;
+  e->backbone_ = backbone_;
+  auto g = e->Describe(img->bgr);
+  if (!g.ok()) return g.status();
+  // Its leave-one-out score: the new part against the references it joins.
+  const double loo = ImageScore(AnomalyMap(NearestDistances(g->descriptors, bank_)));
+  e->bank_ = bank_;
+  e->bank_.sq_norms = cv::Mat();  // cv::Mat copies share pixels: fresh ones, so this engine's bank stays as it is
+  e->bank_.Add(*g);               // (Add allocates new rows)
+  e->bank_.UpdateNorms();
+  if (e->bank_.rows.rows > opt_.max_bank_rows) CoresetSubsample(e->bank_, double(opt_.max_bank_rows) / e->bank_.rows.rows);
+  e->bank_.loo_scores.push_back(loo);
+  const size_t references = e->bank_.ranges.size();
+  e->threshold_ = opt_.threshold ? *opt_.threshold : CalibrateFewShot(e->bank_.loo_scores, references, opt_.threshold_sigmas);
+  return std::unique_ptr<Engine>(std::move(e));
+}
+
 std::optional<PatchGrid> DescriptorCache::Find(const std::string& key) const {
   std::lock_guard lock(mu_);
   auto it = grids_.find(key);

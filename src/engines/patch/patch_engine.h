@@ -65,6 +65,10 @@ class PatchEngine : public Engine {
   Inspection Inspect(const Image& image) override;
   nlohmann::json Calibration() const override;
   int DecodeSide() const override;
+  // One feature extraction and one search: the new part's patches are appended to a copy of the
+  // bank (the coreset re-chosen when the bank outgrows max_bank_rows), its score against the
+  // references it joins becomes one more leave-one-out score, and the threshold is recalibrated.
+  StatusOr<std::unique_ptr<Engine>> WithReference(const std::filesystem::path& reference) const override;
 
   static constexpr size_t kMinBatch = 8;
 
@@ -85,7 +89,7 @@ class PatchEngine : public Engine {
   std::vector<float> BatchDistances(const Image& image, const PatchGrid& grid) const;
 
   PatchEngineOptions opt_;
-  std::unique_ptr<Backbone> backbone_;
+  std::shared_ptr<Backbone> backbone_;  // shared with engines derived by WithReference
   MemoryBank bank_;
   double threshold_ = 0;
   bool from_cache_ = false;
