@@ -92,6 +92,25 @@ void BM_BankBuild(benchmark::State& state) {
 }
 BENCHMARK(BM_BankBuild)->Arg(48)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 
+// Issue 11: one more reference for a 48-reference product, as a review "add to references" does
+// it (PatchEngine::WithReference: one feature extraction, one search, the coreset re-chosen, the
+// threshold recalibrated), against BM_BankBuild/48's rebuild from every reference.
+void BM_AddReference(benchmark::State& state) {
+  auto engine = MakeEngine(static_cast<int>(state.range(0)));
+  const auto extra = kToothbrush / "test/good/000.png";  // not one of the 48
+  if (!engine || !fs::exists(extra)) {
+    state.SkipWithError("needs ../shared/datasets and ./setup.sh");
+    return;
+  }
+  for (auto _ : state) {
+    auto e = engine->WithReference(extra);
+    if (!e.ok()) state.SkipWithError(e.status().message().c_str());
+    benchmark::DoNotOptimize(e.ok());
+  }
+  state.counters["bank_rows"] = engine->bank().rows.rows;
+}
+BENCHMARK(BM_AddReference)->Arg(48)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 }  // namespace
 
 BENCHMARK_MAIN();

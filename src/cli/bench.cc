@@ -8,6 +8,8 @@
 #include <optional>
 #include <set>
 
+#include "bench/online.h"
+#include "cli/progress.h"
 #include "bench/report.h"
 #include "bench/suite.h"
 #include "bench/summary.h"
@@ -94,6 +96,8 @@ void RegisterBench(CLI::App& app) {
     uint64_t seed = 1;
     bool no_progress = false;
     int type_shots = 0;
+    bool online = false;
+    OnlineOptions on;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("datasets", args->datasets,
@@ -111,6 +115,17 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("--type-shots", args->type_shots,
                   "name defect types from N example images per type (drawn per seed; the rest are named and scored)")
       ->check(CLI::Range(1, 1000));
+  cmd->add_flag("--online", args->online,
+                "simulate a line: start from --shots references, stream the rest of train/good; every NOK is reviewed with the truth "
+                "and each false alarm becomes a reference; the test set is scored every --eval-every parts (metrics.json: online)");
+  cmd->add_option("--stream", args->on.stream, "--online: parts streamed (default: all pool images not drawn as references)");
+  cmd->add_option("--eval-every", args->on.eval_every, "--online: parts between two scorings of the test set (default 5)")->check(CLI::Range(1, 1000));
+  cmd->add_option("--defect-rate", args->on.defect_rate,
+                  "--online: share of defective parts in the stream, taken from test defects (which are then not scored) (default 0)")
+      ->check(CLI::Range(0.0, 0.5));
+  cmd->add_option("--auto-margin", args->on.auto_margin, "--online: the auto rule: OK parts scoring below margin x threshold join the references")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--auto-max", args->on.auto_max, "--online: at most this many parts added by the auto rule (default 0)")->check(CLI::Range(0, 100000));
   args->engine.Register(cmd);
   cmd->callback([args] {
     // Every set is checked before the first run: a typo in the last folder must not cost an hour.
@@ -142,6 +157,34 @@ void RegisterBench(CLI::App& app) {
       if (!factory.ok()) {
         std::cerr << "zeroqc bench: " << factory.status().message() << "\n";
         throw ExitStatus{kExitBadArguments};
+      }
+      if (args->online) {
+        OnlineOptions on = args->on;
+        on.shots = args->shots.value_or(0);
+        on.seeds = args->seeds;
+        on.first_seed = args->seed;
+        on.limits.max_pixels = args->engine.max_pixels;
+        on.progress = StderrProgress(args->engine.quiet);
+        auto runs = RunOnline(dataset, *factory, on);
+        if (!runs.ok()) {
+          std::cerr << "zeroqc bench: " << SetName(dataset.root) << ": " << runs.status().message() << "\n";
+          throw ExitStatus{kExitBadArguments};
+        }
+        const nlohmann::json online = OnlineJson(*runs, on);
+        const std::filesystem::path out = suite ? out_root / SetName(dataset.root) : out_root;
+        std::filesystem::create_directories(out);
+        std::ofstream(out / "metrics.json") << nlohmann::json({{"dataset", SetName(dataset.root)}, {"engine", args->engine_name},
+                                                               {"online", online}}).dump(2)
+                                            << "\n";
+        std::printf("%s: online from %zu reference(s), %d seed(s)\n%8s %16s %12s %12s\n", SetName(dataset.root).c_str(), on.shots, on.seeds,
+                    "parts", "accuracy", "references", "corrected");
+        for (const auto& p : online["curve"])
+          std::printf("%8d %9.3f ± %.3f %12.1f %12.1f\n", p["parts"].get<int>(), p["accuracy"]["mean"].get<double>(),
+                      p["accuracy"]["std"].get<double>(), p["references"]["mean"].get<double>(), p["false_alarms"]["mean"].get<double>());
+        std::printf("reviews (NOK verdicts looked at) %.1f, false alarms corrected %.1f, defects escaped %.1f; %s\n",
+                    online["reviews"]["mean"].get<double>(), online["false_alarms"]["mean"].get<double>(),
+                    online["escaped_defects"]["mean"].get<double>(), (out / "metrics.json").c_str());
+        continue;
       }
       BenchOptions opt;
       opt.shots = zero_shot ? 0 : args->shots.value_or(0);

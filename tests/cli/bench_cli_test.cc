@@ -196,3 +196,48 @@ TEST(BenchCli, TypeShotsNameDefectTypesFromExamples) {
 
 }  // namespace
 }  // namespace zeroqc
+
+namespace zeroqc {
+namespace {
+
+// Issue 11, item 4: the online benchmark streams the pool past an engine started from K
+// references, corrects its false alarms as references, and scores the test set every few parts.
+TEST(BenchCli, OnlineBenchWritesTheLearningCurveAndTheOperatorsWork) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto data = MakeDataset(dir / "plates", {12, 3, 2, 2});
+  auto r = Zeroqc("bench " + data.string() + " --online --shots 2 --seeds 2 --eval-every 4 --quiet --out " + (dir / "out").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::ifstream in(dir / "out" / "metrics.json");
+  auto m = nlohmann::json::parse(in);
+  const auto& o = m["online"];
+  EXPECT_EQ(o["shots"], 2);
+  EXPECT_EQ(o["seeds"], 2);
+  const auto& curve = o["curve"];
+  ASSERT_EQ(curve.size(), 4u) << "0, 4, 8 and the 10th part";
+  EXPECT_EQ(curve[0]["parts"], 0);
+  EXPECT_EQ(curve[1]["parts"], 4);
+  EXPECT_EQ(curve[3]["parts"], 10);
+  EXPECT_EQ(curve[0]["references"]["mean"], 2.0);
+  for (const auto& run : o["runs"]) {
+    EXPECT_EQ(run["test_images"], 7);
+    EXPECT_EQ(run["curve"].back()["references"], 2 + run["false_alarms"].get<int>()) << "each false alarm became a reference";
+    EXPECT_GE(run["reviews"].get<int>(), run["false_alarms"].get<int>());
+  }
+  EXPECT_GE(o["final_accuracy"]["mean"].get<double>(), 0.0);
+  EXPECT_LE(o["final_accuracy"]["mean"].get<double>(), 1.0);
+  EXPECT_NE(r.out.find("false alarms corrected"), std::string::npos) << r.out;
+  // Defects mixed into the stream come out of the test set; --online needs K below the pool.
+  r = Zeroqc("bench " + data.string() + " --online --shots 2 --defect-rate 0.2 --quiet --out " + (dir / "out2").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto m2 = nlohmann::json::parse(std::ifstream(dir / "out2" / "metrics.json"));
+  const auto& run = m2["online"]["runs"][0];
+  EXPECT_GT(run["stream_defects"].get<int>(), 0);
+  EXPECT_EQ(run["test_images"].get<int>() + run["stream_defects"].get<int>(), 7);
+  r = Zeroqc("bench " + data.string() + " --online --out " + (dir / "out3").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--shots"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace zeroqc

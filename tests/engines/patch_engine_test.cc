@@ -183,3 +183,43 @@ TEST(PatchEngine, ALetterboxedOneShotReferenceCalibratesLikeTheFullFrame) {
 
 }  // namespace
 }  // namespace zeroqc
+
+namespace zeroqc {
+namespace {
+
+// Issue 11: a false alarm added as a reference is no alarm any more, the bank grows by one
+// reference (within its row budget) and the threshold is recalibrated with one more
+// leave-one-out score; the engine it came from is left as it was.
+TEST(PatchEngine, WithReferenceLearnsAFalseAlarmIncrementally) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  const auto root = testing::Datasets() / "mvtec-toothbrush";
+  PatchEngineOptions o = Options();
+  o.max_bank_rows = 3000;  // small, so that the coreset must be re-chosen
+  auto engine = PatchEngine::Create(o, {root / "train/good/000.png", root / "train/good/001.png"});
+  ASSERT_TRUE(engine.ok()) << engine.status().message();
+  const auto part = root / "test/good/005.png";
+  const auto before = InspectFile(**engine, part, {});
+  const size_t loo = (*engine)->bank().loo_scores.size();
+  const int rows = (*engine)->bank().rows.rows;
+
+  auto grown = (*engine)->WithReference(part);
+  ASSERT_TRUE(grown.ok()) << grown.status().message();
+  auto* g = dynamic_cast<PatchEngine*>(grown->get());
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->bank().ranges.size(), 3u);
+  EXPECT_LE(g->bank().rows.rows, 3000);
+  EXPECT_EQ(g->bank().loo_scores.size(), loo + 1);
+  const auto after = InspectFile(*g, part, {});
+  EXPECT_EQ(after.result.verdict, "OK");
+  EXPECT_LT(after.result.score, 0.5 * before.result.score) << "it is now (nearly) in the bank";
+  EXPECT_NE(g->threshold(), (*engine)->threshold()) << "recalibrated";
+  // The source engine is untouched.
+  EXPECT_EQ((*engine)->bank().rows.rows, rows);
+  EXPECT_EQ(InspectFile(**engine, part, {}).result.score, before.result.score);
+  // A defect is still found by the grown engine.
+  EXPECT_EQ(InspectFile(*g, root / "test/defective/000.png", {}).result.verdict, "NOK");
+}
+
+}  // namespace
+}  // namespace zeroqc

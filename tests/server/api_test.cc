@@ -1127,3 +1127,35 @@ TEST_P(Api, AddToReferencesRefusesAnImageThatDoesNotDecode) {
 
 }  // namespace
 }  // namespace zeroqc
+
+namespace zeroqc {
+namespace {
+
+// auto_references: an OK part scoring below margin x threshold joins the references by itself, up
+// to max, as versions made by "auto_references"; a bad setting is refused.
+TEST_P(Api, AutoReferencesAddConfidentGoodPartsUpToMax) {
+  Harness h(UseLookupEngine);
+  auto bad = h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"auto_references":{"max":2,"margin":3}}})", "application/json");
+  EXPECT_EQ(bad->status, 400) << "a margin above 1 would teach parts above the threshold";
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"auto_references":{"max":1,"margin":0.5}}})",
+                                    "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
+  // LookupEngine: threshold 0.01; a shade 1 away scores 1/255 = 0.0039 < 0.5 x 0.01: confident.
+  auto near = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(101), true)->body);
+  ASSERT_EQ(near["verdict"], "OK");
+  auto far = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(102), true)->body);  // 2/255 = 0.0078: OK, not confident
+  ASSERT_EQ(far["verdict"], "OK");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto product = nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush")->body);
+  EXPECT_EQ(product["references"].size(), 2u) << "the confident part only";
+  auto versions = nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush/versions")->body);
+  EXPECT_EQ(versions["items"][0]["actor"], Service::kAutoActor);
+  EXPECT_EQ(versions["items"][0]["change"]["from_inspection"], near["id"]);
+  nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(99), true)->body);  // confident too, but max is 1
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush")->body)["references"].size(), 2u) << "max reached";
+}
+
+}  // namespace
+}  // namespace zeroqc
