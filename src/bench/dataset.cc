@@ -40,14 +40,12 @@ StatusOr<Dataset> LoadDataset(const std::filesystem::path& root) {
   return d;
 }
 
-namespace {
 uint64_t SplitMix64(uint64_t& state) {
   uint64_t z = (state += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-}  // namespace
 
 std::vector<std::filesystem::path> DrawShots(const std::vector<std::filesystem::path>& pool, size_t k,
                                              uint64_t seed) {

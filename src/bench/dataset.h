@@ -28,6 +28,16 @@ struct Dataset {
 // Errors name the folder that is missing or empty.
 StatusOr<Dataset> LoadDataset(const std::filesystem::path& root);
 
+// The next number of a splitmix64 stream: seeded draws that are the same on every machine.
+uint64_t SplitMix64(uint64_t& state);
+
+// Shuffles `v` in a seeded order that is the same on every machine (Fisher-Yates on SplitMix64).
+template <class T>
+void SeededShuffle(std::vector<T>& v, uint64_t seed) {
+  uint64_t state = seed;
+  for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[SplitMix64(state) % i]);
+}
+
 // K references drawn without replacement from `pool`, the same for the same seed on every machine
 // (Fisher-Yates on a splitmix64 stream, not std::shuffle, whose algorithm is unspecified).
 // Returned sorted. k >= pool.size() returns the whole pool.

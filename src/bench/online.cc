@@ -5,19 +5,6 @@
 namespace zeroqc {
 namespace {
 
-uint64_t SplitMix(uint64_t& x) {
-  uint64_t z = (x += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-template <class T>
-void Shuffle(std::vector<T>& v, uint64_t seed) {  // the same order on every machine
-  uint64_t s = seed * 7919 + 17;
-  for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[SplitMix(s) % i]);
-}
-
 struct Part {
   std::filesystem::path image;
   bool nok;
@@ -54,18 +41,18 @@ StatusOr<std::vector<OnlineRun>> RunOnline(const Dataset& dataset, const EngineF
     std::vector<Part> stream;
     for (const auto& p : dataset.pool)
       if (std::find(refs.begin(), refs.end(), p) == refs.end()) stream.push_back({p, false});
-    Shuffle(stream, run.seed);
+    SeededShuffle(stream, run.seed * 7919 + 17);
     if (o.stream > 0 && o.stream < stream.size()) stream.resize(o.stream);
     // Defective parts for the stream come out of the test set, which then scores without them.
     std::vector<const Sample*> defects, test;
     for (const auto& s : dataset.samples) (s.nok ? defects : test).push_back(&s);
-    Shuffle(defects, run.seed + 1000);
+    SeededShuffle(defects, (run.seed + 1000) * 7919 + 17);
     const size_t n_bad = o.defect_rate > 0 ? std::min(defects.size() / 2, size_t(std::lround(stream.size() * o.defect_rate / (1 - std::min(o.defect_rate, 0.9))))) : 0;
     for (size_t i = 0; i < defects.size(); ++i) {
       if (i < n_bad) stream.push_back({defects[i]->image, true});
       else test.push_back(defects[i]);
     }
-    Shuffle(stream, run.seed + 2000);
+    SeededShuffle(stream, (run.seed + 2000) * 7919 + 17);
     run.test_images = test.size();
     run.stream_defects = int(n_bad);
 
