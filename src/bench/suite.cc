@@ -11,7 +11,6 @@ namespace zeroqc {
 namespace {
 
 nlohmann::json Number(double d) { return std::isfinite(d) ? nlohmann::json(d) : nlohmann::json(nullptr); }
-double Value(const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); }
 
 std::string PlusMinus(const nlohmann::json& mean, const nlohmann::json& sd, bool with_sd) {
   if (!mean.is_number()) return "–";
