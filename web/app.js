@@ -1,5 +1,6 @@
 // zeroqc line camera: capture parts from a camera (motion-triggered or by hand), send them to the
-// service, show verdicts with boxes and heat map, keep a reviewable history. No build step.
+// service, show verdicts with boxes and heat map, keep a reviewable history; teach the product
+// from reviews, see and roll back its versions, watch the yield. No build step.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -57,7 +58,119 @@ async function productChanged() {
   if (!$('product').value) return;
   const p = await api('/v1/products/' + encodeURIComponent($('product').value));
   for (const r of p.references) $('refs').append(el('img', { src: await authedImage(r.image), alt: r.filename, title: r.filename }));
-  await loadHistory(true);
+  await Promise.all([loadHistory(true), loadVersions(), loadYield()]);
+}
+
+// ---- versions ----
+function changeText(c) {
+  switch (c.op) {
+    case 'create': return 'created';
+    case 'update': return 'settings changed';
+    case 'add_reference': return 'reference ' + c.filename + ' added' + (c.from_inspection ? ' (from inspection ' + c.from_inspection + ')' : '');
+    case 'remove_reference': return 'reference ' + c.filename + ' removed';
+    case 'rollback': return 'rolled back to version ' + c.to;
+    default: return c.op || '';
+  }
+}
+
+async function loadVersions() {
+  const name = $('product').value;
+  const body = $('versions').tBodies[0];
+  body.replaceChildren();
+  if (!name) return;
+  const v = await api('/v1/products/' + encodeURIComponent(name) + '/versions');
+  for (const item of v.items) {
+    const current = item.version === v.current;
+    body.append(el('tr', { 'data-version': String(item.version), 'data-op': item.change.op || '' },
+      el('td', {}, String(item.version) + (current ? ' (current)' : '')), el('td', {}, new Date(item.created_at).toLocaleString()),
+      el('td', {}, item.actor), el('td', {}, changeText(item.change)), el('td', {}, String(item.references.length)),
+      el('td', {}, current || item.change.op === 'migrated' ? '' : el('button', { class: 'rollback', onclick: () => rollback(item.version) }, 'Roll back to this'))));
+  }
+}
+
+async function rollback(version) {
+  if (!confirm('Restore version ' + version + "'s references and settings (as a new version)?")) return;
+  try {
+    await api('/v1/products/' + encodeURIComponent($('product').value) + '/versions/' + version + '/rollback', { method: 'POST' });
+    setStatus('rolled back to version ' + version);
+    await productChanged();
+  } catch (e) { setStatus('rollback: ' + e.message + ' (an admin key is needed)', true); }
+}
+
+// ---- yield ----
+const SVG = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs = {}, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+async function recentInspections(limit) {
+  const out = [];
+  let cursor = null;
+  while (out.length < limit) {
+    const q = new URLSearchParams({ product: $('product').value, limit: String(Math.min(500, limit - out.length)) });
+    if (cursor) q.set('cursor', cursor);
+    const page = await api('/v1/inspections?' + q);
+    out.push(...page.items);
+    cursor = page.next_cursor;
+    if (!cursor) break;
+  }
+  return out;
+}
+
+async function loadYield() {
+  const chart = $('yield-chart');
+  const hist = $('score-histogram');
+  chart.replaceChildren();
+  hist.replaceChildren();
+  if (!$('product').value) return;
+  const items = (await recentInspections(500)).filter((i) => i.status === 'done');
+  // OK/NOK per hour or per batch, oldest first.
+  const byBatch = $('yield-by').value === 'batch';
+  const groups = new Map();
+  for (const ins of items.slice().reverse()) {
+    const t = new Date(ins.created_at);
+    const key = byBatch ? (ins.batch || '(none)') : t.getFullYear() + '-' + String(t.getMonth() + 1).padStart(2, '0') + '-' +
+      String(t.getDate()).padStart(2, '0') + ' ' + String(t.getHours()).padStart(2, '0') + 'h';
+    const g = groups.get(key) || { ok: 0, nok: 0 };
+    (ins.final_verdict === 'NOK' ? g.nok++ : g.ok++);
+    groups.set(key, g);
+  }
+  const entries = [...groups.entries()].slice(-24);
+  const W = 640, H = 180, top = 10, bottom = 40;
+  const max = Math.max(1, ...entries.map(([, g]) => g.ok + g.nok));
+  const bw = entries.length ? Math.min(60, (W - 40) / entries.length) : 0;
+  entries.forEach(([key, g], i) => {
+    const x = 30 + i * bw, scale = (H - top - bottom) / max;
+    const hOk = g.ok * scale, hNok = g.nok * scale;
+    const bar = svg('g', { class: 'yield-bar', 'data-group': key, 'data-ok': String(g.ok), 'data-nok': String(g.nok) });
+    bar.append(svg('rect', { x, y: H - bottom - hOk, width: bw - 4, height: hOk, class: 'ok' }),
+      svg('rect', { x, y: H - bottom - hOk - hNok, width: bw - 4, height: hNok, class: 'nok' }),
+      svg('title', {}, key + ': ' + g.ok + ' OK, ' + g.nok + ' NOK (' + Math.round(100 * g.ok / (g.ok + g.nok)) + '% yield)'),
+      svg('text', { x: x + (bw - 4) / 2, y: H - bottom + 14, 'text-anchor': 'middle', class: 'axis' }, byBatch ? key : key.slice(-3)));
+    chart.append(bar);
+  });
+  chart.append(svg('text', { x: 2, y: top + 8, class: 'axis' }, String(max)));
+  // Score histogram of the last 200 parts with the threshold as a line.
+  const scored = items.slice(0, 200).filter((i) => i.result && typeof i.result.score === 'number');
+  if (!scored.length) return;
+  const threshold = scored[0].result.threshold;
+  const hi = Math.max(threshold * 1.5, ...scored.map((i) => i.result.score)) || 1;
+  const bins = new Array(30).fill(0);
+  for (const i of scored) bins[Math.min(bins.length - 1, Math.floor(i.result.score / hi * bins.length))]++;
+  const HH = 160, hb = 30, peak = Math.max(...bins);
+  const binW = (W - 40) / bins.length;
+  bins.forEach((n, b) => {
+    const h = n / peak * (HH - hb - 10);
+    const lo = b * hi / bins.length;
+    hist.append(svg('rect', { x: 30 + b * binW, y: HH - hb - h, width: binW - 1, height: h, class: lo >= threshold ? 'nok' : 'ok', 'data-count': String(n) }));
+  });
+  const tx = 30 + threshold / hi * (W - 40);
+  hist.append(svg('line', { id: 'threshold-line', x1: tx, x2: tx, y1: 0, y2: HH - hb, class: 'threshold', 'data-threshold': String(threshold) }),
+    svg('text', { x: tx + 4, y: 12, class: 'axis' }, 'threshold ' + threshold.toFixed(3)),
+    svg('text', { x: 30, y: HH - 8, class: 'axis' }, '0'), svg('text', { x: W - 10, y: HH - 8, 'text-anchor': 'end', class: 'axis' }, hi.toFixed(2)));
 }
 
 // ---- inspection ----
@@ -76,7 +189,7 @@ async function submit(blob, filename) {
     if (!res.ok) throw new Error(body.error ? body.error.message : res.statusText);
     await showResult(body);
     setStatus(body.status === 'done' ? 'done' : body.status);
-    await loadHistory(true);
+    await Promise.all([loadHistory(true), loadYield()]);
   } catch (e) {
     setStatus(e.message, true);
   } finally {
@@ -99,8 +212,12 @@ async function showResult(ins) {
   const review = el('div', { class: 'controls' }, 'Review: ',
     el('button', { onclick: () => reviewAs(ins.id, 'OK') }, 'Confirm OK'),
     el('button', { onclick: () => reviewAs(ins.id, 'NOK') }, 'Confirm NOK'),
+    el('button', { id: 'teach', title: 'a false alarm: this part becomes a reference of the product (a new version)',
+      onclick: () => reviewAs(ins.id, 'OK', true) }, 'Good part: add to references'),
     ins.reviews && ins.reviews.length ? el('span', {}, ' reviewed: ', verdictBadge(ins.final_verdict)) : '');
-  box.replaceChildren(el('p', {}, verdictBadge(ins.verdict), ' ', r.text || ins.error || ''), defects, review);
+  const version = ins.reference_version ? el('p', { class: 'muted' }, 'judged by version ' + ins.reference_version +
+    (typeof r.score === 'number' ? ', score ' + r.score.toFixed(3) + ' / threshold ' + r.threshold.toFixed(3) : '')) : '';
+  box.replaceChildren(el('p', {}, verdictBadge(ins.verdict), ' ', r.text || ins.error || ''), defects, version, review);
   if (ins.links && ins.links.overlay) {
     // The service draws the heat map and the boxes on the image.
     const img = el('img', { id: 'overlay', alt: 'inspected image with defects' });
@@ -109,14 +226,19 @@ async function showResult(ins) {
   }
 }
 
-async function reviewAs(id, verdict) {
+async function reviewAs(id, verdict, teach = false) {
   try {
     const ins = await api('/v1/inspections/' + id + '/review', {
       method: 'POST', headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ verdict, comment: 'from the line page' }),
+      body: JSON.stringify({ verdict, comment: 'from the line page', add_to_references: teach }),
     });
     await showResult(ins);
-    await loadHistory(true);
+    if (teach) {
+      setStatus('added to the references: version ' + ins.added_reference.version);
+      await productChanged();
+    } else {
+      await Promise.all([loadHistory(true), loadYield()]);
+    }
   } catch (e) { setStatus(e.message, true); }
 }
 
@@ -231,6 +353,7 @@ function init() {
   $('refresh').addEventListener('click', () => loadHistory(true).catch((e) => setStatus(e.message, true)));
   $('more').addEventListener('click', () => loadHistory(false).catch((e) => setStatus(e.message, true)));
   $('filter-verdict').addEventListener('change', () => loadHistory(true).catch((e) => setStatus(e.message, true)));
+  $('yield-by').addEventListener('change', () => loadYield().catch((e) => setStatus(e.message, true)));
   if (state.key) loadProducts().catch((e) => setStatus(e.message, true));
   else setStatus('enter an API key (zeroqc keys create)');
 }

@@ -1,0 +1,100 @@
+// Issue 11: the line page teaches and traces, in Debian's Chromium through Playwright, against a
+// real zeroqc serve with the embedded engine. A good part judged NOK (one reference does not cover
+// it) is added to the references from the result ("Good part: add to references"), the versions
+// list shows who added it from which inspection, re-inspecting it gives OK, "Roll back to this"
+// restores the old version (and its NOK), and the yield chart and score histogram show the parts
+// with the threshold. Saves a screenshot.
+// Environment: ZEROQC_BIN, SOURCE_DIR, OUT_DIR, ZEROQC_CACHE, PLAYWRIGHT_DIR.
+import { execFileSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+import { startServe } from './serve.mjs';
+
+const env = process.env;
+const require = createRequire(path.join(env.PLAYWRIGHT_DIR, 'package.json'));
+const { chromium } = require('playwright-core');
+
+const out = env.OUT_DIR;
+fs.mkdirSync(out, { recursive: true });
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'zeroqc-page-'));
+const tb = path.join(env.SOURCE_DIR, '..', 'shared', 'datasets', 'mvtec-toothbrush');
+const data = path.join(work, 'data');
+const key = execFileSync(env.ZEROQC_BIN, ['keys', 'create', '--data', data, '--scope', 'admin', '--name', 'line lead']).toString().trim();
+const { server, port } = await startServe(env.ZEROQC_BIN, ['--data', data, '--cache', env.ZEROQC_CACHE]);
+const base = `http://127.0.0.1:${port}`;
+const auth = { Authorization: 'Bearer ' + key };
+
+async function upload(file) {
+  const form = new FormData();
+  form.append('image', new Blob([fs.readFileSync(file)], { type: 'image/png' }), path.basename(file));
+  form.append('product', 'brush');
+  form.append('batch', 'B-1');
+  const r = await fetch(base + '/v1/inspections?wait=true', { method: 'POST', headers: auth, body: form });
+  assert.equal(r.status, 200);
+  return r.json();
+}
+
+let browser;
+try {
+  let r = await fetch(base + '/v1/products', { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'brush' }) });
+  assert.equal(r.status, 201);
+  const form = new FormData();
+  form.append('image', new Blob([fs.readFileSync(path.join(tb, 'train/good/000.png'))], { type: 'image/png' }), '000.png');
+  r = await fetch(base + '/v1/products/brush/references', { method: 'POST', headers: auth, body: form });
+  assert.equal(r.status, 201);
+  // A few parts for the yield chart, then a good part the one reference does not cover.
+  for (const f of ['test/defective/000.png', 'test/good/001.png']) await upload(path.join(tb, f));
+  let falseAlarm = null;
+  for (const f of ['train/good/013.png', 'train/good/029.png', 'train/good/041.png', 'test/good/002.png', 'test/good/007.png']) {
+    const ins = await upload(path.join(tb, f));
+    if (ins.verdict === 'NOK') { falseAlarm = { ins, file: path.join(tb, f) }; break; }
+  }
+  assert.ok(falseAlarm, 'one of five good parts is a false alarm at one reference (else this test proves nothing)');
+
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1600 } });
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  page.on('dialog', (d) => d.accept());
+  await page.goto(base + '/#key=' + key);
+  await page.waitForSelector('#versions tbody tr[data-op="add_reference"]');
+  assert.equal(await page.locator('#versions tbody tr').count(), 2, 'created, reference added');
+
+  // Yield: the parts of batch B-1 and the histogram's threshold line.
+  await page.selectOption('#yield-by', 'batch');
+  await page.waitForSelector('#yield-chart g.yield-bar[data-group="B-1"]');
+  const bar = page.locator('#yield-chart g.yield-bar[data-group="B-1"]');
+  const ok = Number(await bar.getAttribute('data-ok')), nok = Number(await bar.getAttribute('data-nok'));
+  assert.ok(ok + nok >= 3 && nok >= 2, `batch B-1: ${ok} OK, ${nok} NOK`);
+  assert.ok(Number(await page.getAttribute('#threshold-line', 'data-threshold')) > 0, 'the threshold line is drawn');
+
+  // Open the false alarm from the history and teach it.
+  await page.click(`#history tr[data-id="${falseAlarm.ins.id}"] button`);
+  await page.waitForSelector(`#result[data-id="${falseAlarm.ins.id}"]`);
+  await page.click('#teach');
+  await page.waitForSelector('#versions tbody tr[data-version="3"][data-op="add_reference"]');
+  const row = await page.locator('#versions tbody tr[data-version="3"]').innerText();
+  assert.match(row, /line lead/, 'who');
+  assert.match(row, new RegExp(falseAlarm.ins.id), 'from which inspection');
+  await page.waitForFunction(() => document.querySelectorAll('#refs img').length === 2);
+  const again = await upload(falseAlarm.file);
+  assert.equal(again.verdict, 'OK', 'taught: the same part is OK now');
+  assert.equal(again.reference_version, 3);
+
+  // Roll back to version 2: the reference goes, and the old verdict comes back.
+  await page.click('#versions tbody tr[data-version="2"] button.rollback');
+  await page.waitForSelector('#versions tbody tr[data-version="4"][data-op="rollback"]');
+  await page.waitForFunction(() => document.querySelectorAll('#refs img').length === 1);
+  const back = await upload(falseAlarm.file);
+  assert.equal(back.verdict, 'NOK', 'the rollback restores the old verdict');
+  assert.equal(back.reference_version, 4);
+  await page.click('#refresh');
+  await page.screenshot({ path: path.join(out, 'web-page.png'), fullPage: true });
+  console.log('ok: taught, traced, rolled back; screenshot', path.join(out, 'web-page.png'));
+} finally {
+  if (browser) await browser.close();
+  server.kill('SIGTERM');
+  fs.rmSync(work, { recursive: true, force: true });
+}
