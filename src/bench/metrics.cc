@@ -31,6 +31,21 @@ void Confusion::Add(bool actual, bool predicted) {
   else predicted ? ++fp : ++tn;
 }
 
+MeanSd Aggregate(const std::vector<double>& v) {
+  std::vector<double> x;
+  for (double d : v)
+    if (std::isfinite(d)) x.push_back(d);
+  MeanSd m;
+  if (x.empty()) return m;
+  double s = 0;
+  for (double d : x) s += d;
+  m.mean = s / x.size();
+  double ss = 0;
+  for (double d : x) ss += (d - m.mean) * (d - m.mean);
+  m.sd = x.size() > 1 ? std::sqrt(ss / (x.size() - 1)) : 0.0;
+  return m;
+}
+
 Classification Classify(const Confusion& c) {
   Classification m;
   m.accuracy = Ratio(c.tp + c.tn, c.tp + c.tn + c.fp + c.fn);

@@ -1,6 +1,7 @@
 // Evaluation metrics, NOK (defective) as the positive class, as the reference design reports them.
 #pragma once
 
+#include <cmath>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -47,6 +48,12 @@ double Percentile(std::vector<double> values, double p);
 
 // A latency distribution: order statistics and a histogram of `bins` equal-width bins from min
 // to max (edges has bins + 1 entries).
+// NaN-aware mean and sample standard deviation (over runs, seeds); NaN when no value is finite.
+struct MeanSd {
+  double mean = std::nan(""), sd = std::nan("");
+};
+MeanSd Aggregate(const std::vector<double>& values);
+
 struct LatencyStats {
   double min = 0, p50 = 0, p90 = 0, p99 = 0, max = 0, mean = 0;
   std::vector<double> edges;

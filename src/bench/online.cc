@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "bench/metrics.h"
+
 namespace zeroqc {
 namespace {
 
@@ -12,19 +14,15 @@ struct Part {
 
 // Accuracy and balanced accuracy of `engine` on the held-out samples.
 OnlinePoint Score(Engine& engine, const std::vector<const Sample*>& test, const ImageLimits& limits) {
-  int tp = 0, tn = 0, fp = 0, fn = 0;
-  double threshold = 0;
+  Confusion c;
+  OnlinePoint p;
   for (const Sample* s : test) {
     auto r = InspectFile(engine, s->image, limits);
-    threshold = r.result.threshold;
-    const bool nok = r.result.error.has_value() || r.result.verdict == "NOK";
-    (s->nok ? (nok ? tp : fn) : (nok ? fp : tn)) += 1;
+    p.threshold = r.result.threshold;
+    c.Add(s->nok, r.result.error.has_value() || r.result.verdict == "NOK");
   }
-  OnlinePoint p;
-  p.accuracy = double(tp + tn) / std::max<size_t>(1, test.size());
-  const double tpr = tp + fn ? double(tp) / (tp + fn) : 1, tnr = tn + fp ? double(tn) / (tn + fp) : 1;
-  p.balanced_accuracy = (tpr + tnr) / 2;
-  p.threshold = threshold;
+  const Classification m = Classify(c);
+  p.accuracy = m.accuracy, p.balanced_accuracy = m.balanced_accuracy;
   return p;
 }
 
@@ -96,11 +94,11 @@ StatusOr<std::vector<OnlineRun>> RunOnline(const Dataset& dataset, const EngineF
 
 nlohmann::json OnlineJson(const std::vector<OnlineRun>& runs, const OnlineOptions& o) {
   auto stat = [&](auto get) {
-    double sum = 0, sq = 0;
-    for (const auto& r : runs) sum += get(r);
-    const double mean = sum / std::max<size_t>(1, runs.size());
-    for (const auto& r : runs) sq += (get(r) - mean) * (get(r) - mean);
-    return nlohmann::json{{"mean", mean}, {"std", runs.size() > 1 ? std::sqrt(sq / double(runs.size() - 1)) : 0.0}};
+    std::vector<double> v;
+    for (const auto& r : runs) v.push_back(get(r));
+    const MeanSd m = Aggregate(v);
+    auto number = [](double d) { return std::isfinite(d) ? nlohmann::json(d) : nlohmann::json(nullptr); };
+    return nlohmann::json{{"mean", number(m.mean)}, {"std", number(m.sd)}};
   };
   nlohmann::json curve = nlohmann::json::array();
   const size_t points = runs.empty() ? 0 : runs.front().curve.size();

@@ -7,25 +7,6 @@
 namespace zeroqc {
 namespace {
 
-// NaN-aware mean and sample standard deviation over runs; nullopt when no run defines the value.
-struct MeanSd {
-  double mean = std::nan(""), sd = std::nan("");
-};
-MeanSd Aggregate(const std::vector<double>& v) {
-  std::vector<double> x;
-  for (double d : v)
-    if (std::isfinite(d)) x.push_back(d);
-  MeanSd m;
-  if (x.empty()) return m;
-  double s = 0;
-  for (double d : x) s += d;
-  m.mean = s / x.size();
-  double ss = 0;
-  for (double d : x) ss += (d - m.mean) * (d - m.mean);
-  m.sd = x.size() > 1 ? std::sqrt(ss / (x.size() - 1)) : 0.0;
-  return m;
-}
-
 nlohmann::json Number(double d) { return std::isfinite(d) ? nlohmann::json(d) : nlohmann::json(nullptr); }
 
 using Getter = std::function<double(const Run&)>;

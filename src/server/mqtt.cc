@@ -133,12 +133,13 @@ MqttBridge::~MqttBridge() {
 }
 
 void MqttBridge::SyncSubscriptions() {
-  if (!connected_) return;
-  std::set<std::string> wanted;
+  std::map<std::string, std::string> wanted;  // input topic -> product
   for (const auto& p : svc_.store().ListProducts())
-    if (auto t = ReadMqttSettings(p.settings); t.ok() && !t->input_topic.empty()) wanted.insert(t->input_topic);
+    if (auto t = ReadMqttSettings(p.settings); t.ok() && !t->input_topic.empty()) wanted.emplace(t->input_topic, p.name);
   std::lock_guard lock(mu_);
-  for (const auto& t : wanted) {
+  routes_ = wanted;
+  if (!connected_) return;
+  for (const auto& [t, product] : wanted) {
     if (subscribed_.count(t)) continue;
     // Shared: each image goes to one serve process of the group. "t/#" matches t itself too.
     const std::string filter = "$share/zeroqc/" + t + "/#";
@@ -156,15 +157,15 @@ void MqttBridge::SyncSubscriptions() {
 }
 
 void MqttBridge::Received(const std::string& topic, std::string_view payload, const void* properties) {
-  // The product whose input topic is the longest prefix of this topic.
+  // The product whose input topic is the longest prefix of this topic (the routes of the last
+  // sync, as the subscriptions are: no product query per message).
   std::string product, input;
-  for (const auto& p : svc_.store().ListProducts()) {
-    auto t = ReadMqttSettings(p.settings);
-    if (!t.ok() || t->input_topic.empty()) continue;
-    if ((topic == t->input_topic || topic.rfind(t->input_topic + "/", 0) == 0) && t->input_topic.size() > input.size())
-      product = p.name, input = t->input_topic;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [t, p] : routes_)
+      if ((topic == t || topic.rfind(t + "/", 0) == 0) && t.size() > input.size()) product = p, input = t;
   }
-  if (product.empty()) return;  // the product changed its input topic meanwhile
+  if (product.empty()) return;  // no product takes images here any more
   NewInspection n;
   n.product = product;
   n.station = topic.size() > input.size() ? topic.substr(input.size() + 1) : "";

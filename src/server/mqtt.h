@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -51,7 +52,8 @@ class MqttBridge {
   std::string where_;  // host:port, for logs
   mosquitto* mosq_ = nullptr;
   std::mutex mu_;
-  std::set<std::string> subscribed_;  // input topics
+  std::set<std::string> subscribed_;          // input topics
+  std::map<std::string, std::string> routes_;  // input topic -> product, as of the last sync
   std::atomic<bool> stop_{false}, connected_{false};
   std::thread sync_;
 };

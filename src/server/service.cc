@@ -157,9 +157,8 @@ void Service::MaybeAutoReference(const std::string& inspection, const std::strin
   const int max = a.value("max", 0);
   const double margin = a.value("margin", 0.0);
   if (max <= 0 || margin <= 0 || r.score >= margin * r.threshold) return;
-  int added = 0;
-  for (const auto& v : store_->Versions(product))
-    if (v["actor"] == kAutoActor && v["change"].value("op", "") == "add_reference") ++added;
+  // The rule's only changes are references added: its versions count them.
+  const int64_t added = store_->CountVersionsBy(product, kAutoActor);
   if (added >= max) return;
   auto id = ReferenceFromInspection(inspection, kAutoActor);
   if (id.ok())

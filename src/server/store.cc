@@ -112,6 +112,15 @@ nlohmann::json ParseOr(const std::string& s, nlohmann::json fallback) {
 
 std::string NowIso() { return IsoAt(std::chrono::system_clock::now()); }
 
+std::optional<std::chrono::system_clock::time_point> ParseIso(const std::string& text) {
+  std::tm tm{};
+  int ms = 0;
+  if (std::sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
+    return std::nullopt;
+  tm.tm_year -= 1900, tm.tm_mon -= 1;
+  return std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(ms);
+}
+
 StatusOr<Scope> ParseScope(const std::string& s) {
   if (s == "read") return Scope::kRead;
   if (s == "write") return Scope::kWrite;
@@ -283,6 +292,11 @@ StatusOr<DbRows> Store::RecordVersion(const std::string& product, const std::str
                     {product, Int(row[0]), NowIso(), actor, change.dump(), snapshot.dump()});
 }
 
+int64_t Store::CountVersionsBy(const std::string& product, const std::string& actor) {
+  auto r = Q("SELECT COUNT(*) FROM product_versions WHERE product = ?1 AND actor = ?2", {product, actor});
+  return r.ok() && !r->empty() ? Int((*r)[0][0]) : 0;
+}
+
 nlohmann::json Store::Versions(const std::string& product) {
   nlohmann::json out = nlohmann::json::array();
   auto r = Q("SELECT version, created_at, actor, change, snapshot FROM product_versions WHERE product = ?1 ORDER BY version DESC", {product});
@@ -441,14 +455,8 @@ void Store::ReleaseClaims(const std::string& worker) {
 double Store::OldestQueuedSeconds() {
   auto r = Q("SELECT MIN(created_at) FROM inspections WHERE status = 'queued'");
   if (!r.ok() || r->empty() || IsNull((*r)[0][0])) return 0;
-  std::tm tm{};
-  int ms = 0;
-  const std::string t = Str((*r)[0][0]);
-  if (std::sscanf(t.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7)
-    return 0;
-  tm.tm_year -= 1900, tm.tm_mon -= 1;
-  const auto at = std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(ms);
-  return std::max(0.0, std::chrono::duration<double>(std::chrono::system_clock::now() - at).count());
+  const auto at = ParseIso(Str((*r)[0][0]));
+  return at ? std::max(0.0, std::chrono::duration<double>(std::chrono::system_clock::now() - *at).count()) : 0;
 }
 
 int64_t Store::CountByStatus(const std::string& status) {

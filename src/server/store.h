@@ -6,6 +6,7 @@
 // Thread-safe: one connection behind a mutex.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -88,6 +89,7 @@ class Store {
   StatusOr<int64_t> AddReference(const std::string& product, const std::string& blob, const std::string& filename,
                                  const std::string& actor = "", const nlohmann::json& why = nullptr);
   std::vector<Reference> ListReferences(const std::string& product);  // the current ones
+  int64_t CountVersionsBy(const std::string& product, const std::string& actor);
   bool DeleteReference(const std::string& product, int64_t id, const std::string& actor = "");
   // Versions, newest first: {version, created_at, actor, change, engine, settings, references}.
   nlohmann::json Versions(const std::string& product);
@@ -148,5 +150,7 @@ class Store {
 
 // UTC now as "YYYY-MM-DDTHH:MM:SS.mmmZ" (sorts as text).
 std::string NowIso();
+// The time of such a text; nullopt when it is not one.
+std::optional<std::chrono::system_clock::time_point> ParseIso(const std::string& text);
 
 }  // namespace zeroqc

@@ -1152,7 +1152,7 @@ TEST_P(Api, AutoReferencesAddConfidentGoodPartsUpToMax) {
   auto versions = nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush/versions")->body);
   EXPECT_EQ(versions["items"][0]["actor"], Service::kAutoActor);
   EXPECT_EQ(versions["items"][0]["change"]["from_inspection"], near["id"]);
-  nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(99), true)->body);  // confident too, but max is 1
+  EXPECT_EQ(nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(99), true)->body)["verdict"], "OK");  // confident too, but max is 1
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush")->body)["references"].size(), 2u) << "max reached";
 }

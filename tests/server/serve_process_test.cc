@@ -206,13 +206,9 @@ TEST(ServeProcess, TwoWorkersOnOnePostgresOneKilledMidBurst) {
     ASSERT_EQ(j["status"], "done") << j.dump();
     if (orphaned.count(id)) {
       EXPECT_NE(j["worker"].get<std::string>().find(":" + std::to_string(a.pid) + ":"), std::string::npos) << "the survivor finished it";
-      std::tm tm{};
-      int ms = 0;
-      std::sscanf(j["finished_at"].get<std::string>().c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                  &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms);
-      tm.tm_year -= 1900, tm.tm_mon -= 1;
-      const auto finished = std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(ms);
-      EXPECT_GT(finished, killed_at + std::chrono::seconds(1)) << "taken over only after the lease (3 s, renewed every 1 s)";
+      const auto finished = ParseIso(j["finished_at"].get<std::string>());
+      ASSERT_TRUE(finished) << j["finished_at"];
+      EXPECT_GT(*finished, killed_at + std::chrono::seconds(1)) << "taken over only after the lease (3 s, renewed every 1 s)";
     }
   }
   const std::string ids = [&] {
