@@ -55,10 +55,96 @@ async function loadProducts() {
 async function productChanged() {
   localStorage.setItem('zeroqc.product', $('product').value);
   $('refs').replaceChildren();
+  $('calibration').textContent = '';
+  $('defect-examples').replaceChildren();
   if (!$('product').value) return;
-  const p = await api('/v1/products/' + encodeURIComponent($('product').value));
-  for (const r of p.references) $('refs').append(el('img', { src: await authedImage(r.image), alt: r.filename, title: r.filename }));
-  await Promise.all([loadHistory(true), loadVersions(), loadYield()]);
+  await loadReferences();
+  await Promise.all([loadHistory(true), loadVersions(), loadYield(), loadDefectExamples()]);
+  loadCalibration();  // builds the engine if need be: may take a while, nothing waits for it
+}
+
+const productPath = () => '/v1/products/' + encodeURIComponent($('product').value);
+
+// Thumbnails with each reference's own score (filled in by loadCalibration) and a remove button.
+async function loadReferences() {
+  const p = await api(productPath());
+  const figures = [];
+  for (const r of p.references) {
+    figures.push(el('figure', { 'data-ref': String(r.id) },
+      el('img', { src: await authedImage(r.image), alt: r.filename, title: r.filename }),
+      el('figcaption', {}, el('span', { class: 'name' }, r.filename), ' ', el('span', { class: 'score' }),
+        el('button', { class: 'remove', title: 'remove this reference (a new version)', onclick: () => removeReference(r.id, r.filename) }, '\u00d7'))));
+  }
+  $('refs').replaceChildren(...figures);
+}
+
+async function loadCalibration() {
+  const product = $('product').value;
+  $('calibration').textContent = 'calibrating\u2026';
+  try {
+    const c = await api(productPath() + '/calibration');
+    if ($('product').value !== product) return;
+    const t = typeof c.threshold === 'number' ? c.threshold.toFixed(3) : 'n/a';
+    $('calibration').textContent = 'threshold ' + t + ' (version ' + c.version + ', ' + c.engine + ' engine)' +
+      (c.copy_scores && c.copy_scores.length ? '; one reference: scores of its shifted copies ' + c.copy_scores.map((x) => x.toFixed(3)).join(', ') : '');
+    $('calibration').dataset.threshold = String(c.threshold);
+    for (const r of c.references) {
+      const s = document.querySelector(`#refs figure[data-ref="${r.id}"] .score`);
+      if (s && typeof r.score === 'number') {
+        s.textContent = r.score.toFixed(3);
+        s.title = 'this reference scored against the others (the threshold comes from these)';
+      }
+    }
+  } catch (e) {
+    $('calibration').textContent = 'no calibration: ' + e.message;
+  }
+}
+
+async function createProduct() {
+  const name = $('new-name').value.trim();
+  try {
+    await api('/v1/products', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ name }) });
+    $('new-name').value = '';
+    localStorage.setItem('zeroqc.product', name);
+    $('product').value = '';
+    await loadProducts();  // selects it (the stored choice) and loads it
+    setStatus('product ' + name + ' created: add reference photos of good parts');
+  } catch (e) { setStatus(e.message, true); }
+}
+
+async function addReferences(files) {
+  try {
+    for (const f of files) {
+      const form = new FormData();
+      form.append('image', f, f.name);
+      await api(productPath() + '/references', { method: 'POST', body: form });
+    }
+    setStatus(files.length + ' reference(s) added');
+    await productChanged();
+  } catch (e) { setStatus(e.message, true); }
+}
+
+async function removeReference(id, filename) {
+  if (!confirm('Remove reference ' + filename + '? (a new version; a rollback brings it back)')) return;
+  try {
+    await api(productPath() + '/references/' + id, { method: 'DELETE' });
+    setStatus('reference ' + filename + ' removed');
+    await productChanged();
+  } catch (e) { setStatus(e.message, true); }
+}
+
+async function loadDefectExamples() {
+  const { items } = await api(productPath() + '/defect-examples');
+  $('defect-examples').replaceChildren(...items.map((x) => el('li', { 'data-example': String(x.id), 'data-name': x.name },
+    el('b', {}, x.name), ' from inspection ' + x.inspection + ' by ' + x.actor + ' ',
+    el('button', { class: 'remove', title: 'forget this example', onclick: () => removeExample(x.id) }, '\u00d7'))));
+}
+
+async function removeExample(id) {
+  try {
+    await api(productPath() + '/defect-examples/' + id, { method: 'DELETE' });
+    await loadDefectExamples();
+  } catch (e) { setStatus(e.message, true); }
 }
 
 // ---- versions ----
@@ -204,11 +290,17 @@ async function showResult(ins) {
   box.dataset.verdict = ins.verdict || 'ERROR';
   const r = ins.result || {};
   const defects = el('ul', { class: 'defects' });
-  for (const o of r.objects || []) {
+  (r.objects || []).forEach((o, i) => {
     const b = o.bounding_box;
-    defects.append(el('li', { class: 'defect' }, el('b', {}, o.name + ' '), '(' + o.color + ', ' + o.qc + ') ', o.reason,
-      b ? ' [' + b.x_min + ',' + b.y_min + ' - ' + b.x_max + ',' + b.y_max + ']' : ''));
-  }
+    const li = el('li', { class: 'defect', 'data-index': String(i) }, el('b', {}, o.name + ' '), '(' + o.color + ', ' + o.qc + ') ', o.reason,
+      b ? ' [' + b.x_min + ',' + b.y_min + ' - ' + b.x_max + ',' + b.y_max + ']' : '');
+    if (b && o.qc === 'NOK' && ins.status === 'done') {
+      li.append(' ', el('button', { class: 'name-defect', title: 'name this region: later regions like it get the name',
+        onclick: () => nameDefect(li, ins.id, b) }, 'Name\u2026'));
+    }
+    defects.append(li);
+  });
+  for (const n of ins.named_defects || []) defects.append(el('li', { class: 'named' }, 'named by a review: ', el('b', {}, n.name)));
   const review = el('div', { class: 'controls' }, 'Review: ',
     el('button', { onclick: () => reviewAs(ins.id, 'OK') }, 'Confirm OK'),
     el('button', { onclick: () => reviewAs(ins.id, 'NOK') }, 'Confirm NOK'),
@@ -224,6 +316,24 @@ async function showResult(ins) {
     img.src = await authedImage(ins.links.overlay);
     box.prepend(img);
   }
+}
+
+// An inline form on the region: the name, then a NOK review that names it.
+function nameDefect(li, id, box) {
+  const input = el('input', { class: 'defect-name', size: '16', maxlength: '64', placeholder: 'e.g. scratch' });
+  const save = el('button', { class: 'save-name', onclick: async () => {
+    try {
+      const ins = await api('/v1/inspections/' + id + '/review', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ verdict: 'NOK', comment: 'from the line page', defects: [{ box, name: input.value.trim() }] }),
+      });
+      setStatus('named: ' + input.value.trim());
+      await showResult(ins);
+      await Promise.all([loadDefectExamples(), loadHistory(true)]);
+    } catch (e) { setStatus(e.message, true); }
+  } }, 'Save');
+  li.append(' ', input, ' ', save);
+  input.focus();
 }
 
 async function reviewAs(id, verdict, teach = false) {
@@ -353,6 +463,8 @@ function init() {
   $('refresh').addEventListener('click', () => loadHistory(true).catch((e) => setStatus(e.message, true)));
   $('more').addEventListener('click', () => loadHistory(false).catch((e) => setStatus(e.message, true)));
   $('filter-verdict').addEventListener('change', () => loadHistory(true).catch((e) => setStatus(e.message, true)));
+  $('create').addEventListener('click', createProduct);
+  $('ref-files').addEventListener('change', (e) => { if (e.target.files.length) addReferences([...e.target.files]).then(() => { e.target.value = ''; }); });
   $('yield-by').addEventListener('change', () => loadYield().catch((e) => setStatus(e.message, true)));
   if (state.key) loadProducts().catch((e) => setStatus(e.message, true));
   else setStatus('enter an API key (zeroqc keys create)');

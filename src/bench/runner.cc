@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
+#include <optional>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -112,6 +113,39 @@ RunMetrics Evaluate(const Dataset& d, const std::vector<Record>& recs) {
   return m;
 }
 
+// Where the ground truth marks a defect, the box an operator would draw around it: the bounding box
+// of the mask's largest blob, in the image's original pixels.
+std::optional<BoundingBox> MaskBox(const std::filesystem::path& mask, cv::Size image) {
+  if (mask.empty()) return std::nullopt;
+  cv::Mat m = cv::imread(mask.string(), cv::IMREAD_GRAYSCALE);
+  if (m.empty() || cv::countNonZero(m) == 0) return std::nullopt;
+  cv::Mat labels, stats, centroids;
+  const int n = cv::connectedComponentsWithStats(m > 127, labels, stats, centroids);
+  int best = 0;
+  for (int k = 1; k < n; ++k)
+    if (best == 0 || stats.at<int>(k, cv::CC_STAT_AREA) > stats.at<int>(best, cv::CC_STAT_AREA)) best = k;
+  if (best == 0) return std::nullopt;
+  const double fx = double(image.width) / m.cols, fy = double(image.height) / m.rows;
+  const int x = stats.at<int>(best, cv::CC_STAT_LEFT), y = stats.at<int>(best, cv::CC_STAT_TOP);
+  const int w = stats.at<int>(best, cv::CC_STAT_WIDTH), h = stats.at<int>(best, cv::CC_STAT_HEIGHT);
+  return BoundingBox{int(x * fx), int(y * fy), std::min(image.width, int(std::ceil((x + w) * fx))),
+                     std::min(image.height, int(std::ceil((y + h) * fy)))};
+}
+
+// For --type-shots, as the service names defects: an example is what an operator's box around the
+// defect (the ground truth's) describes; a part to name is described by its most anomalous NOK
+// region, or where it differs most when the engine found none.
+void NamingDescriptors(Engine& engine, const Sample& s, const Image& image, Inspection& insp, Record& rec) {
+  if (image.bgr.empty()) return;
+  rec.descriptor = insp.descriptor;
+  const DefectObject* top = nullptr;
+  for (const auto& o : insp.result.objects)
+    if (!o.descriptor.empty() && (!top || o.score.value_or(0) > top->score.value_or(0))) top = &o;
+  if (top) rec.descriptor = top->descriptor;
+  if (auto box = MaskBox(s.mask, image.size()))
+    if (auto e = engine.DescribeRegion(image, *box); e.ok()) rec.example_descriptor = std::move(*e);
+}
+
 StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& factory, const BenchOptions& o) {
   if (o.seeds < 1 || o.jobs < 1) return InvalidArgument("seeds and jobs must be at least 1");
   if (o.shots > d.pool.size())
@@ -148,11 +182,12 @@ StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& facto
       Record& rec = run.records[i];
       rec.sample = i;
       const auto start = std::chrono::steady_clock::now();
-      Inspection insp = InspectFile(**engine, d.samples[i].image, o.limits);
+      Image image;
+      Inspection insp = InspectFile(**engine, d.samples[i].image, o.limits, &image);
       rec.latency_ms = MsSince(start);
       rec.map = ScoreMap(insp, o.map_side);
       rec.map_is_heatmap = !insp.heatmap.empty();
-      rec.descriptor = std::move(insp.descriptor);
+      if (o.type_shots > 0 && d.samples[i].nok) NamingDescriptors(**engine, d.samples[i], image, insp, rec);
       rec.result = std::move(insp.result);
       report({ri, o.seeds, ++done, d.samples.size(), "inspect"});
     });
@@ -165,7 +200,7 @@ StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& facto
       }
     run.metrics = Evaluate(d, run.records);
     if (o.type_shots > 0) run.types = NameTypes(d, run.records, o.type_shots, run.seed);
-    for (auto& rec : run.records) rec.descriptor = {};  // large; named already
+    for (auto& rec : run.records) rec.descriptor = {}, rec.example_descriptor = {};  // large; named already
     if (ri > 0)
       for (auto& rec : run.records) rec.map.release();
     runs.push_back(std::move(run));

@@ -21,8 +21,11 @@ nlohmann::json NameTypes(const Dataset& d, const std::vector<Record>& recs, int 
     std::shuffle(idx.begin(), idx.end(), rng);
     const size_t n = std::min(idx.size(), size_t(shots));
     std::vector<float> c(recs[idx[0]].descriptor.size(), 0.f);
-    for (size_t k = 0; k < n; ++k)
-      for (size_t j = 0; j < c.size(); ++j) c[j] += recs[idx[k]].descriptor[j];
+    for (size_t k = 0; k < n; ++k) {
+      const Record& e = recs[idx[k]];
+      const auto& x = e.example_descriptor.size() == c.size() ? e.example_descriptor : e.descriptor;
+      for (size_t j = 0; j < c.size() && j < x.size(); ++j) c[j] += x[j];
+    }
     double norm = 0;
     for (float v : c) norm += double(v) * v;
     for (float& v : c) v = float(v / std::max(std::sqrt(norm), 1e-12));

@@ -43,6 +43,13 @@ class Engine {
     (void)reference;
     return Unsupported(name() + " engine: no incremental reference update");
   }
+  // A unit-length descriptor of what `box` (original pixels) of the image adds to a good part, the
+  // same kind as DefectObject::descriptor: an operator's named example of a defect type. Compare by
+  // dot product. kUnsupported where an engine has no features of its own.
+  virtual StatusOr<std::vector<float>> DescribeRegion(const Image& image, const BoundingBox& box) {
+    (void)image, (void)box;
+    return Unsupported(name() + " engine: no region descriptors (defect types are named by the embedded engine)");
+  }
 
  protected:
   // A result with this engine's name and the image's path and size filled in.

@@ -95,6 +95,27 @@ class Routes {
         r.status = 204;
       }
     }));
+    On("GET", R"(/v1/products/([^/]+)/defect-examples)", {"/v1/products/{name}/defect-examples"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+      auto p = FindProduct(q, r);
+      if (!p) return;
+      nlohmann::json items = nlohmann::json::array();
+      for (const auto& e : svc_.store().DefectExamples(p->name, false)) items.push_back(DefectExampleJson(e));
+      Json(r, 200, {{"items", items}});
+    }));
+    On("DELETE", R"(/v1/products/([^/]+)/defect-examples/(\d{1,18}))", {"/v1/products/{name}/defect-examples/{example}"},
+       Guard(Scope::kWrite, [this](auto& q, auto& r, auto&) {
+         if (auto p = FindProduct(q, r)) {
+           if (!svc_.store().RemoveDefectExample(p->name, std::stoll(q.matches[2]))) return Error(r, 404, "not_found", "no such defect example");
+           r.status = 204;
+         }
+       }));
+    On("GET", R"(/v1/products/([^/]+)/calibration)", {"/v1/products/{name}/calibration"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+      auto p = FindProduct(q, r);
+      if (!p) return;
+      auto c = svc_.Calibration(p->name);
+      if (!c.ok()) return Error(r, HttpStatusOf(c.status().code()), CodeName(c.status().code()), c.status().message());
+      Json(r, 200, *c);
+    }));
     On("GET", R"(/v1/products/([^/]+)/versions)", {"/v1/products/{name}/versions"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
       if (auto p = FindProduct(q, r)) Json(r, 200, {{"current", svc_.store().Revision(p->name)}, {"items", svc_.store().Versions(p->name)}});
     }));
@@ -288,6 +309,33 @@ class Routes {
     if (!body.is_object() || !body.contains("verdict") || (body["verdict"] != "OK" && body["verdict"] != "NOK"))
       return Error(r, 400, "bad_request", "review body: {\"verdict\": \"OK\"|\"NOK\", \"comment\": \"...\", \"reviewer\": \"...\"}");
     if (!StringsOnly(body, {"comment", "reviewer"}, r)) return;
+    // Named defect regions: examples that name later parts' regions.
+    std::vector<DefectExample> named;
+    if (body.contains("defects")) {
+      const auto& d = body["defects"];
+      const char* shape = "'defects': up to 20 of {\"box\": {\"x_min\", \"y_min\", \"x_max\", \"y_max\"} in image pixels, \"name\": \"1-64 characters\"}";
+      if (!d.is_array() || d.size() > 20) return Error(r, 400, "bad_request", shape);
+      for (const auto& x : d) {
+        if (!x.is_object() || !x.contains("box") || !x["box"].is_object() || !x.contains("name") || !x["name"].is_string())
+          return Error(r, 400, "bad_request", shape);
+        DefectExample e;
+        e.name = x["name"];
+        if (e.name.empty() || e.name.size() > 64 || e.name == "anomaly" ||
+            std::any_of(e.name.begin(), e.name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+          return Error(r, 400, "bad_request", "a defect name is 1-64 printable characters, and not 'anomaly'");
+        int* fields[] = {&e.box.x_min, &e.box.y_min, &e.box.x_max, &e.box.y_max};
+        const char* names[] = {"x_min", "y_min", "x_max", "y_max"};
+        for (int k = 0; k < 4; ++k) {
+          const auto& v = x["box"].contains(names[k]) ? x["box"][names[k]] : nlohmann::json();
+          if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 1'000'000)
+            return Error(r, 400, "bad_request", std::string("box.") + names[k] + " must be a whole number of pixels");
+          *fields[k] = int(v.get<int64_t>());
+        }
+        named.push_back(std::move(e));
+      }
+      if (!named.empty() && body["verdict"] != "NOK") return Error(r, 400, "bad_request", "defects are named in a review that says NOK");
+      if (!named.empty() && (*j)["status"] != "done") return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
+    }
     if (body.contains("add_to_references") && !body["add_to_references"].is_boolean())
       return Error(r, 400, "bad_request", "'add_to_references' must be true or false");
     const bool teach = body.value("add_to_references", false);
@@ -307,7 +355,15 @@ class Routes {
       added = {{"id", *ref}, {"version", svc_.store().Revision(product)},
                {"image", "/v1/products/" + product + "/references/" + std::to_string(*ref) + "/image"}};
     }
-    auto s = svc_.store().AddReview((*j)["id"], body["verdict"], body.value("comment", ""), reviewer);
+    // The regions are described before anything is stored: a bad box or an engine that cannot
+    // describe regions refuses the review whole.
+    if (!named.empty()) {
+      auto described = svc_.DescribeDefects((*j)["id"], std::move(named));
+      if (!described.ok())
+        return Error(r, HttpStatusOf(described.status().code()), CodeName(described.status().code()), described.status().message());
+      named = std::move(*described);
+    }
+    auto s = svc_.store().AddReview((*j)["id"], body["verdict"], body.value("comment", ""), reviewer, (*j)["product"], named);
     if (!s.ok()) return Error(r, 500, "internal", s.message());
     auto out = *svc_.store().GetInspection((*j)["id"]);
     if (teach) out["added_reference"] = added;

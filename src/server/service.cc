@@ -149,6 +149,95 @@ StatusOr<int64_t> Service::ReferenceFromInspection(const std::string& inspection
   return store_->AddReference(product, *blob, name.substr(0, 255), actor, {{"from_inspection", inspection}});
 }
 
+StatusOr<std::vector<DefectExample>> Service::DescribeDefects(const std::string& inspection,
+                                                              std::vector<DefectExample> named) {
+  auto j = store_->GetInspection(inspection);
+  auto blob = store_->InspectionBlob(inspection, false);
+  if (!j || !blob) return NotFound("no inspection " + inspection);
+  auto engine = EngineFor((*j)["product"]);
+  if (!engine.ok()) return engine.status();
+  auto img = LoadImage(store_->blobs().PathOf(*blob), ImageLimits{cfg_.limits.max_pixels, cfg_.limits.max_bytes,
+                                                                   engine->engine->DecodeSide()});
+  if (!img.ok()) return Status(img.status().code(), "the image of inspection " + inspection + ": " + img.status().message());
+  for (auto& n : named) {
+    auto d = engine->engine->DescribeRegion(*img, n.box);
+    if (!d.ok()) {
+      if (d.status().code() == Code::kUnsupported)
+        return InvalidArgument("product '" + (*j)["product"].get<std::string>() + "' uses the " + engine->engine->name() +
+                               " engine, which names defects itself: naming by example needs the patch or cascade engine");
+      return Status(d.status().code(), "defect '" + n.name + "': " + d.status().message());
+    }
+    n.descriptor = std::move(*d);
+  }
+  return named;
+}
+
+StatusOr<nlohmann::json> Service::Calibration(const std::string& product) {
+  auto engine = EngineFor(product);
+  if (!engine.ok()) return engine.status();
+  nlohmann::json c = engine->engine->Calibration();
+  nlohmann::json out = {{"product", product}, {"version", engine->version}, {"engine", engine->engine->name()},
+                        {"threshold", nullptr}, {"references", nlohmann::json::array()}};
+  // A cascade's threshold and scores are its screen's.
+  const nlohmann::json& s = c.is_object() && c.contains("screen") ? c["screen"] : c;
+  if (s.is_object()) out["threshold"] = s.value("threshold", nlohmann::json());
+  const auto refs = store_->ListReferences(product);
+  const nlohmann::json loo = s.is_object() ? s.value("loo_scores", nlohmann::json::array()) : nlohmann::json::array();
+  // Each reference's score against the others (leave-one-out), in the order the bank holds them:
+  // the references' own. One reference: the scores of its shifted, turned and re-lit copies.
+  for (size_t i = 0; i < refs.size(); ++i) {
+    nlohmann::json ref = {{"id", refs[i].id}, {"filename", refs[i].filename}};
+    if (loo.size() == refs.size()) ref["score"] = loo[i];
+    out["references"].push_back(ref);
+  }
+  if (loo.size() != refs.size()) out["copy_scores"] = loo;
+  out["calibration"] = c;
+  return out;
+}
+
+void Service::NameDefects(const std::string& product, InspectionResult& r) {
+  if (r.error || r.verdict != "NOK") return;
+  bool any = false;
+  for (const auto& o : r.objects) any = any || (!o.descriptor.empty() && o.name == "anomaly");
+  if (!any) return;
+  const auto examples = store_->DefectExamples(product, true);
+  if (examples.empty()) return;
+  // One unit-length centroid per name, as `zeroqc bench --type-shots` measures it.
+  std::map<std::string, std::pair<std::vector<float>, std::vector<int64_t>>> names;
+  for (const auto& e : examples) {
+    auto& [c, ids] = names[e.name];
+    if (c.empty()) c.assign(e.descriptor.size(), 0.f);
+    if (c.size() != e.descriptor.size()) continue;  // from another backbone: not comparable
+    for (size_t k = 0; k < c.size(); ++k) c[k] += e.descriptor[k];
+    ids.push_back(e.id);
+  }
+  auto p = store_->GetProduct(product);
+  double min_similarity = kNamingSimilarity;
+  if (p && p->settings.contains("naming") && p->settings["naming"].is_object())
+    min_similarity = p->settings["naming"].value("min_similarity", kNamingSimilarity);
+  for (auto& o : r.objects) {
+    if (o.descriptor.empty() || o.name != "anomaly") continue;
+    double best = -2;
+    const std::string* best_name = nullptr;
+    const std::vector<int64_t>* best_ids = nullptr;
+    for (const auto& [name, entry] : names) {
+      const auto& c = entry.first;
+      if (c.size() != o.descriptor.size() || entry.second.empty()) continue;
+      double dot = 0, norm = 0;
+      for (size_t k = 0; k < c.size(); ++k) dot += double(c[k]) * o.descriptor[k], norm += double(c[k]) * c[k];
+      const double sim = norm > 0 ? dot / std::sqrt(norm) : -2;
+      if (sim > best) best = sim, best_name = &name, best_ids = &entry.second;
+    }
+    if (!best_name || best < min_similarity) continue;
+    o.name = *best_name;
+    std::string ids;
+    for (int64_t id : *best_ids) ids += (ids.empty() ? "#" : ", #") + std::to_string(id);
+    char sim[32];
+    std::snprintf(sim, sizeof sim, "%.2f", best);
+    o.reason += "; like the named example(s) " + ids + " of '" + *best_name + "' (similarity " + sim + ")";
+  }
+}
+
 void Service::MaybeAutoReference(const std::string& inspection, const std::string& product, const InspectionResult& r) {
   if (r.error || r.verdict != "OK" || r.threshold <= 0) return;
   auto p = store_->GetProduct(product);
@@ -341,6 +430,7 @@ void Service::Process(const WorkItem& item) {
     version = engine->version;
     insp = InspectFile(*engine->engine, store_->blobs().PathOf(item.image_blob), cfg_.limits, &img);
     insp.result.image_path = item.image_name;  // the client's name, not our blob path
+    NameDefects(item.product, insp.result);
   }
   std::string overlay;
   if (!img.bgr.empty()) {

@@ -85,6 +85,18 @@ class Service {
   // Engines that can (the embedded one) take it incrementally: one feature extraction, not a rebuild.
   StatusOr<int64_t> ReferenceFromInspection(const std::string& inspection, const std::string& actor);
 
+  // Describes the regions an operator named on an inspection's image (DefectExample::box and name
+  // given), with the product's engine: kInvalidArgument for a box outside the image or an engine
+  // without region descriptors (vlm). Nothing is stored.
+  StatusOr<std::vector<DefectExample>> DescribeDefects(const std::string& inspection, std::vector<DefectExample> named);
+  // A NOK region is named after the product's named examples it resembles most (cosine to the mean
+  // of each name's examples) when the similarity reaches settings.naming.min_similarity (default
+  // kNamingSimilarity); the rest stay "anomaly".
+  static constexpr double kNamingSimilarity = 0.5;
+  // The engine of the product's current version (built if need be), its threshold and each
+  // reference's own score: {product, version, engine, threshold, references: [{id, filename, score}], calibration}.
+  StatusOr<nlohmann::json> Calibration(const std::string& product);
+
   // The product was edited: its engine is rebuilt on next use.
   void InvalidateEngine(const std::string& product);
 
@@ -115,6 +127,7 @@ class Service {
   StatusOr<EngineAt> EngineFor(const std::string& product);
   // auto_references: an OK part scoring below margin x threshold joins the references (up to max).
   void MaybeAutoReference(const std::string& inspection, const std::string& product, const InspectionResult& r);
+  void NameDefects(const std::string& product, InspectionResult& r);
   void WebhookLoop();
   void HotFolderLoop();
 

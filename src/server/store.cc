@@ -5,6 +5,7 @@
 #include <chrono>
 #include <ctime>
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "core/hash.h"
@@ -49,6 +50,11 @@ const std::vector<std::string> kSqliteMigrations = {
        CREATE TABLE product_versions(product TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL,
          actor TEXT NOT NULL, change TEXT NOT NULL, snapshot TEXT NOT NULL, PRIMARY KEY (product, version));
        INSERT INTO product_versions SELECT name, revision, created_at, 'migration', '{"op":"migrated"}', '{}' FROM products;)",
+    // 4: defect types named by operators: one example region each (its descriptor), retired not deleted.
+    R"(CREATE TABLE defect_examples(id INTEGER PRIMARY KEY, product TEXT NOT NULL REFERENCES products(name) ON DELETE CASCADE,
+         name TEXT NOT NULL, inspection TEXT NOT NULL, box TEXT NOT NULL, descriptor BLOB NOT NULL, created_at TEXT NOT NULL,
+         actor TEXT NOT NULL, removed_at TEXT);
+       CREATE INDEX defect_examples_product ON defect_examples(product);)",
 };
 
 const std::vector<std::string> kPostgresMigrations = {
@@ -83,6 +89,10 @@ const std::vector<std::string> kPostgresMigrations = {
        CREATE TABLE product_versions(product TEXT NOT NULL, version BIGINT NOT NULL, created_at TEXT NOT NULL,
          actor TEXT NOT NULL, change TEXT NOT NULL, snapshot TEXT NOT NULL, PRIMARY KEY (product, version));
        INSERT INTO product_versions SELECT name, revision, created_at, 'migration', '{"op":"migrated"}', '{}' FROM products;)",
+    R"(CREATE TABLE defect_examples(id BIGSERIAL PRIMARY KEY, product TEXT NOT NULL REFERENCES products(name) ON DELETE CASCADE,
+         name TEXT NOT NULL, inspection TEXT NOT NULL, box TEXT NOT NULL, descriptor BYTEA NOT NULL, created_at TEXT NOT NULL,
+         actor TEXT NOT NULL, removed_at TEXT);
+       CREATE INDEX defect_examples_product ON defect_examples(product);)",
 };
 
 std::string RandomHex(int bytes) {
@@ -483,6 +493,13 @@ std::optional<nlohmann::json> Store::GetInspection(const std::string& id) {
   if (rv.ok())
     for (const auto& x : *rv)
       j["reviews"].push_back({{"verdict", Str(x[0])}, {"comment", Str(x[1])}, {"reviewer", Str(x[2])}, {"created_at", Str(x[3])}});
+  // The defect regions operators named on this part (examples that name later parts).
+  auto named = Q("SELECT id, name, box FROM defect_examples WHERE inspection = ?1 AND removed_at IS NULL ORDER BY id", {id});
+  if (named.ok() && !named->empty()) {
+    j["named_defects"] = nlohmann::json::array();
+    for (const auto& x : *named)
+      j["named_defects"].push_back({{"id", Int(x[0])}, {"name", Str(x[1])}, {"box", ParseOr(Str(x[2]), nullptr)}});
+  }
   // The verdict that counts: the latest human review, else the machine's.
   j["final_verdict"] = j["reviews"].empty() ? j["verdict"] : j["reviews"].back()["verdict"];
   j["seq"] = Int(row[15]);
@@ -531,10 +548,64 @@ nlohmann::json Store::ListInspections(const InspectionFilter& f) {
   return out;
 }
 
-Status Store::AddReview(const std::string& id, const std::string& verdict, const std::string& comment, const std::string& reviewer) {
-  auto r = Q("INSERT INTO reviews(inspection, verdict, comment, reviewer, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-             {id, verdict, comment, reviewer, NowIso()});
-  return r.ok() ? Status::Ok() : r.status();
+namespace {
+nlohmann::json BoxJson(const BoundingBox& b) {
+  return {{"x_min", b.x_min}, {"y_min", b.y_min}, {"x_max", b.x_max}, {"y_max", b.y_max}};
+}
+}  // namespace
+
+Status Store::AddReview(const std::string& id, const std::string& verdict, const std::string& comment, const std::string& reviewer,
+                        const std::string& product, const std::vector<DefectExample>& examples) {
+  std::lock_guard lock(mu_);
+  ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
+  auto fail = [&](const Status& s) {
+    (void)db_->Exec("ROLLBACK");
+    return s;
+  };
+  const std::string now = NowIso();
+  auto r = db_->Query("INSERT INTO reviews(inspection, verdict, comment, reviewer, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                      {id, verdict, comment, reviewer, now});
+  if (!r.ok()) return fail(r.status());
+  for (const auto& e : examples) {
+    DbBytes d{std::string(reinterpret_cast<const char*>(e.descriptor.data()), e.descriptor.size() * sizeof(float))};
+    r = db_->Query(R"(INSERT INTO defect_examples(product, name, inspection, box, descriptor, created_at, actor)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7))",
+                   {product, e.name, id, BoxJson(e.box).dump(), std::move(d), now, reviewer});
+    if (!r.ok()) return fail(r.status());
+  }
+  return db_->Exec("COMMIT");
+}
+
+std::vector<DefectExample> Store::DefectExamples(const std::string& product, bool with_descriptors) {
+  std::vector<DefectExample> out;
+  auto r = Q(std::string("SELECT id, name, inspection, box, created_at, actor") + (with_descriptors ? ", descriptor" : "") +
+                 " FROM defect_examples WHERE product = ?1 AND removed_at IS NULL ORDER BY id",
+             {product});
+  if (!r.ok()) return out;
+  for (const auto& row : *r) {
+    DefectExample e;
+    e.id = Int(row[0]), e.name = Str(row[1]), e.inspection = Str(row[2]), e.created_at = Str(row[4]), e.actor = Str(row[5]);
+    const auto box = ParseOr(Str(row[3]), nlohmann::json::object());
+    e.box = {box.value("x_min", 0), box.value("y_min", 0), box.value("x_max", 0), box.value("y_max", 0)};
+    if (with_descriptors) {
+      const std::string bytes = Str(row[6]);
+      e.descriptor.resize(bytes.size() / sizeof(float));
+      std::memcpy(e.descriptor.data(), bytes.data(), e.descriptor.size() * sizeof(float));
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+bool Store::RemoveDefectExample(const std::string& product, int64_t id) {
+  auto r = Q("UPDATE defect_examples SET removed_at = ?3 WHERE product = ?1 AND id = ?2 AND removed_at IS NULL RETURNING id",
+             {product, id, NowIso()});
+  return r.ok() && !r->empty();
+}
+
+nlohmann::json DefectExampleJson(const DefectExample& e) {
+  return {{"id", e.id}, {"name", e.name}, {"inspection", e.inspection}, {"box", BoxJson(e.box)},
+          {"created_at", e.created_at}, {"actor", e.actor}};
 }
 
 std::vector<Delivery> Store::DueDeliveries(int max, int lease_seconds) {

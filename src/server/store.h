@@ -44,6 +44,16 @@ struct Reference {
   std::string blob, filename;
 };
 
+// A defect region an operator named in a review: later NOK regions like it get its name.
+struct DefectExample {
+  int64_t id = 0;
+  std::string name, inspection;
+  BoundingBox box;                // in the inspection's image, original pixels
+  std::vector<float> descriptor;  // Engine::DescribeRegion
+  std::string created_at, actor;
+};
+nlohmann::json DefectExampleJson(const DefectExample& e);  // without the descriptor
+
 struct NewInspection {
   std::string product, batch, part_id, station, image_blob, image_name;
   nlohmann::json metadata = nlohmann::json::object();
@@ -68,7 +78,7 @@ struct WorkItem {
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
   // `db_url` empty: SQLite in data_dir; else a PostgreSQL URL, and data_dir caches blobs.
   static StatusOr<std::unique_ptr<Store>> Open(const std::filesystem::path& data_dir, const std::string& db_url = "");
 
@@ -126,7 +136,13 @@ class Store {
   // The blob of an inspection's uploaded image or its overlay.
   std::optional<std::string> InspectionBlob(const std::string& id, bool overlay);
   nlohmann::json ListInspections(const InspectionFilter& f);  // {items, next_cursor}
-  Status AddReview(const std::string& id, const std::string& verdict, const std::string& comment, const std::string& reviewer);
+  // With the defect examples the review names (of `product`), in one transaction.
+  Status AddReview(const std::string& id, const std::string& verdict, const std::string& comment, const std::string& reviewer,
+                   const std::string& product = "", const std::vector<DefectExample>& examples = {});
+  // The product's current examples, oldest first; descriptors only when asked (they are large).
+  std::vector<DefectExample> DefectExamples(const std::string& product, bool with_descriptors);
+  // Retires an example (kept for the record: inspections it named still say so); false if none.
+  bool RemoveDefectExample(const std::string& product, int64_t id);
 
   // Webhooks: a delivery per finished inspection of a product with a webhook.
   // Claims up to `max` due deliveries for `lease_seconds` (the time one attempt may take).

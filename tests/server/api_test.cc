@@ -1161,3 +1161,118 @@ TEST_P(Api, AutoReferencesAddConfidentGoodPartsUpToMax) {
 
 }  // namespace
 }  // namespace zeroqc
+
+#include "cli/synthetic_plates.h"
+#include "engines/patch/patch_engine.h"
+
+namespace zeroqc {
+namespace {
+
+std::string PlatePng(std::mt19937& rng, testing::Defect d) {
+  cv::Mat mask;
+  std::vector<uint8_t> buf;
+  cv::imencode(".png", testing::Plate(rng, d, &mask), buf);
+  return std::string(buf.begin(), buf.end());
+}
+
+// Issue 11, item 3: an operator names a NOK region in a review ({"verdict": "NOK", "defects":
+// [{"box", "name"}]}); later NOK regions like it get its name, with the similarity in the reason.
+// The real embedded engine on synthetic plates: a scratch and a missing hole, one example each.
+TEST_P(Api, NamedDefectsNameLikeRegionsOfLaterParts) {
+  REQUIRE_BACKBONE();
+  Harness h([](ServiceConfig& c) {
+    c.make_engine = [](const zeroqc::Product&, const std::vector<fs::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
+      PatchEngineOptions o;
+      o.backbone_spec = testing::BackboneSpecPath();
+      auto e = PatchEngine::Create(o, refs);
+      if (!e.ok()) return e.status();
+      return std::unique_ptr<Engine>(std::move(*e));
+    };
+  });
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"plate"})", "application/json")->status, 201);
+  std::mt19937 rng(11);
+  for (int i = 0; i < 4; ++i) {
+    httplib::MultipartFormDataItems ref = {{"image", PlatePng(rng, testing::Defect::kNone), "good.png", "image/png"}};
+    ASSERT_EQ(h.Client(h.admin).Post("/v1/products/plate/references", ref)->status, 201);
+  }
+  auto inspect = [&](testing::Defect d) {
+    auto r = h.Upload(h.writer, "plate", PlatePng(rng, d), true);
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+    auto j = nlohmann::json::parse(r->body);
+    EXPECT_EQ(j["verdict"], "NOK") << j.dump();
+    EXPECT_FALSE(j["result"]["objects"].empty()) << j.dump();
+    return j;
+  };
+  auto first_name = [](const nlohmann::json& j) { return j["result"]["objects"].empty() ? "" : j["result"]["objects"][0].value("name", ""); };
+  auto scratch = inspect(testing::Defect::kScratch);
+  EXPECT_EQ(first_name(scratch), "anomaly") << "nothing named yet";
+  const nlohmann::json scratch_box = scratch["result"]["objects"][0]["bounding_box"];
+
+  // Refusals that record nothing: a box outside the image, a defect in an OK review, a reserved or
+  // empty name, a malformed list.
+  const std::string id = scratch["id"];
+  Review(h, id, {{"verdict", "NOK"}, {"defects", {{{"box", {{"x_min", 0}, {"y_min", 0}, {"x_max", 5000}, {"y_max", 10}}}, {"name", "scratch"}}}}}, 400);
+  Review(h, id, {{"verdict", "OK"}, {"defects", {{{"box", scratch_box}, {"name", "scratch"}}}}}, 400);
+  Review(h, id, {{"verdict", "NOK"}, {"defects", {{{"box", scratch_box}, {"name", "anomaly"}}}}}, 400);
+  Review(h, id, {{"verdict", "NOK"}, {"defects", {{{"box", scratch_box}, {"name", ""}}}}}, 400);
+  Review(h, id, {{"verdict", "NOK"}, {"defects", "scratch"}}, 400);
+  Review(h, id, {{"verdict", "NOK"}, {"defects", {{{"box", {{"x_min", "a"}}}, {"name", "scratch"}}}}}, 400);
+  auto unchanged = nlohmann::json::parse(h.Client(h.reader).Get(("/v1/inspections/" + id).c_str())->body);
+  EXPECT_TRUE(unchanged["reviews"].empty()) << "refused reviews are not recorded";
+  EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/plate/defect-examples")->body)["items"].size(), 0u);
+
+  auto named = Review(h, id, {{"verdict", "NOK"}, {"defects", {{{"box", scratch_box}, {"name", "scratch"}}}}}, 201);
+  ASSERT_EQ(named["named_defects"].size(), 1u) << named.dump();
+  EXPECT_EQ(named["named_defects"][0]["name"], "scratch");
+  EXPECT_EQ(named["named_defects"][0]["box"], scratch_box);
+
+  // The other type: named from its own first part.
+  auto hole = inspect(testing::Defect::kMissingHole);
+  Review(h, hole["id"], {{"verdict", "NOK"}, {"defects", {{{"box", hole["result"]["objects"][0]["bounding_box"]}, {"name", "missing hole"}}}}}, 201);
+  auto examples = nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/plate/defect-examples")->body)["items"];
+  ASSERT_EQ(examples.size(), 2u);
+  EXPECT_EQ(examples[0]["actor"], "line 3");
+  EXPECT_EQ(examples[1]["inspection"], hole["id"]);
+
+  // Later parts: each region named after the example it resembles, the similarity in the reason.
+  for (int i = 0; i < 2; ++i) {
+    auto s = inspect(testing::Defect::kScratch);
+    EXPECT_EQ(first_name(s), "scratch") << s.dump();
+    EXPECT_NE(s["result"]["objects"][0]["reason"].get<std::string>().find("similarity"), std::string::npos);
+    auto m = inspect(testing::Defect::kMissingHole);
+    EXPECT_EQ(first_name(m), "missing hole") << m.dump();
+  }
+
+  // A retired example names nothing more; an unknown one is 404; a reader may not retire one.
+  const std::string path = "/v1/products/plate/defect-examples/" + std::to_string(examples[0]["id"].get<int64_t>());
+  EXPECT_EQ(h.Client(h.reader).Delete(path.c_str())->status, 403);
+  EXPECT_EQ(h.Client(h.writer).Delete(path.c_str())->status, 204);
+  EXPECT_EQ(h.Client(h.writer).Delete(path.c_str())->status, 404);
+  auto last = inspect(testing::Defect::kScratch);
+  EXPECT_EQ(first_name(last), "anomaly") << "not like the missing hole either";
+}
+
+// An engine without region descriptors (here a stand-in; in the service the vlm engine, which names
+// defects itself) refuses a naming review whole: 400, nothing recorded.
+TEST_P(Api, NamingADefectNeedsAnEngineWithRegionDescriptors) {
+  Harness h(UseLookupEngine);
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
+  auto j = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);
+  nlohmann::json box = {{"x_min", 1}, {"y_min", 1}, {"x_max", 20}, {"y_max", 20}};
+  auto refused = Review(h, j["id"], {{"verdict", "NOK"}, {"defects", {{{"box", box}, {"name", "dent"}}}}}, 400);
+  EXPECT_NE(refused.dump().find("names defects itself"), std::string::npos) << refused.dump();
+  auto after = nlohmann::json::parse(h.Client(h.reader).Get(("/v1/inspections/" + j["id"].get<std::string>()).c_str())->body);
+  EXPECT_TRUE(after["reviews"].empty());
+  // The calibration of the product: its threshold and references.
+  auto c = h.Client(h.reader).Get("/v1/products/brush/calibration");
+  ASSERT_EQ(c->status, 200) << c->body;
+  auto cal = nlohmann::json::parse(c->body);
+  EXPECT_EQ(cal["threshold"], 0.01);
+  EXPECT_EQ(cal["references"].size(), 1u);
+  EXPECT_EQ(cal["version"], 2);
+}
+
+}  // namespace
+}  // namespace zeroqc

@@ -148,6 +148,19 @@ try {
   await call('POST', '/v1/products/sponge/versions/1/rollback', { key: 'write', expect: 403 });
   await call('POST', '/v1/products/sponge/versions/999/rollback', { key: 'admin', expect: 404 });
   await call('POST', `/v1/products/sponge/versions/${versions.json.current - 1}/rollback`, { key: 'admin', expect: 200 });
+  const box = done.json.result.objects[0].bounding_box;
+  await call('POST', `/v1/inspections/${id}/review`, { key: 'write', body: JSON.stringify({ verdict: 'NOK', defects: [{ box, name: 'anomaly' }] }), type: 'application/json', expect: 400 });
+  const named = await call('POST', `/v1/inspections/${id}/review`,
+    { key: 'write', body: JSON.stringify({ verdict: 'NOK', defects: [{ box, name: 'dent' }] }), type: 'application/json', expect: 201 });
+  assert.equal(named.json.named_defects[0].name, 'dent');
+  const examples = await call('GET', '/v1/products/sponge/defect-examples', { key: 'read', expect: 200 });
+  await call('GET', '/v1/products/nope/defect-examples', { key: 'read', expect: 404 });
+  await call('DELETE', `/v1/products/sponge/defect-examples/${examples.json.items[0].id}`, { key: 'read', expect: 403 });
+  await call('DELETE', `/v1/products/sponge/defect-examples/${examples.json.items[0].id}`, { key: 'write', expect: 204 });
+  await call('DELETE', `/v1/products/sponge/defect-examples/${examples.json.items[0].id}`, { key: 'write', expect: 404 });
+  const calibration = await call('GET', '/v1/products/sponge/calibration', { key: 'read', expect: 200 });
+  assert.ok(calibration.json.threshold > 0);
+  await call('GET', '/v1/products/nope/calibration', { key: 'read', expect: 404 });
   for (let i = 0; i < 200; ++i) { // the queued ones finish too: a finished listing is checked as well
     const s = await call('GET', `/v1/inspections/${queued.json.id}`, { key: 'read', expect: 200 });
     if (s.json.status === 'done' || s.json.status === 'failed') break;

@@ -1,9 +1,11 @@
-// Issue 11: the line page teaches and traces, in Debian's Chromium through Playwright, against a
-// real zeroqc serve with the embedded engine. A good part judged NOK (one reference does not cover
+// Issue 11: the line page sets up, teaches and traces, in Debian's Chromium through Playwright,
+// against a real zeroqc serve with the embedded engine. The product is created and its reference
+// uploaded on the page (thumbnail, threshold). A good part judged NOK (one reference does not cover
 // it) is added to the references from the result ("Good part: add to references"), the versions
 // list shows who added it from which inspection, re-inspecting it gives OK, "Roll back to this"
 // restores the old version (and its NOK), and the yield chart and score histogram show the parts
-// with the threshold. Saves a screenshot.
+// with the threshold. A defect region is named on the page and the next such part carries the
+// name; a reference uploaded on the page is removed there. Saves a screenshot.
 // Environment: ZEROQC_BIN, SOURCE_DIR, OUT_DIR, ZEROQC_CACHE, PLAYWRIGHT_DIR.
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -39,12 +41,21 @@ async function upload(file) {
 
 let browser;
 try {
-  let r = await fetch(base + '/v1/products', { method: 'POST', headers: { ...auth, 'Content-Type': 'application/json' }, body: JSON.stringify({ name: 'brush' }) });
-  assert.equal(r.status, 201);
-  const form = new FormData();
-  form.append('image', new Blob([fs.readFileSync(path.join(tb, 'train/good/000.png'))], { type: 'image/png' }), '000.png');
-  r = await fetch(base + '/v1/products/brush/references', { method: 'POST', headers: auth, body: form });
-  assert.equal(r.status, 201);
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1800 } });
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  page.on('dialog', (d) => d.accept());
+  await page.goto(base + '/#key=' + key);
+
+  // Setup on the page: the product, then its reference photo; the threshold is shown.
+  await page.fill('#new-name', 'brush');
+  await page.click('#create');
+  await page.waitForFunction(() => document.querySelector('#product').value === 'brush');
+  await page.setInputFiles('#ref-files', path.join(tb, 'train/good/000.png'));
+  await page.waitForFunction(() => document.querySelectorAll('#refs img').length === 1);
+  await page.waitForFunction(() => Number(document.querySelector('#calibration').dataset.threshold) > 0, null, { timeout: 120000 });
+  assert.match(await page.innerText('#calibration'), /threshold \d\.\d{3} \(version 2, patch engine\)/);
+
   // A few parts for the yield chart, then a good part the one reference does not cover.
   for (const f of ['test/defective/000.png', 'test/good/001.png']) await upload(path.join(tb, f));
   let falseAlarm = null;
@@ -54,11 +65,7 @@ try {
   }
   assert.ok(falseAlarm, 'one of five good parts is a false alarm at one reference (else this test proves nothing)');
 
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'] });
-  const page = await browser.newPage({ viewport: { width: 1280, height: 1600 } });
-  page.on('pageerror', (e) => console.error('page error:', e.message));
-  page.on('dialog', (d) => d.accept());
-  await page.goto(base + '/#key=' + key);
+  await page.click('#refresh');
   await page.waitForSelector('#versions tbody tr[data-op="add_reference"]');
   assert.equal(await page.locator('#versions tbody tr').count(), 2, 'created, reference added');
 
@@ -90,9 +97,32 @@ try {
   const back = await upload(falseAlarm.file);
   assert.equal(back.verdict, 'NOK', 'the rollback restores the old verdict');
   assert.equal(back.reference_version, 4);
+
+  // Name the defect of a NOK part on the page; the same kind of part later carries the name.
+  const defective = await upload(path.join(tb, 'test/defective/000.png'));
+  assert.equal(defective.verdict, 'NOK');
+  await page.click('#refresh');
+  await page.click(`#history tr[data-id="${defective.id}"] button`);
+  await page.waitForSelector(`#result[data-id="${defective.id}"] li.defect button.name-defect`);
+  await page.click('#result li.defect[data-index="0"] button.name-defect');
+  await page.fill('#result input.defect-name', 'splayed bristles');
+  await page.click('#result button.save-name');
+  await page.waitForSelector('#defect-examples li[data-name="splayed bristles"]');
+  await page.waitForSelector('#result li.named');
+  const named = await upload(path.join(tb, 'test/defective/000.png'));
+  assert.equal(named.result.objects[0].name, 'splayed bristles', JSON.stringify(named.result.objects[0]));
+  assert.match(named.result.objects[0].reason, /similarity/);
+
+  // A reference uploaded on the page, then removed there: two more versions.
+  await page.setInputFiles('#ref-files', path.join(tb, 'train/good/013.png'));
+  await page.waitForFunction(() => document.querySelectorAll('#refs img').length === 2);
+  await page.click('#refs figure:last-child button.remove');
+  await page.waitForSelector('#versions tbody tr[data-version="6"][data-op="remove_reference"]');
+  assert.equal(await page.locator('#refs img').count(), 1);
+
   await page.click('#refresh');
   await page.screenshot({ path: path.join(out, 'web-page.png'), fullPage: true });
-  console.log('ok: taught, traced, rolled back; screenshot', path.join(out, 'web-page.png'));
+  console.log('ok: set up, taught, traced, rolled back, named, removed; screenshot', path.join(out, 'web-page.png'));
 } finally {
   if (browser) await browser.close();
   server.kill('SIGTERM');

@@ -41,6 +41,10 @@ class CascadeEngine : public Engine {
   Inspection Inspect(const Image& image) override;
   nlohmann::json Calibration() const override;
   int DecodeSide() const override { return std::max(screen_->DecodeSide(), judge_->DecodeSide()); }
+  // The screen's: its boxes are the ones operators name (a model-judged part's objects are the model's, unnamed by examples).
+  StatusOr<std::vector<float>> DescribeRegion(const Image& image, const BoundingBox& box) override {
+    return screen_->DescribeRegion(image, box);
+  }
 
  private:
   CascadeEngine() = default;

@@ -48,9 +48,19 @@ std::string PixelKey(const cv::Mat& bgr) {
          std::to_string(c.cols) + "x" + std::to_string(c.rows);
 }
 
+// Less the part's average patch, L2-normalised: what the defect adds, not what the part looks like.
+std::vector<float> LessMeanPatch(const cv::Mat& patches, cv::Mat sum) {
+  cv::Mat mean;
+  cv::reduce(patches, mean, 0, cv::REDUCE_AVG);
+  sum -= mean;
+  const double n = cv::norm(sum);
+  if (n > 0) sum /= n;
+  return std::vector<float>(sum.begin<float>(), sum.end<float>());
+}
+
 // The mean of the most anomalous 2% of the patches (at least 4), weighted by how anomalous they
-// are, less the image's mean patch, L2-normalised: what the part adds where it differs, for
-// naming defect types.
+// are, less the image's mean patch: where the part differs most, whatever the verdict (bench
+// --type-shots names every defective image, also those judged OK).
 std::vector<float> DefectDescriptor(const cv::Mat& patches, const std::vector<float>& distances) {
   if (patches.empty() || distances.empty()) return {};
   std::vector<int> order(distances.size());
@@ -63,13 +73,36 @@ std::vector<float> DefectDescriptor(const cv::Mat& patches, const std::vector<fl
     sum += patches.row(order[i]) * std::max(distances[order[i]], 1e-6f);
     weight += std::max(distances[order[i]], 1e-6f);
   }
-  // Less the part's average patch: what the defect adds, not what the part looks like.
-  cv::Mat mean;
-  cv::reduce(patches, mean, 0, cv::REDUCE_AVG);
-  sum = sum / weight - mean;
-  const double n = cv::norm(sum);
-  if (n > 0) sum /= n;
-  return std::vector<float>(sum.begin<float>(), sum.end<float>());
+  return LessMeanPatch(patches, sum / weight);
+}
+
+// The same for a box of the image (original pixels of a w x h image): the patches whose cell
+// centre lies in it (at least the cell of its centre), weighted by how anomalous they are, so that
+// the normal background an operator's box takes in counts little.
+std::vector<float> RegionDescriptor(const PatchGrid& g, const std::vector<float>& distances, const BoundingBox& box, int w,
+                                    int h) {
+  if (g.descriptors.empty() || distances.size() != size_t(g.descriptors.rows) || w <= 0 || h <= 0) return {};
+  const double fx = double(g.grid_w) / w, fy = double(g.grid_h) / h;
+  auto inside = [&](int x, int y) {
+    const double cx = (x + 0.5) / fx, cy = (y + 0.5) / fy;
+    return cx >= box.x_min && cx < box.x_max && cy >= box.y_min && cy < box.y_max;
+  };
+  cv::Mat sum = cv::Mat::zeros(1, g.descriptors.cols, CV_32F);
+  double weight = 0;
+  for (int y = 0; y < g.grid_h; ++y)
+    for (int x = 0; x < g.grid_w; ++x) {
+      if (!inside(x, y)) continue;
+      const int i = y * g.grid_w + x;
+      const float d = std::max(distances[i], 1e-6f);
+      sum += g.descriptors.row(i) * d;
+      weight += d;
+    }
+  if (weight == 0) {  // a box smaller than a cell: the cell of its centre
+    const int x = std::clamp(int((box.x_min + box.x_max) / 2.0 * fx), 0, g.grid_w - 1);
+    const int y = std::clamp(int((box.y_min + box.y_max) / 2.0 * fy), 0, g.grid_h - 1);
+    sum += g.descriptors.row(y * g.grid_w + x), weight = 1;
+  }
+  return LessMeanPatch(g.descriptors, sum / weight);
 }
 
 }  // namespace
@@ -288,6 +321,18 @@ std::vector<float> PatchEngine::BatchDistances(const Image& image, const PatchGr
   return MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction);
 }
 
+StatusOr<std::vector<float>> PatchEngine::DescribeRegion(const Image& image, const BoundingBox& box) {
+  const cv::Size size = image.size();
+  if (box.x_min < 0 || box.y_min < 0 || box.x_max > size.width || box.y_max > size.height || box.x_min >= box.x_max ||
+      box.y_min >= box.y_max)
+    return InvalidArgument("the box must lie within the " + std::to_string(size.width) + "x" + std::to_string(size.height) +
+                           " image and have an area");
+  auto g = Describe(image.bgr);
+  if (!g.ok()) return g.status();
+  const std::vector<float> distances = opt_.zero_shot ? BatchDistances(image, *g) : NearestDistances(g->descriptors, bank_);
+  return RegionDescriptor(*g, distances, box, size.width, size.height);
+}
+
 nlohmann::json PatchEngine::Calibration() const {
   if (opt_.zero_shot) return {{"threshold", threshold_}, {"batch", batch_.size()}, {"batch_scores", batch_scores_}};
   return {{"threshold", threshold_}, {"references", bank_.ranges.size()}, {"loo_scores", bank_.loo_scores},
@@ -334,6 +379,7 @@ Inspection PatchEngine::Inspect(const Image& image) {
     o.score = reg.peak;
     o.box = {int(reg.box.x * sx), int(reg.box.y * sy), int(std::ceil((reg.box.x + reg.box.width) * sx)),
              int(std::ceil((reg.box.y + reg.box.height) * sy))};
+    o.descriptor = RegionDescriptor(*g, distances, o.box, r.width, r.height);
     char why[200];
     if (opt_.zero_shot)
       std::snprintf(why, sizeof why, "differs from the other %zu parts of the batch: peak score %.3f over threshold %.3f, %.2f%% of the image",

@@ -69,6 +69,8 @@ class PatchEngine : public Engine {
   // bank (the coreset re-chosen when the bank outgrows max_bank_rows), its score against the
   // references it joins becomes one more leave-one-out score, and the threshold is recalibrated.
   StatusOr<std::unique_ptr<Engine>> WithReference(const std::filesystem::path& reference) const override;
+  // kInvalidArgument when the box is not inside the image.
+  StatusOr<std::vector<float>> DescribeRegion(const Image& image, const BoundingBox& box) override;
 
   static constexpr size_t kMinBatch = 8;
 
