@@ -1,9 +1,10 @@
 #include "bench/types.h"
 
 #include <algorithm>
-#include <cmath>
 #include <map>
 #include <random>
+
+#include "engines/defect_names.h"
 
 namespace zeroqc {
 
@@ -15,42 +16,29 @@ nlohmann::json NameTypes(const Dataset& d, const std::vector<Record>& recs, int 
   }
   if (by_type.size() < 2 || shots < 1) return nullptr;
   std::mt19937_64 rng(seed * 1000003 + 17);  // apart from the draw of references
-  std::map<std::string, std::vector<float>> centroid;
+  DefectNames names;
   std::vector<std::pair<size_t, std::string>> queries;
   for (auto& [type, idx] : by_type) {
     std::shuffle(idx.begin(), idx.end(), rng);
     const size_t n = std::min(idx.size(), size_t(shots));
-    std::vector<float> c(recs[idx[0]].descriptor.size(), 0.f);
     for (size_t k = 0; k < n; ++k) {
       const Record& e = recs[idx[k]];
-      const auto& x = e.example_descriptor.size() == c.size() ? e.example_descriptor : e.descriptor;
-      for (size_t j = 0; j < c.size() && j < x.size(); ++j) c[j] += x[j];
+      names.Add(type, e.example_descriptor.empty() ? e.descriptor : e.example_descriptor);
     }
-    double norm = 0;
-    for (float v : c) norm += double(v) * v;
-    for (float& v : c) v = float(v / std::max(std::sqrt(norm), 1e-12));
-    centroid[type] = std::move(c);
     for (size_t k = n; k < idx.size(); ++k) queries.emplace_back(idx[k], type);
   }
   std::map<std::string, std::pair<int, int>> tally;  // type: correct, named
   int correct = 0;
   for (const auto& [i, truth] : queries) {
-    const auto& q = recs[i].descriptor;
-    std::string best;
-    double best_sim = -2;
-    for (const auto& [type, c] : centroid) {
-      double sim = 0;
-      for (size_t j = 0; j < c.size() && j < q.size(); ++j) sim += double(c[j]) * q[j];
-      if (sim > best_sim) best_sim = sim, best = type;
-    }
+    const auto m = names.Nearest(recs[i].descriptor);
     auto& t = tally[truth];
     ++t.second;
-    if (best == truth) ++t.first, ++correct;
+    if (m && m->name == truth) ++t.first, ++correct;
   }
   nlohmann::json per_type = nlohmann::json::object();
   for (const auto& [type, t] : tally) per_type[type] = {{"accuracy", double(t.first) / t.second}, {"named", t.second}};
   return {{"accuracy", queries.empty() ? nlohmann::json(nullptr) : nlohmann::json(double(correct) / queries.size())},
-          {"chance", 1.0 / centroid.size()},
+          {"chance", 1.0 / names.size()},
           {"named", queries.size()},
           {"examples_per_type", shots},
           {"per_type", per_type}};

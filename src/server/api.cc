@@ -397,6 +397,11 @@ class Routes {
                       a->contains("margin") && (*a)["margin"].is_number() && (*a)["margin"].get<double>() > 0 && (*a)["margin"].get<double>() <= 1;
       if (!ok) return Error(r, 400, "bad_request", "settings.auto_references: {\"max\": parts (integer >= 0), \"margin\": 0 < m <= 1}");
     }
+    if (auto n = p.settings.find("naming"); n != p.settings.end()) {
+      const bool ok = n->is_object() && n->size() == 1 && n->contains("min_similarity") && (*n)["min_similarity"].is_number() &&
+                      (*n)["min_similarity"].get<double>() >= -1 && (*n)["min_similarity"].get<double>() <= 1;
+      if (!ok) return Error(r, 400, "bad_request", "settings.naming: {\"min_similarity\": -1 <= s <= 1} (cosine to a named defect type)");
+    }
     if (auto s = svc_.store().PutProduct(p, Actor(key)); !s.ok()) return Error(r, 500, "internal", s.message());
     svc_.InvalidateEngine(p.name);
     Json(r, existed ? 200 : 201, ProductJson(p));

@@ -18,6 +18,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "core/hash.h"
+#include "engines/defect_names.h"
 #include "image/overlay.h"
 #include "server/log.h"
 #include "vlm/http.h"
@@ -202,39 +203,23 @@ void Service::NameDefects(const std::string& product, InspectionResult& r) {
   if (!any) return;
   const auto examples = store_->DefectExamples(product, true);
   if (examples.empty()) return;
-  // One unit-length centroid per name, as `zeroqc bench --type-shots` measures it.
-  std::map<std::string, std::pair<std::vector<float>, std::vector<int64_t>>> names;
-  for (const auto& e : examples) {
-    auto& [c, ids] = names[e.name];
-    if (c.empty()) c.assign(e.descriptor.size(), 0.f);
-    if (c.size() != e.descriptor.size()) continue;  // from another backbone: not comparable
-    for (size_t k = 0; k < c.size(); ++k) c[k] += e.descriptor[k];
-    ids.push_back(e.id);
-  }
+  // As `zeroqc bench --type-shots` measures it (engines/defect_names.h).
+  DefectNames names;
+  for (const auto& e : examples) names.Add(e.name, e.descriptor, e.id);
   auto p = store_->GetProduct(product);
   double min_similarity = kNamingSimilarity;
   if (p && p->settings.contains("naming") && p->settings["naming"].is_object())
     min_similarity = p->settings["naming"].value("min_similarity", kNamingSimilarity);
   for (auto& o : r.objects) {
     if (o.descriptor.empty() || o.name != "anomaly") continue;
-    double best = -2;
-    const std::string* best_name = nullptr;
-    const std::vector<int64_t>* best_ids = nullptr;
-    for (const auto& [name, entry] : names) {
-      const auto& c = entry.first;
-      if (c.size() != o.descriptor.size() || entry.second.empty()) continue;
-      double dot = 0, norm = 0;
-      for (size_t k = 0; k < c.size(); ++k) dot += double(c[k]) * o.descriptor[k], norm += double(c[k]) * c[k];
-      const double sim = norm > 0 ? dot / std::sqrt(norm) : -2;
-      if (sim > best) best = sim, best_name = &name, best_ids = &entry.second;
-    }
-    if (!best_name || best < min_similarity) continue;
-    o.name = *best_name;
+    const auto m = names.Nearest(o.descriptor, min_similarity);
+    if (!m) continue;
+    o.name = m->name;
     std::string ids;
-    for (int64_t id : *best_ids) ids += (ids.empty() ? "#" : ", #") + std::to_string(id);
+    for (int64_t id : m->examples) ids += (ids.empty() ? "#" : ", #") + std::to_string(id);
     char sim[32];
-    std::snprintf(sim, sizeof sim, "%.2f", best);
-    o.reason += "; like the named example(s) " + ids + " of '" + *best_name + "' (similarity " + sim + ")";
+    std::snprintf(sim, sizeof sim, "%.2f", m->similarity);
+    o.reason += "; like the named example(s) " + ids + " of '" + m->name + "' (similarity " + sim + ")";
   }
 }
 

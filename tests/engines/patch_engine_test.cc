@@ -223,3 +223,33 @@ TEST(PatchEngine, WithReferenceLearnsAFalseAlarmIncrementally) {
 
 }  // namespace
 }  // namespace zeroqc
+
+#include "engines/defect_names.h"
+
+namespace zeroqc {
+namespace {
+
+// Names by example: the gate is the plain cosine to the closest name; the choice among names is
+// made after centring, so a direction every defect shares does not decide it.
+TEST(DefectNames, GatesOnSimilarityAndChoosesAfterCentring) {
+  DefectNames names;
+  EXPECT_FALSE(names.Nearest({1, 0, 0}).has_value()) << "no names yet";
+  // Both examples share a large common part (x) and differ a little (y against z).
+  names.Add("scratch", {0.9f, 0.3f, 0.0f}, 1);
+  names.Add("dent", {0.9f, 0.0f, 0.3f}, 2);
+  names.Add("dent", {0.9f, 0.0f, 0.3f}, 3);
+  names.Add("other backbone", {1.0f, 0.0f}, 4);  // another length: ignored
+  EXPECT_EQ(names.size(), 2u);
+  // Closer to "dent" in what differs, although plain cosine ranks the two almost alike.
+  auto m = names.Nearest({0.9f, 0.05f, 0.12f});
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->name, "dent");
+  EXPECT_EQ(m->examples, (std::vector<int64_t>{2, 3}));
+  EXPECT_GT(m->similarity, 0.9);
+  // Unlike any named example: no name, whatever the centring would pick.
+  EXPECT_FALSE(names.Nearest({0.0f, -1.0f, -1.0f}, 0.5).has_value());
+  EXPECT_FALSE(names.Nearest({1.0f, 0.0f}, -1).has_value()) << "another length is not comparable";
+}
+
+}  // namespace
+}  // namespace zeroqc

@@ -1189,23 +1189,44 @@ TEST_P(Api, NamedDefectsNameLikeRegionsOfLaterParts) {
       return std::unique_ptr<Engine>(std::move(*e));
     };
   });
-  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"plate"})", "application/json")->status, 201);
+  for (const char* bad : {R"({"name":"plate","settings":{"naming":{"min_similarity":2}}})", R"({"name":"plate","settings":{"naming":0.5}})",
+                          R"({"name":"plate","settings":{"naming":{"min_similarity":"high"}}})"})
+    EXPECT_EQ(h.Client(h.admin).Post("/v1/products", bad, "application/json")->status, 400) << bad;
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"plate","settings":{"naming":{"min_similarity":0.5}}})", "application/json")->status, 201);
   std::mt19937 rng(11);
   for (int i = 0; i < 4; ++i) {
     httplib::MultipartFormDataItems ref = {{"image", PlatePng(rng, testing::Defect::kNone), "good.png", "image/png"}};
     ASSERT_EQ(h.Client(h.admin).Post("/v1/products/plate/references", ref)->status, 201);
   }
+  // The engine is built first (its calibration: each reference's own score), with time to spare
+  // on a loaded machine; then each part is queued and polled for.
+  httplib::Client slow("127.0.0.1", h.api->port());
+  slow.set_read_timeout(300, 0);
+  slow.set_bearer_token_auth(h.reader.c_str());
+  auto calibration = slow.Get("/v1/products/plate/calibration");
+  ASSERT_TRUE(calibration && calibration->status == 200) << (calibration ? calibration->body : "no answer");
+  auto cal = nlohmann::json::parse(calibration->body);
+  ASSERT_EQ(cal["references"].size(), 4u);
+  for (const auto& ref : cal["references"]) EXPECT_GT(ref["score"].get<double>(), 0) << cal.dump();
+  EXPECT_GT(cal["threshold"].get<double>(), 0);
   auto inspect = [&](testing::Defect d) {
-    auto r = h.Upload(h.writer, "plate", PlatePng(rng, d), true);
-    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
-    auto j = nlohmann::json::parse(r->body);
+    auto r = h.Upload(h.writer, "plate", PlatePng(rng, d), false);
+    EXPECT_TRUE(r && r->status == 202) << (r ? r->body : "no answer");
+    nlohmann::json j;
+    for (int i = 0; r && i < 1200; ++i) {
+      auto g = h.Client(h.poller).Get(("/v1/inspections/" + nlohmann::json::parse(r->body)["id"].get<std::string>()).c_str());
+      if (g && g->status == 200 && (j = nlohmann::json::parse(g->body))["status"] == "done") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
     EXPECT_EQ(j["verdict"], "NOK") << j.dump();
+    if (!j.contains("result") || !j["result"].is_object()) j["result"] = {{"objects", nlohmann::json::array()}};
     EXPECT_FALSE(j["result"]["objects"].empty()) << j.dump();
     return j;
   };
   auto first_name = [](const nlohmann::json& j) { return j["result"]["objects"].empty() ? "" : j["result"]["objects"][0].value("name", ""); };
   auto scratch = inspect(testing::Defect::kScratch);
   EXPECT_EQ(first_name(scratch), "anomaly") << "nothing named yet";
+  ASSERT_FALSE(scratch["result"]["objects"].empty());
   const nlohmann::json scratch_box = scratch["result"]["objects"][0]["bounding_box"];
 
   // Refusals that record nothing: a box outside the image, a defect in an OK review, a reserved or
