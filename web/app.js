@@ -311,10 +311,27 @@ async function showResult(ins) {
     (typeof r.score === 'number' ? ', score ' + r.score.toFixed(3) + ' / threshold ' + r.threshold.toFixed(3) : '')) : '';
   box.replaceChildren(el('p', {}, verdictBadge(ins.verdict), ' ', r.text || ins.error || ''), defects, version, review);
   if (ins.links && ins.links.overlay) {
-    // The service draws the heat map and the boxes on the image.
+    // The service draws the heat map and the boxes on the image; each NOK box is also a button that
+    // names its region (the same form as "Name..." beside it).
     const img = el('img', { id: 'overlay', alt: 'inspected image with defects' });
     img.src = await authedImage(ins.links.overlay);
-    box.prepend(img);
+    const wrap = el('div', { class: 'overlay-wrap' }, img);
+    (r.objects || []).forEach((o, i) => {
+      const b = o.bounding_box;
+      const size = r.image || {};
+      if (!b || o.qc !== 'NOK' || ins.status !== 'done' || !size.width || !size.height) return;
+      const pct = (v, total) => (100 * v / total).toFixed(2) + '%';
+      const hit = el('button', { class: 'box-hit', 'data-index': String(i), title: 'name this region (' + o.name + ')' });
+      // Through the CSSOM: the page's Content-Security-Policy refuses inline style attributes.
+      Object.assign(hit.style, { left: pct(b.x_min, size.width), top: pct(b.y_min, size.height),
+        width: pct(b.x_max - b.x_min, size.width), height: pct(b.y_max - b.y_min, size.height) });
+      hit.addEventListener('click', () => {
+        const li = defects.querySelector(`li.defect[data-index="${i}"]`);
+        if (li && !li.querySelector('input.defect-name')) nameDefect(li, ins.id, b);
+      });
+      wrap.append(hit);
+    });
+    box.prepend(wrap);
   }
 }
 

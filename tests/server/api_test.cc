@@ -1003,6 +1003,14 @@ void UseLookupEngine(ServiceConfig& c) {
   };
 }
 
+// A product "brush" with one reference (shade 100) and a part of shade 150 it judged NOK.
+nlohmann::json BrushPartJudgedNok(Harness& h) {
+  EXPECT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
+  EXPECT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
+  return nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);
+}
+
 nlohmann::json Review(Harness& h, const std::string& id, const nlohmann::json& body, int expect) {
   auto r = h.Client(h.writer).Post(("/v1/inspections/" + id + "/review").c_str(), body.dump(), "application/json");
   EXPECT_TRUE(r && r->status == expect) << (r ? std::to_string(r->status) + " " + r->body : "no answer");
@@ -1110,10 +1118,8 @@ TEST_P(Api, AConcurrentReviewAndInspectionNeverSeeAHalfUpdatedBank) {
 // review is refused with the reason and nothing changes, neither the references nor the version.
 TEST_P(Api, AddToReferencesRefusesAnImageThatDoesNotDecode) {
   Harness h(UseLookupEngine);
-  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
-  httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
-  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
-  auto j = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);
+  const nlohmann::json j = BrushPartJudgedNok(h);
+  ASSERT_EQ(j["verdict"], "NOK");
   const auto blob = h.svc->store().InspectionBlob(j["id"], false);
   ASSERT_TRUE(blob);
   const std::string png = Shade(150);
@@ -1277,10 +1283,8 @@ TEST_P(Api, NamedDefectsNameLikeRegionsOfLaterParts) {
 // defects itself) refuses a naming review whole: 400, nothing recorded.
 TEST_P(Api, NamingADefectNeedsAnEngineWithRegionDescriptors) {
   Harness h(UseLookupEngine);
-  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
-  httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
-  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
-  auto j = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);
+  const nlohmann::json j = BrushPartJudgedNok(h);
+  ASSERT_EQ(j["verdict"], "NOK");
   nlohmann::json box = {{"x_min", 1}, {"y_min", 1}, {"x_max", 20}, {"y_max", 20}};
   auto refused = Review(h, j["id"], {{"verdict", "NOK"}, {"defects", {{{"box", box}, {"name", "dent"}}}}}, 400);
   EXPECT_NE(refused.dump().find("names defects itself"), std::string::npos) << refused.dump();

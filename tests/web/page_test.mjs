@@ -4,7 +4,7 @@
 // it) is added to the references from the result ("Good part: add to references"), the versions
 // list shows who added it from which inspection, re-inspecting it gives OK, "Roll back to this"
 // restores the old version (and its NOK), and the yield chart and score histogram show the parts
-// with the threshold. A defect region is named on the page and the next such part carries the
+// with the threshold. A defect region is named by clicking its box on the image, and the next such part carries the
 // name; a reference uploaded on the page is removed there. Saves a screenshot.
 // Environment: ZEROQC_BIN, SOURCE_DIR, OUT_DIR, ZEROQC_CACHE, PLAYWRIGHT_DIR.
 import { execFileSync } from 'node:child_process';
@@ -104,7 +104,7 @@ try {
   await page.click('#refresh');
   await page.click(`#history tr[data-id="${defective.id}"] button`);
   await page.waitForSelector(`#result[data-id="${defective.id}"] li.defect button.name-defect`);
-  await page.click('#result li.defect[data-index="0"] button.name-defect');
+  await page.click('#result .overlay-wrap button.box-hit[data-index="0"]');  // the box on the image
   await page.fill('#result input.defect-name', 'splayed bristles');
   await page.click('#result button.save-name');
   await page.waitForSelector('#defect-examples li[data-name="splayed bristles"]');
