@@ -1297,6 +1297,12 @@ TEST_P(Api, NamingADefectNeedsAnEngineWithRegionDescriptors) {
   EXPECT_EQ(cal["threshold"], 0.01);
   EXPECT_EQ(cal["references"].size(), 1u);
   EXPECT_EQ(cal["version"], 2);
+  // A product without references has nothing to calibrate: 400 with the reason, not a hang or a 500.
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"empty"})", "application/json")->status, 201);
+  auto none = h.Client(h.reader).Get("/v1/products/empty/calibration");
+  EXPECT_EQ(none->status, 400);
+  EXPECT_NE(none->body.find("no reference images"), std::string::npos) << none->body;
+  EXPECT_EQ(h.Client(h.reader).Get("/v1/products/ghost/calibration")->status, 404);
 }
 
 }  // namespace
