@@ -134,15 +134,26 @@ std::optional<BoundingBox> MaskBox(const std::filesystem::path& mask, cv::Size i
 
 // For --type-shots, as the service names defects: an example is what an operator's box around the
 // defect (the ground truth's) describes; a part to name is described by its most anomalous NOK
-// region, or where it differs most when the engine found none.
-void NamingDescriptors(Engine& engine, const Sample& s, const Image& image, Inspection& insp, Record& rec) {
+// region, or by a small box around its heat map's peak when the engine judged it OK.
+void NamingDescriptors(Engine& engine, const Sample& s, const Image& image, const Inspection& insp, Record& rec) {
   if (image.bgr.empty()) return;
-  rec.descriptor = insp.descriptor;
+  std::optional<BoundingBox> where;
   const DefectObject* top = nullptr;
   for (const auto& o : insp.result.objects)
-    if (!o.descriptor.empty() && (!top || o.score.value_or(0) > top->score.value_or(0))) top = &o;
-  if (top) rec.descriptor = top->descriptor;
-  if (auto box = MaskBox(s.mask, image.size()))
+    if (o.qc == "NOK" && o.has_box && (!top || o.score.value_or(0) > top->score.value_or(0))) top = &o;
+  const cv::Size size = image.size();
+  if (top) {
+    where = top->box;
+  } else if (!insp.heatmap.empty()) {
+    cv::Point peak;
+    cv::minMaxLoc(insp.heatmap, nullptr, nullptr, nullptr, &peak);
+    const int px = int((peak.x + 0.5) * size.width / insp.heatmap.cols), py = int((peak.y + 0.5) * size.height / insp.heatmap.rows);
+    const int half = std::max(2, int(0.03 * std::max(size.width, size.height)));
+    where = BoundingBox{std::max(0, px - half), std::max(0, py - half), std::min(size.width, px + half), std::min(size.height, py + half)};
+  }
+  if (where)
+    if (auto q = engine.DescribeRegion(image, *where); q.ok()) rec.descriptor = std::move(*q);
+  if (auto box = MaskBox(s.mask, size))
     if (auto e = engine.DescribeRegion(image, *box); e.ok()) rec.example_descriptor = std::move(*e);
 }
 

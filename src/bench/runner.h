@@ -30,8 +30,8 @@ struct Record {
   // the heat map when the engine has one, else the NOK boxes filled with their score (or 1).
   cv::Mat map;
   bool map_is_heatmap = false;  // false: rasterised boxes
-  // --type-shots (defective samples): the part's descriptor as one to name, and as an example (from
-  // the ground truth's box; empty: the same as `descriptor`). See NamingDescriptors in runner.cc.
+  // --type-shots (defective samples): the part's region descriptor as one to name, and as an example
+  // (from the ground truth's box; empty: the same as `descriptor`). See NamingDescriptors in runner.cc.
   std::vector<float> descriptor, example_descriptor;
   // An image that could not be inspected counts as NOK: a real line would stop the part.
   bool predicted_nok() const { return result.error.has_value() || result.verdict == "NOK"; }

@@ -151,7 +151,6 @@ void RegisterBench(CLI::App& app) {
     int errors = 0;
     args->engine.share_descriptors = true;  // every seed reuses the descriptors of images already seen
     args->engine.quiet = args->engine.quiet || args->no_progress;
-    args->engine.defect_descriptors = args->type_shots > 0;
     for (const auto& dataset : datasets) {
       auto factory = MakeEngineFactory(args->engine_name, args->engine, dataset.root / "train" / "good", zero_shot);
       if (!factory.ok()) {

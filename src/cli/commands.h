@@ -27,7 +27,6 @@ struct ExitStatus {
 struct EngineFlags {
   std::string backbone;  // spec path
   bool share_descriptors = false;  // not a flag: bench sets it so that seeds describe each image once
-  bool defect_descriptors = false;  // not a flag: bench sets it for --type-shots
   std::string cache_dir;
   bool no_cache = false;
   double threshold = 0;  // 0: calibrated

@@ -63,7 +63,6 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
   if (zero_shot_peers > 0) o.zero_shot_peers = zero_shot_peers;
   o.limits.max_pixels = max_pixels;
   o.progress = StderrProgress(quiet);
-  o.defect_descriptors = defect_descriptors;
   auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references
   if (!refs_dir.empty() && std::filesystem::exists(product)) {
     std::ifstream in(product);

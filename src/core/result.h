@@ -21,9 +21,6 @@ struct DefectObject {
   BoundingBox box;
   std::optional<double> score;  // the region's peak anomaly score (embedded engine)
   bool has_box = true;  // false when the model gave no usable box ("bounding_box": null)
-  // Not serialised. The embedded engine's unit-length descriptor of the region (Engine::DescribeRegion),
-  // to name it after the operator's named examples; empty when the engine has none.
-  std::vector<float> descriptor;
 };
 
 struct InspectionResult {

@@ -24,7 +24,8 @@ class DefectNames {
   // `min_similarity`. With two or more names the choice is made after centring (the mean of the
   // names' vectors subtracted from them and from the region): what all defects share (they are all
   // "not the good part") no longer pulls every region to the most central name. Centring took tire's
-  // four types from 0.32 to 0.36 (one example each) and from 0.30 to 0.39 (five), docs/BENCHMARKS.md.
+  // four types from 0.32 to 0.36 (one example each) and from 0.30 to 0.39 (five) with whole-image
+  // region descriptors, docs/BENCHMARKS.md.
   std::optional<Match> Nearest(const std::vector<float>& descriptor, double min_similarity = -1) const;
   size_t size() const { return names_.size(); }
 

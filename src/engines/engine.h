@@ -19,9 +19,6 @@ struct Inspection {
   // engine's own resolution: stretch it to whatever size is drawn or scored (the full-size map of
   // a camera image would cost more memory than the image).
   cv::Mat heatmap;
-  // Optional (patch engine, when asked): a unit-length descriptor of where the part differs most
-  // (its most anomalous patches, whatever the verdict), to tell defect types apart by example.
-  std::vector<float> descriptor;
 };
 
 class Engine {
@@ -43,9 +40,9 @@ class Engine {
     (void)reference;
     return Unsupported(name() + " engine: no incremental reference update");
   }
-  // A unit-length descriptor of what `box` (original pixels) of the image adds to a good part, the
-  // same kind as DefectObject::descriptor: an operator's named example of a defect type. Compare by
-  // dot product. kUnsupported where an engine has no features of its own.
+  // A descriptor of what `box` (original pixels) of the image adds to the part around it: an
+  // operator's named example of a defect type, or a region to name (engines/defect_names.h).
+  // kUnsupported where an engine has no features of its own.
   virtual StatusOr<std::vector<float>> DescribeRegion(const Image& image, const BoundingBox& box) {
     (void)image, (void)box;
     return Unsupported(name() + " engine: no region descriptors (defect types are named by the embedded engine)");

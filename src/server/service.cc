@@ -196,10 +196,10 @@ StatusOr<nlohmann::json> Service::Calibration(const std::string& product) {
   return out;
 }
 
-void Service::NameDefects(const std::string& product, InspectionResult& r) {
-  if (r.error || r.verdict != "NOK") return;
+void Service::NameDefects(const std::string& product, Engine& engine, const Image& image, InspectionResult& r) {
+  if (r.error || r.verdict != "NOK" || image.bgr.empty()) return;
   bool any = false;
-  for (const auto& o : r.objects) any = any || (!o.descriptor.empty() && o.name == "anomaly");
+  for (const auto& o : r.objects) any = any || (o.has_box && o.name == "anomaly");
   if (!any) return;
   const auto examples = store_->DefectExamples(product, true);
   if (examples.empty()) return;
@@ -211,8 +211,10 @@ void Service::NameDefects(const std::string& product, InspectionResult& r) {
   if (p && p->settings.contains("naming") && p->settings["naming"].is_object())
     min_similarity = p->settings["naming"].value("min_similarity", kNamingSimilarity);
   for (auto& o : r.objects) {
-    if (o.descriptor.empty() || o.name != "anomaly") continue;
-    const auto m = names.Nearest(o.descriptor, min_similarity);
+    if (!o.has_box || o.name != "anomaly") continue;
+    auto d = engine.DescribeRegion(image, o.box);  // one forward pass per region, only for products with examples
+    if (!d.ok()) continue;
+    const auto m = names.Nearest(*d, min_similarity);
     if (!m) continue;
     o.name = m->name;
     std::string ids;
@@ -415,7 +417,7 @@ void Service::Process(const WorkItem& item) {
     version = engine->version;
     insp = InspectFile(*engine->engine, store_->blobs().PathOf(item.image_blob), cfg_.limits, &img);
     insp.result.image_path = item.image_name;  // the client's name, not our blob path
-    NameDefects(item.product, insp.result);
+    NameDefects(item.product, *engine->engine, img, insp.result);
   }
   std::string overlay;
   if (!img.bgr.empty()) {

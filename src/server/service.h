@@ -127,7 +127,7 @@ class Service {
   StatusOr<EngineAt> EngineFor(const std::string& product);
   // auto_references: an OK part scoring below margin x threshold joins the references (up to max).
   void MaybeAutoReference(const std::string& inspection, const std::string& product, const InspectionResult& r);
-  void NameDefects(const std::string& product, InspectionResult& r);
+  void NameDefects(const std::string& product, Engine& engine, const Image& image, InspectionResult& r);
   void WebhookLoop();
   void HotFolderLoop();
 

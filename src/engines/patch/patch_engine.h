@@ -48,7 +48,6 @@ struct PatchEngineOptions {
   int zero_shot_peers = 32;          // other images each image is compared with (16: metal plate AUROC 0.68, 40: 0.75)
   double zero_shot_fraction = 0.3;   // share of the closest peers whose distances are averaged
   ProgressFn progress;  // optional: told of each step of Create (references described, coreset, calibration)
-  bool defect_descriptors = false;  // fill Inspection::descriptor (bench --type-shots); off: no work per image
 };
 
 class PatchEngine : public Engine {
@@ -69,7 +68,8 @@ class PatchEngine : public Engine {
   // bank (the coreset re-chosen when the bank outgrows max_bank_rows), its score against the
   // references it joins becomes one more leave-one-out score, and the threshold is recalibrated.
   StatusOr<std::unique_ptr<Engine>> WithReference(const std::filesystem::path& reference) const override;
-  // kInvalidArgument when the box is not inside the image.
+  // A crop around the box through the backbone (see the .cc); kInvalidArgument when the box is not
+  // inside the image.
   StatusOr<std::vector<float>> DescribeRegion(const Image& image, const BoundingBox& box) override;
 
   static constexpr size_t kMinBatch = 8;
