@@ -164,7 +164,7 @@ async function loadVersions() {
   const body = $('versions').tBodies[0];
   body.replaceChildren();
   if (!name) return;
-  const v = await api('/v1/products/' + encodeURIComponent(name) + '/versions');
+  const v = await api(productPath() + '/versions');
   for (const item of v.items) {
     const current = item.version === v.current;
     body.append(el('tr', { 'data-version': String(item.version), 'data-op': item.change.op || '' },
@@ -177,7 +177,7 @@ async function loadVersions() {
 async function rollback(version) {
   if (!confirm('Restore version ' + version + "'s references and settings (as a new version)?")) return;
   try {
-    await api('/v1/products/' + encodeURIComponent($('product').value) + '/versions/' + version + '/rollback', { method: 'POST' });
+    await api(productPath() + '/versions/' + version + '/rollback', { method: 'POST' });
     setStatus('rolled back to version ' + version);
     await productChanged();
   } catch (e) { setStatus('rollback: ' + e.message + ' (an admin key is needed)', true); }

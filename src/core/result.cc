@@ -2,14 +2,17 @@
 
 namespace zeroqc {
 
+nlohmann::json ToJson(const BoundingBox& b) {
+  return {{"x_min", b.x_min}, {"y_min", b.y_min}, {"x_max", b.x_max}, {"y_max", b.y_max}};
+}
+
 nlohmann::json ToJson(const DefectObject& o) {
   nlohmann::json j = {{"name", o.name},
                       {"color", o.color},
                       {"qc", o.qc},
                       {"reason", o.reason},
                       {"bounding_box", nullptr}};
-  if (o.has_box)
-    j["bounding_box"] = {{"x_min", o.box.x_min}, {"y_min", o.box.y_min}, {"x_max", o.box.x_max}, {"y_max", o.box.y_max}};
+  if (o.has_box) j["bounding_box"] = ToJson(o.box);
   if (o.score) j["score"] = *o.score;
   return j;
 }

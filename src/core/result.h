@@ -47,5 +47,6 @@ struct InspectionResult {
 
 nlohmann::json ToJson(const InspectionResult& r);
 nlohmann::json ToJson(const DefectObject& o);
+nlohmann::json ToJson(const BoundingBox& b);  // {"x_min", "y_min", "x_max", "y_max"}
 
 }  // namespace zeroqc

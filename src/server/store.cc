@@ -548,12 +548,6 @@ nlohmann::json Store::ListInspections(const InspectionFilter& f) {
   return out;
 }
 
-namespace {
-nlohmann::json BoxJson(const BoundingBox& b) {
-  return {{"x_min", b.x_min}, {"y_min", b.y_min}, {"x_max", b.x_max}, {"y_max", b.y_max}};
-}
-}  // namespace
-
 Status Store::AddReview(const std::string& id, const std::string& verdict, const std::string& comment, const std::string& reviewer,
                         const std::string& product, const std::vector<DefectExample>& examples) {
   std::lock_guard lock(mu_);
@@ -570,7 +564,7 @@ Status Store::AddReview(const std::string& id, const std::string& verdict, const
     DbBytes d{std::string(reinterpret_cast<const char*>(e.descriptor.data()), e.descriptor.size() * sizeof(float))};
     r = db_->Query(R"(INSERT INTO defect_examples(product, name, inspection, box, descriptor, created_at, actor)
                       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7))",
-                   {product, e.name, id, BoxJson(e.box).dump(), std::move(d), now, reviewer});
+                   {product, e.name, id, ToJson(e.box).dump(), std::move(d), now, reviewer});
     if (!r.ok()) return fail(r.status());
   }
   return db_->Exec("COMMIT");
@@ -604,7 +598,7 @@ bool Store::RemoveDefectExample(const std::string& product, int64_t id) {
 }
 
 nlohmann::json DefectExampleJson(const DefectExample& e) {
-  return {{"id", e.id}, {"name", e.name}, {"inspection", e.inspection}, {"box", BoxJson(e.box)},
+  return {{"id", e.id}, {"name", e.name}, {"inspection", e.inspection}, {"box", ToJson(e.box)},
           {"created_at", e.created_at}, {"actor", e.actor}};
 }
 
