@@ -15,6 +15,7 @@ for f in $(ls ../shared/datasets/*/test/*/000.* ../shared/datasets/aws-nova-samp
   cp "$f" $B/corpus/decode/ 2>/dev/null || true
 done
 cp tests/fuzz/regressions/decode-* $B/corpus/decode/ 2>/dev/null || true  # past crashes stay in the corpus
+cp tests/fuzz/regressions/json-* $B/corpus/json/ 2>/dev/null || true
 printf '%s' '{"text":"one scratch","objects":[{"name":"scratch","color":"gray","qc":"NOK","reason":"line","bounding_box":[10,20,300,400]}]}' >$B/corpus/answer/a.txt
 printf '%s' '```json
 {"objects":[{"qc":"pass","bounding_box":{"x_min":1,"y_min":2,"x_max":3,"y_max":4}},]}
