@@ -53,7 +53,8 @@ std::pair<double, double> PixelMetrics(const std::vector<Record>& recs, const st
   bool any_defect = false;
   for (size_t i : idx) {
     if (recs[i].map.empty() || masks[i].empty()) continue;
-    maps.push_back(recs[i].map);
+    const double t = recs[i].result.threshold;
+    maps.push_back(t > 0 ? cv::Mat(recs[i].map / t) : recs[i].map);  // threshold units, as the image scores
     gts.push_back(masks[i]);
     any_defect = any_defect || cv::countNonZero(masks[i]) > 0;
   }
@@ -74,7 +75,9 @@ RunMetrics Evaluate(const Dataset& d, const std::vector<Record>& recs) {
     const Sample& s = d.samples[r.sample];
     m.confusion.Add(s.nok, r.predicted_nok());
     if (r.result.error) ++m.errors;
-    scores.push_back(r.result.error ? std::numeric_limits<double>::infinity() : r.result.score);
+    // In threshold units: an engine whose threshold moves (a line window) is ranked by what decides.
+    const double unit = r.result.threshold > 0 ? r.result.threshold : 1.0;
+    scores.push_back(r.result.error ? std::numeric_limits<double>::infinity() : r.result.score / unit);
     nok.push_back(s.nok);
     auto& t = m.per_type[s.type];
     ++t.images;
@@ -187,9 +190,21 @@ StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& facto
     run.calibration = (*engine)->Calibration();
 
     run.records.resize(d.samples.size());
+    if (o.stream && o.warmup > 0) {
+      std::vector<std::filesystem::path> before;
+      for (const auto& p : d.pool)
+        if (std::find(run.references.begin(), run.references.end(), p) == run.references.end()) before.push_back(p);
+      SeededShuffle(before, run.seed * 7919 + 31);
+      before.resize(std::min(before.size(), o.warmup));
+      for (const auto& p : before) InspectFile(**engine, p, o.limits);
+    }
     std::atomic<size_t> done{0};
+    std::vector<size_t> order(d.samples.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    if (o.stream) SeededShuffle(order, run.seed * 7919 + 29);
     t0 = std::chrono::steady_clock::now();
-    ParallelFor(d.samples.size(), o.jobs, [&](size_t i) {
+    ParallelFor(d.samples.size(), o.stream ? 1 : o.jobs, [&](size_t k) {
+      const size_t i = order[k];
       Record& rec = run.records[i];
       rec.sample = i;
       const auto start = std::chrono::steady_clock::now();

@@ -78,6 +78,12 @@ struct BenchOptions {
   int seeds = 1;
   uint64_t first_seed = 1;
   int jobs = 1;
+  // The engine learns from the parts it sees (a line window): each seed inspects the test images
+  // one at a time, in an order drawn from the seed, as a line would produce them.
+  bool stream = false;
+  // With stream: this many pool images not drawn as references (good parts) pass first, unscored,
+  // as the line's parts before the test images (a window starts full, as it would on a running line).
+  size_t warmup = 0;
   ImageLimits limits;
   int map_side = 256;  // pixel metrics at this resolution: memory, and MVTec practice; only the first
                        // run keeps its maps afterwards (for the report's gallery)

@@ -191,6 +191,8 @@ void RegisterBench(CLI::App& app) {
       opt.seeds = args->seeds;
       opt.first_seed = args->seed;
       opt.jobs = args->jobs;
+      opt.stream = args->engine.line_window > 0;
+      opt.warmup = size_t(args->engine.line_window);
       opt.limits.max_pixels = args->engine.max_pixels;
       opt.progress = ProgressBar(!args->engine.quiet);
       opt.type_shots = args->type_shots;

@@ -33,6 +33,7 @@ struct EngineFlags {
   double sigmas = -1;    // < 0: default
   int bank_size = 0;     // 0: default
   int zero_shot_peers = 0;  // 0: default
+  int line_window = 0;      // 0: off
   int64_t max_pixels = ImageLimits{}.max_pixels;
   bool quiet = false;  // no progress on stderr while an engine builds
   // cascade engine: the band (0: from the references) and whether NOK parts are explained too

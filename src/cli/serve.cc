@@ -42,6 +42,7 @@ ProductEngineFactory ProductEngines(EngineFlags flags, std::filesystem::path dat
       f.cascade_high = s.value("high", f.cascade_high);
       if (s.contains("explain")) f.explain_nok = s["explain"].get<std::string>() == "nok";
       f.model_references = s.value("model_references", f.model_references);
+      f.line_window = s.value("line_window", f.line_window);
     } catch (const nlohmann::json::exception& e) {
       return InvalidArgument("product '" + p.name + "' settings: " + e.what());
     }

@@ -19,6 +19,10 @@ struct Inspection {
   // engine's own resolution: stretch it to whatever size is drawn or scored (the full-size map of
   // a camera image would cost more memory than the image).
   cv::Mat heatmap;
+  // Other parts that judged this one beside the references (a line window); 0: the references alone.
+  // Then also those parts' own scores, on the scale of this one's (what the threshold came from).
+  int peers = 0;
+  std::vector<double> peer_scores;
 };
 
 class Engine {

@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "core/json_limits.h"
+#include "engines/patch/patch_engine.h"
 #include "server/log.h"
 #include "server/mqtt.h"
 #include "server/upload.h"
@@ -396,6 +397,14 @@ class Routes {
       const bool ok = a->is_object() && a->size() == 2 && a->contains("max") && (*a)["max"].is_number_integer() && (*a)["max"].get<int64_t>() >= 0 &&
                       a->contains("margin") && (*a)["margin"].is_number() && (*a)["margin"].get<double>() > 0 && (*a)["margin"].get<double>() <= 1;
       if (!ok) return Error(r, 400, "bad_request", "settings.auto_references: {\"max\": parts (integer >= 0), \"margin\": 0 < m <= 1}");
+    }
+    if (auto w = p.settings.find("line_window"); w != p.settings.end()) {
+      const bool ok = w->is_number_integer() && ((*w) == 0 || ((*w).get<int64_t>() >= PatchEngine::kMinLineWindow && (*w).get<int64_t>() <= PatchEngine::kMaxLineWindow));
+      if (!ok)
+        return Error(r, 400, "bad_request",
+                     "settings.line_window: 0 (off) or " + std::to_string(PatchEngine::kMinLineWindow) + "-" + std::to_string(PatchEngine::kMaxLineWindow) +
+                         " recent parts that judge each new part with the references");
+      if (p.engine == "vlm") return Error(r, 400, "bad_request", "settings.line_window needs the patch or cascade engine");
     }
     if (auto n = p.settings.find("naming"); n != p.settings.end()) {
       const bool ok = n->is_object() && n->size() == 1 && n->contains("min_similarity") && (*n)["min_similarity"].is_number() &&

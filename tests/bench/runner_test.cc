@@ -170,6 +170,51 @@ TEST(BenchRunner, ParallelJobsGiveTheSameResultsInOrder) {
   EXPECT_EQ(a.runs[0].metrics.auroc, b.runs[0].metrics.auroc);
 }
 
+// An engine that learns from the line (its threshold moves with every part) and notes what it saw:
+// scores and thresholds grow together, so only scores in threshold units rank the parts right.
+class DriftingEngine : public BrightSpotEngine {
+ public:
+  explicit DriftingEngine(std::vector<fs::path>* seen) : seen_(seen) {}
+  Inspection Inspect(const Image& img) override {
+    Inspection out = BrightSpotEngine::Inspect(img);
+    seen_->push_back(img.path);
+    const double f = double(seen_->size());
+    out.result.score *= f, out.result.threshold *= f;
+    return out;
+  }
+
+ private:
+  std::vector<fs::path>* seen_;
+};
+
+TEST(BenchRunner, AStreamWarmsUpOnGoodPartsThenInspectsOneAtATimeInASeededOrder) {
+  auto root = MakeDataset(testing::TempDir());
+  auto d = LoadDataset(root);
+  ASSERT_TRUE(d.ok());
+  auto run = [&](uint64_t seed, std::vector<fs::path>* seen) {
+    BenchOptions o;
+    o.shots = 1, o.first_seed = seed, o.jobs = 2, o.stream = true, o.warmup = 3;
+    auto runs = RunBench(*d, [&](const auto&) -> StatusOr<std::unique_ptr<Engine>> { return std::unique_ptr<Engine>(std::make_unique<DriftingEngine>(seen)); }, o);
+    EXPECT_TRUE(runs.ok());
+    return std::move((*runs)[0]);
+  };
+  std::vector<fs::path> a, b, c;
+  const zeroqc::Run ra = run(1, &a);
+  run(1, &b);
+  run(2, &c);
+  ASSERT_EQ(a.size(), 3 + d->samples.size() - 1) << "3 good parts, then every test image but the unreadable one";
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(a[i].parent_path(), root / "train/good");
+    EXPECT_EQ(std::count(ra.references.begin(), ra.references.end(), a[i]), 0) << "not the reference";
+  }
+  EXPECT_EQ(a, b) << "the same seed, the same order";
+  EXPECT_NE(a, c) << "another seed, another order";
+  // Ranked in threshold units, the parts rank as the brightest spot does (raw scores grow with time).
+  auto plain = RunOn(root, {});
+  EXPECT_DOUBLE_EQ(ra.metrics.auroc, plain.runs[0].metrics.auroc);
+  EXPECT_DOUBLE_EQ(ra.metrics.best_balanced_accuracy, plain.runs[0].metrics.best_balanced_accuracy);
+}
+
 TEST(BenchRunner, SeedsDrawTheirOwnShots) {
   BenchOptions opt;
   opt.shots = 2;

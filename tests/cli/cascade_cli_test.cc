@@ -144,5 +144,54 @@ TEST(CascadeCli, AServiceProductWithTheCascadeEngine) {
   EXPECT_EQ(model.requests().size(), 1u);
 }
 
+// A product with a line window (settings.line_window): the service keeps the product's engine, so
+// its recent parts judge the next one; a window out of bounds, or on the vlm engine, is refused.
+TEST(CascadeCli, AServiceProductWithALineWindow) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto key = testing::Zeroqc("keys create --scope admin --name test --data " + (dir / "data").string());
+  ASSERT_EQ(key.status, 0) << key.err;
+  const std::string token = key.out.substr(0, key.out.find('\n'));
+  auto [pid, port] = SpawnWithPort({testing::ZeroqcBinary().string(), "serve", "--data", (dir / "data").string(), "--port", "0",
+                                    "--cache", (testing::BinaryDir() / "test-cache").string()});
+  ASSERT_GT(port, 0);
+  httplib::Client c("127.0.0.1", port);
+  c.set_bearer_token_auth(token.c_str());
+  c.set_read_timeout(120, 0);
+  for (const char* bad : {R"({"name":"brush","settings":{"line_window":3}})", R"({"name":"brush","settings":{"line_window":"many"}})",
+                          R"({"name":"brush","settings":{"line_window":500}})", R"({"name":"brush","engine":"vlm","settings":{"line_window":8}})"}) {
+    auto r = c.Post("/v1/products", bad, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << bad;
+    EXPECT_NE(r->body.find("line_window"), std::string::npos) << r->body;
+  }
+  ASSERT_EQ(c.Get("/v1/products/brush")->status, 404) << "a refused product is not stored";
+  auto p = c.Post("/v1/products", R"({"name":"brush","settings":{"line_window":7}})", "application/json");
+  ASSERT_TRUE(p && p->status == 201) << (p ? p->body : "no answer");
+  const auto root = testing::Datasets() / "mvtec-toothbrush";
+  auto upload = [&](const fs::path& file, bool reference) {
+    std::ifstream f(file, std::ios::binary);
+    httplib::MultipartFormDataItems items = {{"image", std::string(std::istreambuf_iterator<char>(f), {}), file.filename().string(), "image/png"}};
+    if (reference) return c.Post("/v1/products/brush/references", items);
+    items.push_back({"product", "brush", "", ""});
+    return c.Post("/v1/inspections?wait=true&timeout_ms=120000", items);
+  };
+  ASSERT_EQ(upload(root / "train/good/000.png", true)->status, 201);
+  std::vector<nlohmann::json> results;
+  char name[32];
+  for (int i = 1; i <= 8; ++i) {
+    std::snprintf(name, sizeof name, "train/good/%03d.png", i);
+    auto r = upload(root / name, false);
+    ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+    results.push_back(nlohmann::json::parse(r->body)["result"]);
+  }
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(results[i]["text"].get<std::string>().find("recent parts"), std::string::npos) << "warming up: " << i;
+  EXPECT_NE(results[7]["text"].get<std::string>().find("recent parts"), std::string::npos) << results[7].dump();
+  EXPECT_NE(results[7]["threshold"], results[0]["threshold"]) << "the line's own threshold";
+}
+
 }  // namespace
 }  // namespace zeroqc

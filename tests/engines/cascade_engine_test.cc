@@ -21,10 +21,11 @@ using testing::SeenRequest;
 // Score = `score` (threshold 1), a hot spot in the heat map over the original pixels `spot`.
 class FixedScreen : public Engine {
  public:
-  FixedScreen(double score, cv::Rect spot) : score_(score), spot_(spot) {}
+  FixedScreen(double score, cv::Rect spot, std::vector<double> line = {}) : score_(score), spot_(spot), line_(std::move(line)) {}
   std::string name() const override { return "patch"; }
   Inspection Inspect(const Image& image) override {
     Inspection out;
+    out.peers = int(line_.size()), out.peer_scores = line_;
     out.result = NewResult(image);
     out.result.threshold = 1.0;
     out.result.score = score_;
@@ -42,6 +43,7 @@ class FixedScreen : public Engine {
  private:
   double score_;
   cv::Rect spot_;
+  std::vector<double> line_;  // the scores of the line's parts that judged it (none: the references)
 };
 
 std::string OllamaBody(const std::string& content) {
@@ -54,7 +56,8 @@ const std::string kNokAnswer =
     R"({"text":"a scratch","objects":[{"name":"scratch","color":"black","qc":"NOK","reason":"a dark line","bounding_box":null}]})";
 const std::string kOkAnswer = R"({"text":"a good part","objects":[]})";
 
-std::unique_ptr<CascadeEngine> Make(FakeModelServer& server, double score, cv::Rect spot, CascadeOptions c = {}, int attempts = 3) {
+std::unique_ptr<CascadeEngine> Make(FakeModelServer& server, double score, cv::Rect spot, CascadeOptions c = {}, int attempts = 3,
+                                     std::vector<double> line = {}) {
   ProviderOptions po;
   po.model = "judge";
   po.base_url = server.url();
@@ -67,7 +70,7 @@ std::unique_ptr<CascadeEngine> Make(FakeModelServer& server, double score, cv::R
   cv::imwrite(refs.string(), cv::Mat(400, 600, CV_8UC3, cv::Scalar(80, 90, 100)));
   auto judge = VlmEngine::Create(*MakeProvider("ollama", po), o, {refs});
   EXPECT_TRUE(judge.ok()) << judge.status().message();
-  auto e = CascadeEngine::Create(std::make_unique<FixedScreen>(score, spot), std::move(*judge), c);
+  auto e = CascadeEngine::Create(std::make_unique<FixedScreen>(score, spot, line), std::move(*judge), c);
   EXPECT_TRUE(e.ok()) << e.status().message();
   return std::move(*e);
 }
@@ -95,6 +98,30 @@ TEST(Cascade, TheBandComesFromTheReferencesScores) {
   std::tie(low, high) = CascadeBand(nullptr);  // nothing to go by: a fixed band
   EXPECT_DOUBLE_EQ(low, 0.8);
   EXPECT_DOUBLE_EQ(high, 1.5);
+}
+
+// A part the line's recent parts judged (a line window) gets the band of those parts' scores and
+// the threshold they gave, by the references' rule, unless the band was set.
+TEST(Cascade, APartJudgedByTheLineHasTheLinesBand) {
+  std::vector<double> line(16, 0.95);  // 16 parts close under the threshold: the prior decides
+  auto [low, high] = CascadeLineBand(line, 1.0);
+  EXPECT_NEAR(low, 1 / 1.125, 1e-12);
+  EXPECT_NEAR(high, 1.125, 1e-12);
+  FakeModelServer server([](const SeenRequest&, int, httplib::Response& res) { res.set_content(OllamaBody(kNokAnswer), "application/json"); });
+  const cv::Rect spot(1200, 480, 160, 120);
+  // 1.3 x threshold: uncertain by the references' band [0.75, 1.5], clear by the line's.
+  auto by_refs = Make(server, 1.3, spot)->Inspect(Photo()).result;
+  EXPECT_EQ(by_refs.route, "model");
+  auto by_line = Make(server, 1.3, spot, {}, 3, line)->Inspect(Photo()).result;
+  EXPECT_EQ(by_line.route, "screen_nok");
+  EXPECT_EQ(by_line.stages[0]["peers"], 16);
+  EXPECT_NEAR(by_line.stages[0]["band"][1].get<double>(), 1.125, 1e-12);
+  CascadeOptions set;
+  set.high = 2.0;  // a given bound holds for every part
+  auto wide = Make(server, 1.3, spot, set, 3, line)->Inspect(Photo()).result;
+  EXPECT_EQ(wide.route, "model");
+  EXPECT_NEAR(wide.stages[0]["band"][0].get<double>(), 1 / 1.125, 1e-12);
+  EXPECT_EQ(server.requests().size(), 2u);
 }
 
 TEST(Cascade, ClearPartsNeverReachTheModel) {

@@ -221,6 +221,58 @@ TEST(PatchEngine, WithReferenceLearnsAFalseAlarmIncrementally) {
   EXPECT_EQ(InspectFile(*g, root / "test/defective/000.png", {}).result.verdict, "NOK");
 }
 
+// The line window: the first parts are judged by the references alone; once the window holds
+// kMinBatch - 1 parts each new part is judged by them and the reference, against a threshold from
+// their scores; the window keeps the newest parts, and a photo inspected twice is one part.
+TEST(PatchEngine, ALineWindowJudgesEachPartByTheLinesRecentParts) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  const auto root = testing::Datasets() / "mvtec-toothbrush";
+  PatchEngineOptions o = Options();
+  for (int w : {-1, 3}) {
+    o.line_window = w;
+    auto bad = PatchEngine::Create(o, {root / "train/good/000.png"});
+    ASSERT_FALSE(bad.ok());
+    EXPECT_EQ(bad.status().code(), Code::kInvalidArgument);
+  }
+  o.line_window = 8;
+  o.threshold = 1.0;
+  EXPECT_FALSE(PatchEngine::Create(o, {root / "train/good/000.png"}).ok()) << "a fixed threshold would not move with the line";
+  o.threshold.reset();
+  auto engine = PatchEngine::Create(o, {root / "train/good/000.png"});
+  ASSERT_TRUE(engine.ok()) << engine.status().message();
+  char name[32];
+  for (int i = 1; i <= 9; ++i) {
+    std::snprintf(name, sizeof name, "train/good/%03d.png", i);
+    const auto r = InspectFile(**engine, root / name, {});
+    ASSERT_FALSE(r.result.error) << *r.result.error;
+    if (i < 8) {
+      EXPECT_EQ(r.peers, 0) << "warming up: part " << i;
+      EXPECT_EQ(r.result.threshold, (*engine)->threshold());
+    } else {
+      EXPECT_EQ(r.peers, i - 1) << "part " << i;
+      EXPECT_EQ(r.peer_scores.size(), size_t(i - 1));
+      EXPECT_NE(r.result.threshold, (*engine)->threshold()) << "from the line's scores";
+      EXPECT_NE(r.result.text.find("recent parts"), std::string::npos) << r.result.text;
+    }
+  }
+  const auto defect = InspectFile(**engine, root / "test/defective/000.png", {});
+  EXPECT_EQ(defect.peers, 8) << "the window keeps 8 parts";
+  EXPECT_EQ(defect.result.verdict, "NOK") << defect.result.score << " vs " << defect.result.threshold;
+  ASSERT_FALSE(defect.result.objects.empty());
+  EXPECT_NE(defect.result.objects[0].reason.find("recent parts"), std::string::npos);
+  EXPECT_EQ((*engine)->Calibration()["line"]["parts"], 8);
+  // Inspected again, it is not its own peer: the same verdict, no near-zero score.
+  const auto again = InspectFile(**engine, root / "test/defective/000.png", {});
+  EXPECT_EQ(again.result.verdict, "NOK");
+  EXPECT_GT(again.result.score, 0.5 * defect.result.score);
+  EXPECT_EQ(again.peers, 7) << "the window's 7 other parts";
+  // An engine grown by a reference goes on with the same line.
+  auto grown = (*engine)->WithReference(root / "train/good/020.png");
+  ASSERT_TRUE(grown.ok());
+  EXPECT_EQ(InspectFile(**grown, root / "test/good/001.png", {}).peers, 8);
+}
+
 }  // namespace
 }  // namespace zeroqc
 

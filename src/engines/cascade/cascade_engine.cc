@@ -67,11 +67,16 @@ std::pair<double, double> CascadeBand(const nlohmann::json& c) {
   return {std::clamp(low, 0.3, 0.95), std::clamp(high, 1.05, 3.0)};
 }
 
+std::pair<double, double> CascadeLineBand(const std::vector<double>& peer_scores, double threshold) {
+  return CascadeBand({{"threshold", threshold}, {"loo_scores", peer_scores}, {"references", peer_scores.size()}});
+}
+
 StatusOr<std::unique_ptr<CascadeEngine>> CascadeEngine::Create(std::unique_ptr<Engine> screen, std::unique_ptr<VlmEngine> judge,
                                                                CascadeOptions options) {
   if (!screen || !judge) return InvalidArgument("the cascade needs an embedded engine and a model engine");
   auto e = std::unique_ptr<CascadeEngine>(new CascadeEngine());
   const auto [low, high] = CascadeBand(screen->Calibration());
+  options.low_set = options.low > 0, options.high_set = options.high > 0;
   if (options.low <= 0) options.low = low;
   if (options.high <= 0) options.high = high;
   if (options.low > options.high) return InvalidArgument("cascade band: low must not exceed high");
@@ -102,11 +107,19 @@ Inspection CascadeEngine::Inspect(const Image& image) {
     return out;
   }
   screen["verdict"] = a.result.verdict, screen["score"] = a.result.score, screen["threshold"] = a.result.threshold;
-  r.stages.push_back(screen);
   const double ratio = a.result.threshold > 0 ? a.result.score / a.result.threshold : 0;
-  const bool uncertain = ratio >= opt_.low && ratio <= opt_.high;
+  auto [low, high] = std::pair{opt_.low, opt_.high};
+  if (a.peers > 0) {
+    const auto line = CascadeLineBand(a.peer_scores, a.result.threshold);
+    if (!opt_.low_set) low = line.first;
+    if (!opt_.high_set) high = line.second;
+  }
+  screen["band"] = {low, high};
+  if (a.peers > 0) screen["peers"] = a.peers;
+  const bool uncertain = ratio >= low && ratio <= high;
+  r.stages.push_back(screen);
   if (!uncertain && !(opt_.explain_nok && a.result.verdict == "NOK")) {
-    r.route = ratio < opt_.low ? "screen_ok" : "screen_nok";
+    r.route = ratio < low ? "screen_ok" : "screen_nok";
     r.timing_ms = MsSince(t0);
     return out;
   }
@@ -116,11 +129,11 @@ Inspection CascadeEngine::Inspect(const Image& image) {
   VlmEngine::Evidence ev;
   char note[600];
   std::snprintf(note, sizeof note,
-                "An anomaly detector compared this part with the reference images: its score is %.2f times its threshold "
+                "An anomaly detector compared this part with the reference images%s: its score is %.2f times its threshold "
                 "(it is unsure between %.2f and %.2f). The %zu crop(s) below show where this part differs most from the "
                 "references; such a difference is not necessarily a defect: judge it by the rules. Give every box in pixels "
                 "of the image to inspect (%d x %d as sent to you may be scaled), not of a crop.",
-                ratio, opt_.low, opt_.high, hot.size(), r.width, r.height);
+                a.peers > 0 ? " and the line's recent parts" : "", ratio, low, high, hot.size(), r.width, r.height);
   ev.note = note;
   for (size_t i = 0; i < hot.size(); ++i) {
     cv::Mat c = Crop(image.bgr, hot[i], r.width, r.height);

@@ -17,6 +17,7 @@ struct CascadeOptions {
   // score > high x threshold is NOK without a model call. 0: from the references' scores (see
   // CascadeBand).
   double low = 0, high = 0;
+  bool low_set = false, high_set = false;  // given (else from CascadeBand, or CascadeLineBand)
   bool explain_nok = false;  // send every NOK part too, for the model's names, colours and reasons
   int crops = 3;             // the strongest regions sent as crops
 };
@@ -30,6 +31,11 @@ struct CascadeOptions {
 // The wider of the two, clamped to [0.3, 0.95] and [1.05, 3]. The 0.5 was looked at on toothbrush
 // only (docs/BENCHMARKS.md): a round prior, not a fit.
 std::pair<double, double> CascadeBand(const nlohmann::json& calibration);
+
+// The band of a part the line's recent parts judged (a line window): CascadeBand with those parts
+// as the references (their scores and the threshold they gave). A set band (CascadeOptions
+// low/high) applies to every part.
+std::pair<double, double> CascadeLineBand(const std::vector<double>& peer_scores, double threshold);
 
 class CascadeEngine : public Engine {
  public:

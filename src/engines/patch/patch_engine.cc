@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include <opencv2/imgproc.hpp>
@@ -111,6 +112,15 @@ StatusOr<std::unique_ptr<PatchEngine>> PatchEngine::Create(const PatchEngineOpti
   engine->opt_ = options;
   if (engine->opt_.limits.decode_side == 0) engine->opt_.limits.decode_side = kDecodeSide;
   engine->backbone_ = std::move(*backbone);
+  if (options.line_window != 0 && (options.line_window < kMinLineWindow || options.line_window > kMaxLineWindow))
+    return InvalidArgument("the line window is 0 (off) or " + std::to_string(kMinLineWindow) + "-" + std::to_string(kMaxLineWindow) +
+                           " parts, got " + std::to_string(options.line_window));
+  if (options.line_window > 0) {
+    if (options.zero_shot) return InvalidArgument("zero-shot judges its batch already: it takes no line window");
+    if (options.threshold)
+      return InvalidArgument("a fixed threshold and the line window exclude each other: the window recalibrates the threshold from the line's parts");
+    engine->line_ = std::make_shared<LineMemory>();
+  }
   if (options.zero_shot) {
     if (refs.size() < kMinBatch)
       return InvalidArgument("zero-shot needs a batch of at least " + std::to_string(kMinBatch) + " images of the same product (got " +
@@ -161,6 +171,7 @@ StatusOr<std::unique_ptr<Engine>> PatchEngine::WithReference(const std::filesyst
   // defect pass (metal plate 0.73 -> 0.39 accuracy); the one-reference calibration's jittered
   // copies keep it sane while references are few (docs/BENCHMARKS.md, online benchmark).
   e->bank_.loo_scores.push_back(loo);
+  e->line_ = line_;  // the line goes on
   if (e->bank_.rows.rows > opt_.max_bank_rows) CoresetSubsample(e->bank_, double(opt_.max_bank_rows) / e->bank_.rows.rows);
   const size_t references = e->bank_.ranges.size();
   e->threshold_ = opt_.threshold ? *opt_.threshold : CalibrateFewShot(e->bank_.loo_scores, references, opt_.threshold_sigmas);
@@ -296,6 +307,51 @@ std::vector<float> PatchEngine::BatchDistances(const Image& image, const PatchGr
   return MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction);
 }
 
+std::pair<std::vector<float>, double> PatchEngine::LineDistances(const Image& image, const PatchGrid& grid, Inspection& out) {
+  const std::string key = PixelKey(image.bgr);
+  // One part at a time: the window and its scores change with every part (the search inside is
+  // multi-threaded already).
+  std::lock_guard lock(line_->mu);
+  auto& parts = line_->parts;
+  auto seen = std::find_if(parts.begin(), parts.end(), [&](const LinePart& p) { return p.key == key; });
+  auto others = [&](const void* self) {
+    std::vector<const MemoryBank*> peers{&bank_};  // the references count as one peer
+    for (const auto& p : parts)
+      if (&p.bank != self && p.key != key) peers.push_back(&p.bank);
+    return peers;
+  };
+  auto mutual_score = [&](const cv::Mat& rows, const std::vector<const MemoryBank*>& peers) {
+    return MutualDistances(rows, peers, opt_.zero_shot_fraction);
+  };
+  std::vector<const MemoryBank*> peers = others(nullptr);
+  std::vector<float> d;
+  double threshold = threshold_, score = std::nan("");
+  if (peers.size() < kMinBatch) {
+    // Warming up: too few parts to judge each other; the references alone judge.
+    d = NearestDistances(grid.descriptors, bank_);
+  } else {
+    // The window has just filled: its parts get their mutual scores, each against the others.
+    for (auto& p : parts)
+      if (std::isnan(p.score)) p.score = ImageScore(AnomalyMap(mutual_score(p.bank.rows, others(&p.bank))));
+    d = mutual_score(grid.descriptors, peers);
+    score = ImageScore(AnomalyMap(d));
+    for (const auto& p : parts)
+      if (p.key != key) out.peer_scores.push_back(p.score);
+    out.peers = int(out.peer_scores.size());
+    std::vector<double> scores = out.peer_scores;
+    scores.push_back(score);
+    threshold = CalibrateLine(scores, opt_.threshold_sigmas);
+  }
+  if (seen == parts.end()) {
+    LinePart p{key, {}, score};
+    p.bank.Add(grid);
+    p.bank.UpdateNorms();
+    parts.push_back(std::move(p));
+    if (parts.size() > size_t(opt_.line_window)) parts.pop_front();
+  }
+  return {std::move(d), threshold};
+}
+
 StatusOr<std::vector<float>> PatchEngine::DescribeRegion(const Image& image, const BoundingBox& box) {
   const cv::Size size = image.size();
   if (box.x_min < 0 || box.y_min < 0 || box.x_max > size.width || box.y_max > size.height || box.x_min >= box.x_max ||
@@ -323,8 +379,13 @@ StatusOr<std::vector<float>> PatchEngine::DescribeRegion(const Image& image, con
 
 nlohmann::json PatchEngine::Calibration() const {
   if (opt_.zero_shot) return {{"threshold", threshold_}, {"batch", batch_.size()}, {"batch_scores", batch_scores_}};
-  return {{"threshold", threshold_}, {"references", bank_.ranges.size()}, {"loo_scores", bank_.loo_scores},
-          {"fixed", opt_.threshold.has_value()}};
+  nlohmann::json j = {{"threshold", threshold_}, {"references", bank_.ranges.size()}, {"loo_scores", bank_.loo_scores},
+                      {"fixed", opt_.threshold.has_value()}};
+  if (line_) {
+    std::lock_guard lock(line_->mu);
+    j["line"] = {{"window", opt_.line_window}, {"parts", line_->parts.size()}};
+  }
+  return j;
 }
 
 int PatchEngine::DecodeSide() const { return opt_.limits.decode_side; }
@@ -340,10 +401,16 @@ Inspection PatchEngine::Inspect(const Image& image) {
     r.error = g.status().message();
     return out;
   }
-  const std::vector<float> distances = opt_.zero_shot ? BatchDistances(image, *g) : NearestDistances(g->descriptors, bank_);
+  std::vector<float> distances;
+  double threshold = threshold_;
+  bool mutual = opt_.zero_shot;  // judged by other parts, not by the references alone
+  if (opt_.zero_shot) distances = BatchDistances(image, *g);
+  else if (line_) std::tie(distances, threshold) = LineDistances(image, *g, out), mutual = out.peers > 0;
+  else distances = NearestDistances(g->descriptors, bank_);
+  r.threshold = threshold;
   cv::Mat map = AnomalyMap(distances);
   r.score = ImageScore(map);
-  r.verdict = r.score > threshold_ ? "NOK" : "OK";
+  r.verdict = r.score > threshold ? "NOK" : "OK";
 
   // Regions at the map's resolution, boxes in original pixels. The verdict and the objects agree:
   // a region exists exactly when the map's peak (the score) is above the threshold.
@@ -355,8 +422,8 @@ Inspection PatchEngine::Inspect(const Image& image) {
   // least the score, so a NOK map always has a region above the threshold.
   std::vector<Region> regions;
   if (r.verdict == "NOK") {
-    regions = ExtractRegions(map, threshold_, min_area);
-    if (regions.empty()) regions = ExtractRegions(map, threshold_, 1);
+    regions = ExtractRegions(map, threshold, min_area);
+    if (regions.empty()) regions = ExtractRegions(map, threshold, 1);
   }
   for (const auto& reg : regions) {
     DefectObject o;
@@ -369,23 +436,28 @@ Inspection PatchEngine::Inspect(const Image& image) {
     char why[200];
     if (opt_.zero_shot)
       std::snprintf(why, sizeof why, "differs from the other %zu parts of the batch: peak score %.3f over threshold %.3f, %.2f%% of the image",
-                    batch_.size() - 1, reg.peak, threshold_, 100.0 * reg.area / map.total());
+                    batch_.size() - 1, reg.peak, threshold, 100.0 * reg.area / map.total());
+    else if (mutual)
+      std::snprintf(why, sizeof why, "differs from the references and the line's recent parts: peak score %.3f over threshold %.3f, %.2f%% of the image",
+                    reg.peak, threshold, 100.0 * reg.area / map.total());
     else
       std::snprintf(why, sizeof why, "differs from all %zu reference images: peak score %.3f over threshold %.3f, %.2f%% of the image",
-                    bank_.ranges.size(), reg.peak, threshold_, 100.0 * reg.area / map.total());
+                    bank_.ranges.size(), reg.peak, threshold, 100.0 * reg.area / map.total());
     o.reason = why;
     r.objects.push_back(std::move(o));
   }
   char text[200];
-  const char* against = opt_.zero_shot ? "the other parts of the batch" : "the reference images of good parts";
+  const char* against = opt_.zero_shot ? "the other parts of the batch"
+                        : mutual      ? "the references and the line's recent parts"
+                                      : "the reference images of good parts";
   if (r.verdict == "NOK")
     std::snprintf(text, sizeof text, "NOK: %zu region(s) differ from %s (score %.3f > threshold %.3f)", r.objects.size(),
-                  against, r.score, threshold_);
+                  against, r.score, threshold);
   else
     std::snprintf(text, sizeof text, "OK: no region differs from %s (score %.3f <= threshold %.3f)", against, r.score,
-                  threshold_);
+                  threshold);
   r.text = text;
-  out.heatmap = map / threshold_;
+  out.heatmap = map / threshold;
   r.timing_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return out;
 }

@@ -2,6 +2,7 @@
 // patch features from reference images of good parts.
 #pragma once
 
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -47,6 +48,9 @@ struct PatchEngineOptions {
   std::shared_ptr<DescriptorCache> descriptors;  // optional, shared between engines
   int zero_shot_peers = 32;          // other images each image is compared with (16: metal plate AUROC 0.68, 40: 0.75)
   double zero_shot_fraction = 0.3;   // share of the closest peers whose distances are averaged
+  // Line memory (0: off): the last `line_window` parts inspected become peers of the next one, beside
+  // the references (see PatchEngine::Inspect). Incompatible with a fixed threshold.
+  int line_window = 0;
   ProgressFn progress;  // optional: told of each step of Create (references described, coreset, calibration)
 };
 
@@ -61,6 +65,10 @@ class PatchEngine : public Engine {
                                                        const std::vector<std::filesystem::path>& references);
 
   std::string name() const override { return "patch"; }
+  // With a line window, the part is judged like a zero-shot batch image by the window's parts and
+  // the references (one peer), once the window holds kMinBatch - 1 parts; the threshold is then
+  // CalibrateLine over the window's scores. Before that (warming up) by the references alone.
+  // The part then joins the window (the oldest leaves). Parts are judged one at a time.
   Inspection Inspect(const Image& image) override;
   nlohmann::json Calibration() const override;
   int DecodeSide() const override;
@@ -73,6 +81,21 @@ class PatchEngine : public Engine {
   StatusOr<std::vector<float>> DescribeRegion(const Image& image, const BoundingBox& box) override;
 
   static constexpr size_t kMinBatch = 8;
+  // The line window's bounds: enough parts to judge each other, and memory (~3.7 MB a part with the
+  // default backbone) and time (one search per part) within reason.
+  static constexpr int kMinLineWindow = int(kMinBatch) - 1, kMaxLineWindow = 128;
+
+  // Line memory (options.line_window > 0), shared by the engines WithReference derives: the recent
+  // parts, each with its own bank and its mutual score (NaN until the window first fills).
+  struct LinePart {
+    std::string key;  // PixelKey: the same photo inspected twice is one part
+    MemoryBank bank;
+    double score;
+  };
+  struct LineMemory {
+    std::mutex mu;
+    std::deque<LinePart> parts;
+  };
 
   double threshold() const { return threshold_; }
   // Zero-shot: the batch's images and their scores, in the order given to Create.
@@ -89,6 +112,9 @@ class PatchEngine : public Engine {
   Status Build(const std::vector<std::filesystem::path>& refs);
   Status BuildBatch(const std::vector<std::filesystem::path>& images);
   std::vector<float> BatchDistances(const Image& image, const PatchGrid& grid) const;
+  // Line memory: the part's distances and the threshold they are judged by; sets `out`'s peers and
+  // peer_scores (none while the window warms up); remembers the part.
+  std::pair<std::vector<float>, double> LineDistances(const Image& image, const PatchGrid& grid, Inspection& out);
 
   PatchEngineOptions opt_;
   std::shared_ptr<Backbone> backbone_;  // shared with engines derived by WithReference
@@ -103,6 +129,7 @@ class PatchEngine : public Engine {
   std::vector<double> batch_scores_;
   std::vector<std::filesystem::path> batch_paths_;
   std::map<std::string, size_t> batch_index_;
+  std::shared_ptr<LineMemory> line_;  // null: off
 };
 
 // The cache key of a memory bank: backbone, engine parameters and the references' contents.
