@@ -340,7 +340,9 @@ std::pair<std::vector<float>, double> PatchEngine::LineDistances(const Image& im
     out.peers = int(out.peer_scores.size());
     std::vector<double> scores = out.peer_scores;
     scores.push_back(score);
-    threshold = CalibrateLine(scores, opt_.threshold_sigmas);
+    // The zero-shot batch's rule, whose Otsu split also holds when a run of defects fills the
+    // window (docs/BENCHMARKS.md: what the alternatives measured).
+    threshold = CalibrateBatch(scores, opt_.threshold_sigmas);
   }
   if (seen == parts.end()) {
     LinePart p{key, {}, score};

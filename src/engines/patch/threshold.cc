@@ -34,16 +34,12 @@ double CalibrateFewShot(const std::vector<double>& loo, size_t references, doubl
   return CalibrateThreshold(loo, sigmas * std::clamp(double(references) / 32.0, 0.25, 1.0));
 }
 
-namespace {
-
-// The log scores, sorted, and where Otsu splits them (the lower group is [0, cut); all of them
-// when there are fewer than four).
-std::pair<std::vector<double>, size_t> OtsuSplit(const std::vector<double>& s) {
+double CalibrateBatch(std::vector<double> s, double sigmas) {
   std::vector<double> l;
   for (double v : s) l.push_back(std::log(std::max(v, 1e-12)));
   std::sort(l.begin(), l.end());
   const size_t n = l.size();
-  size_t cut = n;
+  size_t cut = n;  // lower group: l[0, cut)
   if (n >= 4) {
     std::vector<double> prefix(n + 1, 0);
     for (size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + l[i];
@@ -54,43 +50,11 @@ std::pair<std::vector<double>, size_t> OtsuSplit(const std::vector<double>& s) {
       if (between > best) best = between, cut = i;
     }
   }
-  return {std::move(l), cut};
-}
-
-double MeanOf(const std::vector<double>& v, size_t from, size_t to) {
-  double s = 0;
-  for (size_t i = from; i < to; ++i) s += v[i];
-  return s / double(to - from);
-}
-
-double VarianceOf(const std::vector<double>& v, size_t from, size_t to) {
-  const double m = MeanOf(v, from, to);
-  double s = 0;
-  for (size_t i = from; i < to; ++i) s += (v[i] - m) * (v[i] - m);
-  return s / double(to - from);
-}
-
-}  // namespace
-
-double CalibrateBatch(std::vector<double> s, double sigmas) {
-  const auto [l, cut] = OtsuSplit(s);
   std::vector<double> low(l.begin(), l.begin() + cut);
   const double m = Median(low);
   std::vector<double> dev;
   for (double v : low) dev.push_back(std::abs(v - m));
   return std::exp(m + sigmas * std::max(1.4826 * Median(dev), 0.02));
-}
-
-double AshmanD(const std::vector<double>& s) {
-  const auto [l, cut] = OtsuSplit(s);
-  if (cut >= l.size()) return 0;
-  const double spread = std::sqrt(VarianceOf(l, 0, cut) + VarianceOf(l, cut, l.size()));
-  const double gap = MeanOf(l, cut, l.size()) - MeanOf(l, 0, cut);
-  return spread > 0 ? std::sqrt(2.0) * gap / spread : 0;
-}
-
-double CalibrateLine(const std::vector<double>& s, double sigmas) {
-  return AshmanD(s) > 2.0 ? CalibrateBatch(s, sigmas) : CalibrateThreshold(s, sigmas);
 }
 
 }  // namespace zeroqc

@@ -45,17 +45,4 @@ double CalibrateFewShot(const std::vector<double>& loo_scores, size_t references
 // fixed 10th-percentile rule; see docs/BENCHMARKS.md. REQUIRES: !batch_scores.empty().
 double CalibrateBatch(std::vector<double> batch_scores, double sigmas);
 
-// How clearly the log scores fall in two groups: Ashman's D of the Otsu split,
-// sqrt(2) |mean_b - mean_a| / sqrt(var_a + var_b); above 2 the groups are cleanly apart. 0 for
-// fewer than four scores.
-double AshmanD(const std::vector<double>& scores);
-
-// The threshold of a line window from its parts' mutual scores. A line is mostly good parts, but
-// its window may hold a run of defects: when the scores fall in two clean groups (AshmanD > 2, the
-// textbook criterion of bimodality) the lower group is the good one (CalibrateBatch); otherwise the
-// window is one population of good parts and the references' rule applies to it
-// (CalibrateThreshold). Otsu alone split an all-good window in two and put the threshold inside
-// its good parts (a third of them false alarms on toothbrush, docs/BENCHMARKS.md).
-double CalibrateLine(const std::vector<double>& scores, double sigmas);
-
 }  // namespace zeroqc
