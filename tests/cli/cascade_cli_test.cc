@@ -94,6 +94,28 @@ TEST(CascadeCli, BenchReportsRoutesRequestsAndTokensPerPart) {
   EXPECT_NEAR(shares, 1.0, 1e-9);
 }
 
+// `zeroqc serve` on a fresh data folder with an admin key, on a free port (0 when it did not start).
+struct Serve {
+  pid_t pid = 0;
+  int port = 0;
+  std::string token;
+  void Authorise(httplib::Client& c) const {
+    c.set_bearer_token_auth(token.c_str());
+    c.set_read_timeout(120, 0);
+  }
+};
+
+Serve StartServe(const fs::path& dir) {
+  Serve s;
+  auto key = testing::Zeroqc("keys create --scope admin --name test --data " + (dir / "data").string());
+  EXPECT_EQ(key.status, 0) << key.err;
+  if (key.status != 0) return s;
+  s.token = key.out.substr(0, key.out.find('\n'));
+  std::tie(s.pid, s.port) = SpawnWithPort({testing::ZeroqcBinary().string(), "serve", "--data", (dir / "data").string(), "--port", "0",
+                                           "--cache", (testing::BinaryDir() / "test-cache").string()});
+  return s;
+}
+
 TEST(CascadeCli, AServiceProductWithTheCascadeEngine) {
   REQUIRE_DATASETS();
   REQUIRE_BACKBONE();
@@ -104,16 +126,11 @@ TEST(CascadeCli, AServiceProductWithTheCascadeEngine) {
                         .dump(),
                     "application/json");
   });
-  auto dir = testing::TempDir();
-  auto key = testing::Zeroqc("keys create --scope admin --name test --data " + (dir / "data").string());
-  ASSERT_EQ(key.status, 0) << key.err;
-  const std::string token = key.out.substr(0, key.out.find('\n'));
-  auto [pid, port] = SpawnWithPort({testing::ZeroqcBinary().string(), "serve", "--data", (dir / "data").string(), "--port", "0",
-                                    "--cache", (testing::BinaryDir() / "test-cache").string()});
-  ASSERT_GT(port, 0);
-  httplib::Client c("127.0.0.1", port);
-  c.set_bearer_token_auth(token.c_str());
-  c.set_read_timeout(120, 0);
+  const Serve serve = StartServe(testing::TempDir());
+  ASSERT_GT(serve.port, 0);
+  const pid_t pid = serve.pid;
+  httplib::Client c("127.0.0.1", serve.port);
+  serve.Authorise(c);
   // A band around everything: every part goes to the model, whose verdict decides.
   nlohmann::json product = {{"name", "brush"}, {"engine", "cascade"},
                             {"settings", {{"provider", "openai"}, {"model", "judge"}, {"base_url", model.url()}, {"low", 0.01}, {"high", 100}}}};
@@ -149,16 +166,11 @@ TEST(CascadeCli, AServiceProductWithTheCascadeEngine) {
 TEST(CascadeCli, AServiceProductWithALineWindow) {
   REQUIRE_DATASETS();
   REQUIRE_BACKBONE();
-  auto dir = testing::TempDir();
-  auto key = testing::Zeroqc("keys create --scope admin --name test --data " + (dir / "data").string());
-  ASSERT_EQ(key.status, 0) << key.err;
-  const std::string token = key.out.substr(0, key.out.find('\n'));
-  auto [pid, port] = SpawnWithPort({testing::ZeroqcBinary().string(), "serve", "--data", (dir / "data").string(), "--port", "0",
-                                    "--cache", (testing::BinaryDir() / "test-cache").string()});
-  ASSERT_GT(port, 0);
-  httplib::Client c("127.0.0.1", port);
-  c.set_bearer_token_auth(token.c_str());
-  c.set_read_timeout(120, 0);
+  const Serve serve = StartServe(testing::TempDir());
+  ASSERT_GT(serve.port, 0);
+  const pid_t pid = serve.pid;
+  httplib::Client c("127.0.0.1", serve.port);
+  serve.Authorise(c);
   for (const char* bad : {R"({"name":"brush","settings":{"line_window":3}})", R"({"name":"brush","settings":{"line_window":"many"}})",
                           R"({"name":"brush","settings":{"line_window":500}})", R"({"name":"brush","engine":"vlm","settings":{"line_window":8}})"}) {
     auto r = c.Post("/v1/products", bad, "application/json");
