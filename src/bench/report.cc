@@ -177,7 +177,7 @@ std::string OverlayDataUrl(const Dataset& d, const Record& r, const ReportOption
   auto img = LoadImage(d.samples[r.sample].image, o.limits);
   if (!img.ok()) return {};
   cv::Mat heat;
-  if (r.map_is_heatmap && !r.map.empty() && r.result.threshold > 0) heat = r.map / r.result.threshold;
+  if (r.map_is_heatmap) heat = r.map;  // threshold units already
   cv::Mat out = DrawOverlay(img->bgr, heat, r.result, 2 * o.gallery_width);
   if (const auto& m = d.samples[r.sample].mask; !m.empty()) {  // ground truth outlined in yellow
     cv::Mat gt = cv::imread(m.string(), cv::IMREAD_GRAYSCALE);

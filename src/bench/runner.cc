@@ -31,8 +31,9 @@ cv::Mat ScoreMap(const Inspection& insp, int side) {
   if (!insp.heatmap.empty()) {
     const bool shrink = size.width < insp.heatmap.cols;  // the engine's map may be smaller than the image
     cv::resize(insp.heatmap, m, size, 0, 0, shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
-    return m * r.threshold;
+    return m;
   }
+  const double unit = r.threshold > 0 ? r.threshold : 1.0;
   m = cv::Mat::zeros(size, CV_32F);
   for (const auto& o : r.objects) {
     if (o.qc != "NOK" || !o.has_box) continue;
@@ -41,7 +42,7 @@ cv::Mat ScoreMap(const Inspection& insp, int side) {
     box &= cv::Rect({}, size);
     if (box.area() == 0) continue;
     cv::Mat roi = m(box);
-    cv::max(roi, float(o.score.value_or(1.0)), roi);
+    cv::max(roi, float(o.score.value_or(1.0) / unit), roi);
   }
   return m;
 }
@@ -53,8 +54,7 @@ std::pair<double, double> PixelMetrics(const std::vector<Record>& recs, const st
   bool any_defect = false;
   for (size_t i : idx) {
     if (recs[i].map.empty() || masks[i].empty()) continue;
-    const double t = recs[i].result.threshold;
-    maps.push_back(t > 0 ? cv::Mat(recs[i].map / t) : recs[i].map);  // threshold units, as the image scores
+    maps.push_back(recs[i].map);
     gts.push_back(masks[i]);
     any_defect = any_defect || cv::countNonZero(masks[i]) > 0;
   }

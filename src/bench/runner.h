@@ -26,8 +26,10 @@ struct Record {
   size_t sample = 0;  // index into Dataset::samples
   InspectionResult result;
   double latency_ms = 0;  // decode + inspect, as a caller sees it
-  // Anomaly map in the engine's score units, at most BenchOptions::map_side on its long side. From
-  // the heat map when the engine has one, else the NOK boxes filled with their score (or 1).
+  // Anomaly map in units of the record's threshold (1 = threshold: comparable across records when
+  // the threshold moves, like the image scores Evaluate ranks), at most BenchOptions::map_side on
+  // its long side. From the heat map when the engine has one, else the NOK boxes filled with their
+  // score (or 1) over the threshold.
   cv::Mat map;
   bool map_is_heatmap = false;  // false: rasterised boxes
   // --type-shots (defective samples): the part's region descriptor as one to name, and as an example

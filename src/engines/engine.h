@@ -19,9 +19,8 @@ struct Inspection {
   // engine's own resolution: stretch it to whatever size is drawn or scored (the full-size map of
   // a camera image would cost more memory than the image).
   cv::Mat heatmap;
-  // Other parts that judged this one beside the references (a line window); 0: the references alone.
-  // Then also those parts' own scores, on the scale of this one's (what the threshold came from).
-  int peers = 0;
+  // The scores of the other parts that judged this one beside the references (a line window), on
+  // the scale of this one's: what its threshold came from. Empty: the references alone judged it.
   std::vector<double> peer_scores;
 };
 

@@ -25,7 +25,7 @@ class FixedScreen : public Engine {
   std::string name() const override { return "patch"; }
   Inspection Inspect(const Image& image) override {
     Inspection out;
-    out.peers = int(line_.size()), out.peer_scores = line_;
+    out.peer_scores = line_;
     out.result = NewResult(image);
     out.result.threshold = 1.0;
     out.result.score = score_;

@@ -247,17 +247,16 @@ TEST(PatchEngine, ALineWindowJudgesEachPartByTheLinesRecentParts) {
     const auto r = InspectFile(**engine, root / name, {});
     ASSERT_FALSE(r.result.error) << *r.result.error;
     if (i < 8) {
-      EXPECT_EQ(r.peers, 0) << "warming up: part " << i;
+      EXPECT_TRUE(r.peer_scores.empty()) << "warming up: part " << i;
       EXPECT_EQ(r.result.threshold, (*engine)->threshold());
     } else {
-      EXPECT_EQ(r.peers, i - 1) << "part " << i;
-      EXPECT_EQ(r.peer_scores.size(), size_t(i - 1));
+      EXPECT_EQ(r.peer_scores.size(), size_t(i - 1)) << "part " << i;
       EXPECT_NE(r.result.threshold, (*engine)->threshold()) << "from the line's scores";
       EXPECT_NE(r.result.text.find("recent parts"), std::string::npos) << r.result.text;
     }
   }
   const auto defect = InspectFile(**engine, root / "test/defective/000.png", {});
-  EXPECT_EQ(defect.peers, 8) << "the window keeps 8 parts";
+  EXPECT_EQ(defect.peer_scores.size(), 8u) << "the window keeps 8 parts";
   EXPECT_EQ(defect.result.verdict, "NOK") << defect.result.score << " vs " << defect.result.threshold;
   ASSERT_FALSE(defect.result.objects.empty());
   EXPECT_NE(defect.result.objects[0].reason.find("recent parts"), std::string::npos);
@@ -266,11 +265,11 @@ TEST(PatchEngine, ALineWindowJudgesEachPartByTheLinesRecentParts) {
   const auto again = InspectFile(**engine, root / "test/defective/000.png", {});
   EXPECT_EQ(again.result.verdict, "NOK");
   EXPECT_GT(again.result.score, 0.5 * defect.result.score);
-  EXPECT_EQ(again.peers, 7) << "the window's 7 other parts";
+  EXPECT_EQ(again.peer_scores.size(), 7u) << "the window's 7 other parts";
   // An engine grown by a reference goes on with the same line.
   auto grown = (*engine)->WithReference(root / "train/good/020.png");
   ASSERT_TRUE(grown.ok());
-  EXPECT_EQ(InspectFile(**grown, root / "test/good/001.png", {}).peers, 8);
+  EXPECT_EQ(InspectFile(**grown, root / "test/good/001.png", {}).peer_scores.size(), 8u);
 }
 
 }  // namespace

@@ -109,13 +109,13 @@ Inspection CascadeEngine::Inspect(const Image& image) {
   screen["verdict"] = a.result.verdict, screen["score"] = a.result.score, screen["threshold"] = a.result.threshold;
   const double ratio = a.result.threshold > 0 ? a.result.score / a.result.threshold : 0;
   auto [low, high] = std::pair{opt_.low, opt_.high};
-  if (a.peers > 0) {
+  if (!a.peer_scores.empty()) {
     const auto line = CascadeLineBand(a.peer_scores, a.result.threshold);
     if (!opt_.low_set) low = line.first;
     if (!opt_.high_set) high = line.second;
   }
   screen["band"] = {low, high};
-  if (a.peers > 0) screen["peers"] = a.peers;
+  if (!a.peer_scores.empty()) screen["peers"] = a.peer_scores.size();
   const bool uncertain = ratio >= low && ratio <= high;
   r.stages.push_back(screen);
   if (!uncertain && !(opt_.explain_nok && a.result.verdict == "NOK")) {
@@ -133,7 +133,7 @@ Inspection CascadeEngine::Inspect(const Image& image) {
                 "(it is unsure between %.2f and %.2f). The %zu crop(s) below show where this part differs most from the "
                 "references; such a difference is not necessarily a defect: judge it by the rules. Give every box in pixels "
                 "of the image to inspect (%d x %d as sent to you may be scaled), not of a crop.",
-                a.peers > 0 ? " and the line's recent parts" : "", ratio, low, high, hot.size(), r.width, r.height);
+                !a.peer_scores.empty() ? " and the line's recent parts" : "", ratio, low, high, hot.size(), r.width, r.height);
   ev.note = note;
   for (size_t i = 0; i < hot.size(); ++i) {
     cv::Mat c = Crop(image.bgr, hot[i], r.width, r.height);

@@ -320,9 +320,6 @@ std::pair<std::vector<float>, double> PatchEngine::LineDistances(const Image& im
       if (&p.bank != self && p.key != key) peers.push_back(&p.bank);
     return peers;
   };
-  auto mutual_score = [&](const cv::Mat& rows, const std::vector<const MemoryBank*>& peers) {
-    return MutualDistances(rows, peers, opt_.zero_shot_fraction);
-  };
   std::vector<const MemoryBank*> peers = others(nullptr);
   std::vector<float> d;
   double threshold = threshold_, score = std::nan("");
@@ -332,12 +329,11 @@ std::pair<std::vector<float>, double> PatchEngine::LineDistances(const Image& im
   } else {
     // The window has just filled: its parts get their mutual scores, each against the others.
     for (auto& p : parts)
-      if (std::isnan(p.score)) p.score = ImageScore(AnomalyMap(mutual_score(p.bank.rows, others(&p.bank))));
-    d = mutual_score(grid.descriptors, peers);
+      if (std::isnan(p.score)) p.score = ImageScore(AnomalyMap(MutualDistances(p.bank.rows, others(&p.bank), opt_.zero_shot_fraction)));
+    d = MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction);
     score = ImageScore(AnomalyMap(d));
     for (const auto& p : parts)
       if (p.key != key) out.peer_scores.push_back(p.score);
-    out.peers = int(out.peer_scores.size());
     std::vector<double> scores = out.peer_scores;
     scores.push_back(score);
     // The zero-shot batch's rule, whose Otsu split also holds when a run of defects fills the
@@ -407,7 +403,7 @@ Inspection PatchEngine::Inspect(const Image& image) {
   double threshold = threshold_;
   bool mutual = opt_.zero_shot;  // judged by other parts, not by the references alone
   if (opt_.zero_shot) distances = BatchDistances(image, *g);
-  else if (line_) std::tie(distances, threshold) = LineDistances(image, *g, out), mutual = out.peers > 0;
+  else if (line_) std::tie(distances, threshold) = LineDistances(image, *g, out), mutual = !out.peer_scores.empty();
   else distances = NearestDistances(g->descriptors, bank_);
   r.threshold = threshold;
   cv::Mat map = AnomalyMap(distances);

@@ -112,7 +112,7 @@ class PatchEngine : public Engine {
   Status Build(const std::vector<std::filesystem::path>& refs);
   Status BuildBatch(const std::vector<std::filesystem::path>& images);
   std::vector<float> BatchDistances(const Image& image, const PatchGrid& grid) const;
-  // Line memory: the part's distances and the threshold they are judged by; sets `out`'s peers and
+  // Line memory: the part's distances and the threshold they are judged by; sets `out`'s
   // peer_scores (none while the window warms up); remembers the part.
   std::pair<std::vector<float>, double> LineDistances(const Image& image, const PatchGrid& grid, Inspection& out);
 
