@@ -101,11 +101,18 @@ TEST(Cascade, TheBandComesFromTheReferencesScores) {
 }
 
 // A part the line's recent parts judged (a line window) gets the band of those parts' scores and
-// the threshold they gave, by the references' rule, unless the band was set.
+// the threshold they gave (CascadeLineBand), unless the band was set.
 TEST(Cascade, APartJudgedByTheLineHasTheLinesBand) {
   std::vector<double> line(16, 0.95);  // 16 parts close under the threshold: the prior decides
   auto [low, high] = CascadeLineBand(line, 1.0);
   EXPECT_NEAR(low, 1 / 1.125, 1e-12);
+  EXPECT_NEAR(high, 1.125, 1e-12);
+  // A window of mostly defects: the band reaches down to the median of the parts it judged OK (the
+  // median of all 16 would be a defect's score), and no higher than the prior.
+  std::vector<double> defects(10, 1.4);
+  defects.insert(defects.end(), {0.5, 0.6, 0.7, 0.7, 0.8, 0.9});
+  std::tie(low, high) = CascadeLineBand(defects, 1.0);
+  EXPECT_NEAR(low, 0.7, 1e-12);
   EXPECT_NEAR(high, 1.125, 1e-12);
   FakeModelServer server([](const SeenRequest&, int, httplib::Response& res) { res.set_content(OllamaBody(kNokAnswer), "application/json"); });
   const cv::Rect spot(1200, 480, 160, 120);

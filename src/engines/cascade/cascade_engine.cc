@@ -68,7 +68,14 @@ std::pair<double, double> CascadeBand(const nlohmann::json& c) {
 }
 
 std::pair<double, double> CascadeLineBand(const std::vector<double>& peer_scores, double threshold) {
-  return CascadeBand({{"threshold", threshold}, {"loo_scores", peer_scores}, {"references", peer_scores.size()}});
+  std::vector<double> ok;
+  for (double s : peer_scores)
+    if (s <= threshold) ok.push_back(s);
+  if (threshold <= 0 || ok.empty()) return CascadeBand({{"threshold", threshold}, {"loo_scores", peer_scores}});
+  std::nth_element(ok.begin(), ok.begin() + ok.size() / 2, ok.end());
+  const double m = ok[ok.size() / 2] / threshold;
+  const double u = 0.5 / std::sqrt(double(peer_scores.size()));
+  return {std::clamp(std::min(m, 1.0 / (1.0 + u)), 0.3, 0.95), std::clamp(1.0 + u, 1.05, 3.0)};
 }
 
 StatusOr<std::unique_ptr<CascadeEngine>> CascadeEngine::Create(std::unique_ptr<Engine> screen, std::unique_ptr<VlmEngine> judge,

@@ -32,9 +32,14 @@ struct CascadeOptions {
 // only (docs/BENCHMARKS.md): a round prior, not a fit.
 std::pair<double, double> CascadeBand(const nlohmann::json& calibration);
 
-// The band of a part the line's recent parts judged (a line window): CascadeBand with those parts
-// as the references (their scores and the threshold they gave). A set band (CascadeOptions
-// low/high) applies to every part.
+// The band of a part the line's recent parts judged (a line window). The window holds defects
+// too, so the references' role goes to the parts it judged OK (scores under the threshold): a part
+// under their median m is clearly OK. The window's threshold splits its two groups (Otsu) rather
+// than sitting just above the good ones, so the band is not stretched upward as CascadeBand's is:
+// [min(m, 1/(1+u)), 1+u], u = 0.5 / sqrt(window), clamped as CascadeBand. On toothbrush K = 1 the
+// window's threshold errs high (recall 0.76, specificity 0.98: docs/BENCHMARKS.md), which the
+// OK parts' median reaches and the prior alone did not. A set band (CascadeOptions low/high)
+// applies to every part.
 std::pair<double, double> CascadeLineBand(const std::vector<double>& peer_scores, double threshold);
 
 class CascadeEngine : public Engine {
