@@ -115,6 +115,9 @@ TEST(Mutual, APatchSharedByFewPeersStillScoresHigh) {
   std::sort(d.begin(), d.end());
   EXPECT_NEAR(mutual, (d[0] + d[1]) / 2, 1e-4) << "the mean of the closest 40% of 5 peers";
   EXPECT_GT(mutual, 0.5f);
+  // The same rare patch, but the peer that has it is the references (the anchor): it is normal.
+  EXPECT_NEAR(MutualDistances(q, ptrs, 0.4, 2)[0], 0.f, 1e-3);
+  EXPECT_NEAR(MutualDistances(q, ptrs, 0.4, 0)[0], mutual, 1e-6) << "an anchor that lacks it changes nothing";
 }
 
 }  // namespace

@@ -21,7 +21,8 @@ std::vector<int> Peers(int self, int n, int count) {
   return out;
 }
 
-std::vector<float> MutualDistances(const cv::Mat& query, const std::vector<const MemoryBank*>& peers, double fraction) {
+std::vector<float> MutualDistances(const cv::Mat& query, const std::vector<const MemoryBank*>& peers, double fraction,
+                                   int anchor) {
   std::vector<std::vector<float>> per_peer;
   for (const MemoryBank* b : peers) per_peer.push_back(NearestDistances(query, *b));
   const size_t keep = std::max<size_t>(1, size_t(std::lround(fraction * per_peer.size())));
@@ -32,6 +33,7 @@ std::vector<float> MutualDistances(const cv::Mat& query, const std::vector<const
     double s = 0;
     for (size_t j = 0; j < std::min(keep, column.size()); ++j) s += column[j];
     out[p] = float(s / std::min(keep, column.size()));
+    if (anchor >= 0) out[p] = std::min(out[p], per_peer[anchor][p]);
   }
   return out;
 }

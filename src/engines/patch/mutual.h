@@ -16,6 +16,9 @@ std::vector<int> Peers(int self, int n, int count);
 // For every row of `query`: its nearest-patch distance to each bank in `peers` (one bank per peer
 // image, see MemoryBank), sorted, and the mean of the lowest `fraction` of them (at least one). A
 // patch that only a few peers share, like a defect seen twice in a batch, still scores high.
-std::vector<float> MutualDistances(const cv::Mat& query, const std::vector<const MemoryBank*>& peers, double fraction);
+// `anchor` (a peer's index, or -1): a peer known to be good, the references; a patch it matches
+// scores no higher than its distance to it, however rare that look is among the other peers.
+std::vector<float> MutualDistances(const cv::Mat& query, const std::vector<const MemoryBank*>& peers, double fraction,
+                                   int anchor = -1);
 
 }  // namespace zeroqc
