@@ -66,7 +66,8 @@ class PatchEngine : public Engine {
 
   std::string name() const override { return "patch"; }
   // With a line window, the part is judged like a zero-shot batch image by the window's parts and
-  // the references (one peer), once the window holds kMinBatch - 1 parts; the threshold is then
+  // the references (one peer, and the anchor: what they show is normal however rare on the line),
+  // once the window holds kMinBatch - 1 parts; the threshold is then
   // CalibrateBatch over the window's scores. Before that (warming up) by the references alone.
   // The part then joins the window (the oldest leaves). Parts are judged one at a time.
   Inspection Inspect(const Image& image) override;
