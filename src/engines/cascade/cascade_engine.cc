@@ -52,6 +52,20 @@ cv::Mat Crop(const cv::Mat& bgr, const BoundingBox& box, int width, int height) 
   return r.area() > 0 ? bgr(r).clone() : cv::Mat();
 }
 
+// The middle of `scores` (the upper one of an even count) over the threshold `t`.
+double MiddleRatio(std::vector<double> scores, double t) {
+  std::nth_element(scores.begin(), scores.begin() + scores.size() / 2, scores.end());
+  return scores[scores.size() / 2] / t;
+}
+
+// The uncertainty of a threshold set from `n` parts' scores (a +-50% prior for one).
+double Uncertainty(double n) { return 0.5 / std::sqrt(std::max(n, 1.0)); }
+
+// Every default band is kept within [0.3, 0.95] x [1.05, 3] of the threshold.
+std::pair<double, double> Clamped(double low, double high) {
+  return {std::clamp(low, 0.3, 0.95), std::clamp(high, 1.05, 3.0)};
+}
+
 }  // namespace
 
 std::pair<double, double> CascadeBand(const nlohmann::json& c) {
@@ -59,12 +73,9 @@ std::pair<double, double> CascadeBand(const nlohmann::json& c) {
   std::vector<double> s = c["loo_scores"].get<std::vector<double>>();
   const double t = c["threshold"].get<double>();
   if (t <= 0) return {0.8, 1.5};
-  std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
-  const double m = s[s.size() / 2] / t;
-  const double k = c.contains("references") ? c["references"].get<double>() : double(s.size());
-  const double u = 0.5 / std::sqrt(std::max(k, 1.0));  // the threshold's own uncertainty
-  const double low = std::min(m, 1.0 / (1.0 + u)), high = std::max(1.0 + 2.0 * (1.0 - m), 1.0 + u);
-  return {std::clamp(low, 0.3, 0.95), std::clamp(high, 1.05, 3.0)};
+  const double m = MiddleRatio(s, t);
+  const double u = Uncertainty(c.contains("references") ? c["references"].get<double>() : double(s.size()));
+  return Clamped(std::min(m, 1.0 / (1.0 + u)), std::max(1.0 + 2.0 * (1.0 - m), 1.0 + u));
 }
 
 std::pair<double, double> CascadeLineBand(const std::vector<double>& peer_scores, double threshold) {
@@ -72,10 +83,8 @@ std::pair<double, double> CascadeLineBand(const std::vector<double>& peer_scores
   for (double s : peer_scores)
     if (s <= threshold) ok.push_back(s);
   if (threshold <= 0 || ok.empty()) return CascadeBand({{"threshold", threshold}, {"loo_scores", peer_scores}});
-  std::nth_element(ok.begin(), ok.begin() + ok.size() / 2, ok.end());
-  const double m = ok[ok.size() / 2] / threshold;
-  const double u = 0.5 / std::sqrt(double(peer_scores.size()));
-  return {std::clamp(std::min(m, 1.0 / (1.0 + u)), 0.3, 0.95), std::clamp(1.0 + u, 1.05, 3.0)};
+  const double u = Uncertainty(double(peer_scores.size()));
+  return Clamped(std::min(MiddleRatio(std::move(ok), threshold), 1.0 / (1.0 + u)), 1.0 + u);
 }
 
 StatusOr<std::unique_ptr<CascadeEngine>> CascadeEngine::Create(std::unique_ptr<Engine> screen, std::unique_ptr<VlmEngine> judge,
@@ -116,13 +125,14 @@ Inspection CascadeEngine::Inspect(const Image& image) {
   screen["verdict"] = a.result.verdict, screen["score"] = a.result.score, screen["threshold"] = a.result.threshold;
   const double ratio = a.result.threshold > 0 ? a.result.score / a.result.threshold : 0;
   auto [low, high] = std::pair{opt_.low, opt_.high};
-  if (!a.peer_scores.empty()) {
+  const bool by_line = !a.peer_scores.empty();  // a line window judged it beside the references
+  if (by_line) {
     const auto line = CascadeLineBand(a.peer_scores, a.result.threshold);
     if (!opt_.low_set) low = line.first;
     if (!opt_.high_set) high = line.second;
   }
   screen["band"] = {low, high};
-  if (!a.peer_scores.empty()) screen["peers"] = a.peer_scores.size();
+  if (by_line) screen["peers"] = a.peer_scores.size();
   const bool uncertain = ratio >= low && ratio <= high;
   r.stages.push_back(screen);
   if (!uncertain && !(opt_.explain_nok && a.result.verdict == "NOK")) {
@@ -140,7 +150,7 @@ Inspection CascadeEngine::Inspect(const Image& image) {
                 "(it is unsure between %.2f and %.2f). The %zu crop(s) below show where this part differs most from the "
                 "references; such a difference is not necessarily a defect: judge it by the rules. Give every box in pixels "
                 "of the image to inspect (%d x %d as sent to you may be scaled), not of a crop.",
-                !a.peer_scores.empty() ? " and the line's recent parts" : "", ratio, low, high, hot.size(), r.width, r.height);
+                by_line ? " and the line's recent parts" : "", ratio, low, high, hot.size(), r.width, r.height);
   ev.note = note;
   for (size_t i = 0; i < hot.size(); ++i) {
     cv::Mat c = Crop(image.bgr, hot[i], r.width, r.height);

@@ -315,11 +315,12 @@ std::pair<std::vector<float>, double> PatchEngine::LineDistances(const Image& im
   auto& parts = line_->parts;
   auto seen = std::find_if(parts.begin(), parts.end(), [&](const LinePart& p) { return p.key == key; });
   auto others = [&](const void* self) {
-    std::vector<const MemoryBank*> peers{&bank_};  // the references: one peer, and the anchor (MutualDistances)
+    std::vector<const MemoryBank*> peers{&bank_};  // the references: one peer (kRefs), and the anchor
     for (const auto& p : parts)
       if (&p.bank != self && p.key != key) peers.push_back(&p.bank);
     return peers;
   };
+  constexpr int kRefs = 0;  // the references' place among others()'s peers: MutualDistances' anchor
   std::vector<const MemoryBank*> peers = others(nullptr);
   std::vector<float> d;
   double threshold = threshold_, score = std::nan("");
@@ -329,8 +330,9 @@ std::pair<std::vector<float>, double> PatchEngine::LineDistances(const Image& im
   } else {
     // The window has just filled: its parts get their mutual scores, each against the others.
     for (auto& p : parts)
-      if (std::isnan(p.score)) p.score = ImageScore(AnomalyMap(MutualDistances(p.bank.rows, others(&p.bank), opt_.zero_shot_fraction, 0)));
-    d = MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction, 0);
+      if (std::isnan(p.score))
+        p.score = ImageScore(AnomalyMap(MutualDistances(p.bank.rows, others(&p.bank), opt_.zero_shot_fraction, kRefs)));
+    d = MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction, kRefs);
     score = ImageScore(AnomalyMap(d));
     for (const auto& p : parts)
       if (p.key != key) out.peer_scores.push_back(p.score);
