@@ -1,6 +1,7 @@
 #include "bench/dataset.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "image/decode.h"
 
@@ -60,6 +61,26 @@ std::vector<std::filesystem::path> DrawShots(const std::vector<std::filesystem::
   v.resize(k);
   std::sort(v.begin(), v.end());
   return v;
+}
+
+StatusOr<Dataset> WithDefectShare(const Dataset& d, double share, uint64_t seed) {
+  if (!(share > 0 && share < 1))
+    return InvalidArgument("the defect share is a fraction between 0 and 1 (exclusive), got " + std::to_string(share));
+  std::vector<std::filesystem::path> defects;
+  size_t good = 0;
+  for (const auto& s : d.samples)
+    if (s.nok) defects.push_back(s.image);
+    else ++good;
+  if (good == 0 || defects.empty())
+    return InvalidArgument("a defect share needs good and defective test images; " + d.root.string() + "/test has " +
+                           std::to_string(good) + " good and " + std::to_string(defects.size()) + " defective");
+  const size_t want = std::max<size_t>(1, size_t(std::lround(double(good) * share / (1 - share))));
+  const auto drawn = DrawShots(defects, want, seed);
+  Dataset out = d;
+  out.samples.clear();
+  for (const auto& s : d.samples)
+    if (!s.nok || std::binary_search(drawn.begin(), drawn.end(), s.image)) out.samples.push_back(s);
+  return out;
 }
 
 }  // namespace zeroqc

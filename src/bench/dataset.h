@@ -44,4 +44,10 @@ void SeededShuffle(std::vector<T>& v, uint64_t seed) {
 std::vector<std::filesystem::path> DrawShots(const std::vector<std::filesystem::path>& pool, size_t k,
                                              uint64_t seed);
 
+// The test set in a line's proportions: every good sample and a seeded draw of the defective ones
+// (the same on every machine), so that defects are `share` of the samples (rounded, at least one).
+// Test folders are mostly defects; methods that learn from the parts they see (the line window,
+// zero-shot) must also be measured on streams that are mostly good. Order as in `d`.
+StatusOr<Dataset> WithDefectShare(const Dataset& d, double share, uint64_t seed);
+
 }  // namespace zeroqc

@@ -1,6 +1,7 @@
 // zeroqc bench: the evaluation table of the reference design on a dataset in the MVTec layout.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -98,6 +99,7 @@ void RegisterBench(CLI::App& app) {
     int type_shots = 0;
     bool online = false;
     OnlineOptions on;
+    std::optional<double> defect_share;
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("datasets", args->datasets,
@@ -126,6 +128,10 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("--auto-margin", args->on.auto_margin, "--online: the auto rule: OK parts scoring below margin x threshold join the references")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--auto-max", args->on.auto_max, "--online: at most this many parts added by the auto rule (default 0)")->check(CLI::Range(0, 100000));
+  cmd->add_option("--defect-share", args->defect_share,
+                  "score every good test image and a draw of the defective ones (seeded by --seed) so that they are this "
+                  "share of the test set, as on a line (default: the whole test folder)")
+      ->excludes("--online");
   args->engine.Register(cmd);
   cmd->callback([args] {
     // Every set is checked before the first run: a typo in the last folder must not cost an hour.
@@ -135,6 +141,17 @@ void RegisterBench(CLI::App& app) {
       if (!d.ok()) {
         std::cerr << "zeroqc bench: " << d.status().message() << "\n";
         throw ExitStatus{kExitBadArguments};
+      }
+      if (args->defect_share) {
+        const size_t before = d->samples.size();
+        d = WithDefectShare(*d, *args->defect_share, args->seed);
+        if (!d.ok()) {
+          std::cerr << "zeroqc bench: " << d.status().message() << "\n";
+          throw ExitStatus{kExitBadArguments};
+        }
+        const auto nok = std::count_if(d->samples.begin(), d->samples.end(), [](const Sample& s) { return s.nok; });
+        std::cerr << "zeroqc bench: " << path << ": " << d->samples.size() - nok << " good and " << nok << " defective test images (of "
+                  << before << ")\n";
       }
       datasets.push_back(std::move(*d));
     }

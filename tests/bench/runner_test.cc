@@ -2,8 +2,10 @@
 // by hand: dataset layout, K-shot draws, parallel inspection, summary, results lines and the report.
 #include "bench/runner.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
@@ -126,6 +128,47 @@ TEST(BenchDataset, ShotsAreSeededSortedAndDistinct) {
   // between machines or library versions.
   EXPECT_EQ(DrawShots(pool, 3, 1), (std::vector<fs::path>{"p1.png", "p5.png", "p8.png"}));
   EXPECT_EQ(DrawShots(pool, 99, 1), pool);
+}
+
+TEST(BenchDataset, ADefectShareKeepsEveryGoodPartAndDrawsDefects) {
+  auto d = LoadDataset(MakeDataset(testing::TempDir()));  // 4 good, 4 defective
+  ASSERT_TRUE(d.ok()) << d.status().message();
+  auto count = [](const Dataset& x, bool nok) {
+    return std::count_if(x.samples.begin(), x.samples.end(), [&](const Sample& s) { return s.nok == nok; });
+  };
+  auto line = WithDefectShare(*d, 0.2, 3);  // 4 good: 0.2 of the stream is 1 defect
+  ASSERT_TRUE(line.ok()) << line.status().message();
+  EXPECT_EQ(count(*line, false), 4);
+  EXPECT_EQ(count(*line, true), 1);
+  EXPECT_EQ(line->pool, d->pool);
+  // Same seed, same draw; the draws of all seeds together reach more than one defect.
+  std::set<fs::path> drawn;
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    auto a = WithDefectShare(*d, 0.2, seed), b = WithDefectShare(*d, 0.2, seed);
+    ASSERT_TRUE(a.ok() && b.ok());
+    ASSERT_EQ(a->samples.size(), b->samples.size());
+    for (size_t i = 0; i < a->samples.size(); ++i) {
+      EXPECT_EQ(a->samples[i].image, b->samples[i].image);
+      if (a->samples[i].nok) drawn.insert(a->samples[i].image);
+    }
+  }
+  EXPECT_GT(drawn.size(), 1u);
+  auto half = WithDefectShare(*d, 0.5, 1);  // as many defects as good parts: all 4, order kept
+  ASSERT_TRUE(half.ok());
+  EXPECT_EQ(half->samples.size(), d->samples.size());
+  for (size_t i = 0; i < d->samples.size(); ++i) EXPECT_EQ(half->samples[i].image, d->samples[i].image);
+  EXPECT_EQ(WithDefectShare(*d, 0.9, 1)->samples.size(), d->samples.size());  // never more than there are
+  // Not a fraction, or nothing to draw from: a clear error.
+  for (double bad : {0.0, 1.0, -0.5, 2.0, std::nan("")}) {
+    auto r = WithDefectShare(*d, bad, 1);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("between 0 and 1"), std::string::npos) << r.status().message();
+  }
+  Dataset no_good = *d;
+  std::erase_if(no_good.samples, [](const Sample& s) { return !s.nok; });
+  auto r = WithDefectShare(no_good, 0.2, 1);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("0 good"), std::string::npos) << r.status().message();
 }
 
 TEST(BenchRunner, MetricsMatchTheHandCount) {

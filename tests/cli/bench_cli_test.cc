@@ -1,5 +1,6 @@
 // `zeroqc bench` end to end with the real embedded engine on tiny synthetic datasets of plates
 // (cli/synthetic_plates.h).
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -137,6 +138,31 @@ TEST(BenchCli, SuiteOfTwoSetsWritesTheSuiteTableAndCalibrationGap) {
   EXPECT_EQ(histograms, 2u) << "one score histogram with a threshold line per set";
 }
 
+// A line's proportions: every good test plate and a seeded draw of the defective ones.
+TEST(BenchCli, ADefectShareScoresEveryGoodPartAndADrawOfDefects) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto data = MakeDataset(dir / "plates", {4, 6, 2, 2});  // 6 good, 4 defective
+  auto out = dir / "out";
+  auto r = Zeroqc("bench " + data.string() + testing::kCache + " --shots 1 --seeds 2 --defect-share 0.25 --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("6 good and 2 defective test images (of 10)"), std::string::npos) << r.err;
+  auto m = ReadJson(out / "metrics.json");
+  EXPECT_EQ(m["images"], 8);
+  std::map<uint64_t, std::vector<std::string>> by_seed;  // the same draw for every seed
+  std::ifstream in(out / "results.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    by_seed[j["bench"]["seed"].get<uint64_t>()].push_back(j["image"]["path"].get<std::string>());
+  }
+  ASSERT_EQ(by_seed.size(), 2u);
+  for (auto& [seed, paths] : by_seed) {
+    std::sort(paths.begin(), paths.end());
+    EXPECT_EQ(paths, by_seed.begin()->second) << "seed " << seed;
+    EXPECT_EQ(std::count_if(paths.begin(), paths.end(), [](const std::string& p) { return p.find("/test/good/") != std::string::npos; }), 6);
+  }
+}
+
 TEST(BenchCli, ZeroShotBenchRanksDefectsWithoutReferences) {
   REQUIRE_BACKBONE();
   auto dir = testing::TempDir();
@@ -169,6 +195,17 @@ TEST(BenchCli, BadDatasetsAndShotsExitWithTwo) {
   r = Zeroqc("bench " + data.string() + " --shots 0 --out " + (dir / "out3").string());
   EXPECT_EQ(r.status, 2);
   EXPECT_NE(r.err.find("at least 8"), std::string::npos) << r.err;
+  // A defect share is a fraction, needs good and defective test images, and is not --online's rate.
+  r = Zeroqc("bench " + data.string() + " --defect-share 1.5 --out " + (dir / "out4").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("between 0 and 1"), std::string::npos) << r.err;
+  fs::remove_all(data / "test" / "good");
+  fs::create_directories(data / "test" / "good");
+  r = Zeroqc("bench " + data.string() + " --defect-share 0.2 --out " + (dir / "out5").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("0 good"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out4") || fs::exists(dir / "out5"));
+  EXPECT_EQ(Zeroqc("bench " + data.string() + " --online --defect-share 0.2").status, 2);
 }
 
 // Issue 11, item 3: defect types named from one example per type. The synthetic plates have two
