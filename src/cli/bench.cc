@@ -138,17 +138,13 @@ void RegisterBench(CLI::App& app) {
     std::vector<Dataset> datasets;
     for (const auto& path : args->datasets) {
       auto d = LoadDataset(path);
+      const size_t before = d.ok() ? d->samples.size() : 0;
+      if (d.ok() && args->defect_share) d = WithDefectShare(*d, *args->defect_share, args->seed);
       if (!d.ok()) {
         std::cerr << "zeroqc bench: " << d.status().message() << "\n";
         throw ExitStatus{kExitBadArguments};
       }
       if (args->defect_share) {
-        const size_t before = d->samples.size();
-        d = WithDefectShare(*d, *args->defect_share, args->seed);
-        if (!d.ok()) {
-          std::cerr << "zeroqc bench: " << d.status().message() << "\n";
-          throw ExitStatus{kExitBadArguments};
-        }
         const auto nok = std::count_if(d->samples.begin(), d->samples.end(), [](const Sample& s) { return s.nok; });
         std::cerr << "zeroqc bench: " << path << ": " << d->samples.size() - nok << " good and " << nok << " defective test images (of "
                   << before << ")\n";
