@@ -1,5 +1,6 @@
 #include "features/tfjs_convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -104,6 +105,12 @@ class Builder {
     a->set_type(onnx::AttributeProto::INTS);
     for (auto x : v) a->add_ints(x);
   }
+  static void Float(onnx::NodeProto* n, const std::string& name, float v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::FLOAT);
+    a->set_f(v);
+  }
   static void Int(onnx::NodeProto* n, const std::string& name, int64_t v) {
     auto* a = n->add_attribute();
     a->set_name(name);
@@ -178,7 +185,9 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
     mp.set_producer_name("zeroqc-convert");
     auto* opset = mp.add_opset_import();
     opset->set_domain("");
-    opset->set_version(11);
+    // Opset 10: every node here means the same as in 11, and Clip (ReLU6) still takes its bounds
+    // as attributes, the form OpenCV 4.6's importer reads.
+    opset->set_version(10);
     auto* g = mp.mutable_graph();
     g->set_name(conf.value("name", "keras_model"));
     Builder b(std::move(*weights), g);
@@ -186,13 +195,19 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
     std::map<std::string, std::string> tensor;  // layer name -> ONNX tensor holding its output
     std::map<std::string, Shape> shape;         // layer name -> NCHW shape
     std::map<std::string, std::string> folded;  // conv layer -> BN layer folded into it
+    struct ZeroPad {
+      std::string source;          // the tensor before the padding
+      std::vector<int64_t> pads;   // top, left, bottom, right
+    };
+    std::map<std::string, ZeroPad> zero_pads;  // ZeroPadding2D layer -> what its convolutions add
     if (options.fold_batchnorm) {
       for (const auto& ref : layers) {
         const json& l = *ref.layer;
         if (l["class_name"] != "BatchNormalization" || ref.inputs.size() != 1) continue;
         const std::string& src = ref.inputs[0];
-        if ((*layers[index[src]].layer)["class_name"] == "Conv2D" && consumers[src] == 1 &&
-            (*layers[index[src]].layer)["config"].value("activation", "linear") == "linear")
+        const json& sl = *layers[index[src]].layer;
+        if ((sl["class_name"] == "Conv2D" || sl["class_name"] == "DepthwiseConv2D") && consumers[src] == 1 &&
+            sl["config"].value("activation", "linear") == "linear")
           folded[src] = l["name"].get<std::string>();
       }
     }
@@ -235,22 +250,30 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
           tt->mutable_shape()->add_dim()->set_dim_value(d);
         tensor[name] = "input";
         shape[name] = {1, 3, options.input_height, options.input_width};
-      } else if (kind == "Conv2D") {
+      } else if (kind == "Conv2D" || kind == "DepthwiseConv2D") {
         if (c.value("data_format", "channels_last") != "channels_last")
           return Unsupported("layer " + name + ": channels_first data format");
-        auto k = b.Weight(name + "/kernel");
+        const bool depthwise = kind == "DepthwiseConv2D";
+        auto k = b.Weight(name + (depthwise ? "/depthwise_kernel" : "/kernel"));
         if (!k.ok()) return k.status();
-        const Shape& ks = (*k)->shape;  // kh, kw, cin, cout
-        int64_t kh = ks[0], kw = ks[1], cin = ks[2], cout = ks[3];
+        if ((*k)->shape.size() != 4) return Corrupt("layer " + name + ": the kernel is not 4-D");
+        // Keras kernels: [kh, kw, cin, cout], depthwise [kh, kw, cin, multiplier]; ONNX wants
+        // [cout, cin / group, kh, kw], a depthwise one with group = cin.
+        const Shape& ks = (*k)->shape;
+        const int64_t kh = ks[0], kw = ks[1], cin = ks[2], cout = depthwise ? ks[2] * ks[3] : ks[3];
+        const int64_t group = depthwise ? cin : 1, per = cin / group;  // input channels per output
         if (cin != s0[1]) return Corrupt("layer " + name + ": kernel expects " + std::to_string(cin) + " channels");
         auto strides = c.at("strides").get<std::vector<int64_t>>();
         auto dil = c.value("dilation_rate", std::vector<int64_t>{1, 1});
-        std::vector<float> w(kh * kw * cin * cout), bias(cout, 0.f);
+        std::vector<float> w(kh * kw * per * cout), bias(cout, 0.f);
         for (int64_t y = 0; y < kh; ++y)
           for (int64_t x = 0; x < kw; ++x)
             for (int64_t i = 0; i < cin; ++i)
-              for (int64_t o = 0; o < cout; ++o)
-                w[((o * cin + i) * kh + y) * kw + x] = (*k)->data[((y * kw + x) * cin + i) * cout + o];
+              for (int64_t o = 0; o < ks[3]; ++o) {
+                const float v = (*k)->data[((y * kw + x) * cin + i) * ks[3] + o];
+                if (depthwise) w[((i * ks[3] + o) * kh + y) * kw + x] = v;
+                else w[((o * cin + i) * kh + y) * kw + x] = v;
+              }
         if (c.value("use_bias", false)) {
           auto bb = b.Weight(name + "/bias");
           if (!bb.ok()) return bb.status();
@@ -270,7 +293,7 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
           double eps = bc.value("epsilon", 1e-3);
           for (int64_t o = 0; o < cout; ++o) {
             double f = gamma[o] / std::sqrt((*var)->data[o] + eps);
-            for (int64_t j = 0; j < cin * kh * kw; ++j) w[o * cin * kh * kw + j] *= static_cast<float>(f);
+            for (int64_t j = 0; j < per * kh * kw; ++j) w[o * per * kh * kw + j] *= static_cast<float>(f);
             bias[o] = static_cast<float>((bias[o] - (*mean)->data[o]) * f + beta[o]);
           }
           out = bn;
@@ -281,17 +304,23 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
           auto [lft, r] = SamePads(s0[3], (kw - 1) * dil[1] + 1, strides[1]);
           pads = {t, lft, bt, r};
         }
-        b.Initializer(name + "_W", {cout, cin, kh, kw}, w);
+        const int64_t oh = (s0[2] + pads[0] + pads[2] - ((kh - 1) * dil[0] + 1)) / strides[0] + 1;
+        const int64_t ow = (s0[3] + pads[1] + pads[3] - ((kw - 1) * dil[1] + 1)) / strides[1] + 1;
+        std::string source = in[0];  // a ZeroPadding2D before it becomes the convolution's own pads
+        if (auto z = zero_pads.find(ref.inputs[0]); z != zero_pads.end()) {
+          for (int i = 0; i < 4; ++i) pads[i] += z->second.pads[i];
+          source = z->second.source;
+        }
+        b.Initializer(name + "_W", {cout, per, kh, kw}, w);
         b.Initializer(name + "_B", {cout}, bias);
         std::string act = c.value("activation", "linear");
         std::string conv_out = act == "linear" ? out : out + "_pre";
-        auto* n = b.Node("Conv", {in[0], name + "_W", name + "_B"}, conv_out);
+        auto* n = b.Node("Conv", {source, name + "_W", name + "_B"}, conv_out);
         Builder::Ints(n, "kernel_shape", {kh, kw});
         Builder::Ints(n, "strides", strides);
         Builder::Ints(n, "dilations", dil);
         Builder::Ints(n, "pads", pads);
-        int64_t oh = (s0[2] + pads[0] + pads[2] - ((kh - 1) * dil[0] + 1)) / strides[0] + 1;
-        int64_t ow = (s0[3] + pads[1] + pads[3] - ((kw - 1) * dil[1] + 1)) / strides[1] + 1;
+        if (group != 1) Builder::Int(n, "group", group);
         shape[name] = {1, cout, oh, ow};
         if (act != "linear") ZQ_RETURN_IF_ERROR(activation(act, conv_out, out, name));
         tensor[name] = out;
@@ -361,6 +390,38 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
         }
         shape[name] = s;
         tensor[name] = name;
+      } else if (kind == "ZeroPadding2D") {
+        // Folded into the convolutions that read it (MobileNet pads before each strided one).
+        for (const auto& other : layers) {
+          const bool reads = std::find(other.inputs.begin(), other.inputs.end(), name) != other.inputs.end();
+          const std::string k2 = (*other.layer)["class_name"].get<std::string>();
+          if (reads && k2 != "Conv2D" && k2 != "DepthwiseConv2D")
+            return Unsupported("layer " + name + ": zero padding is supported before convolutions only");
+        }
+        if (std::find(outputs.begin(), outputs.end(), name) != outputs.end())
+          return Unsupported("layer " + name + ": zero padding cannot be an output");
+        // Keras: an int, [rows, cols] or [[top, bottom], [left, right]].
+        std::vector<int64_t> tb, lr;
+        const json& p = c.at("padding");
+        if (p.is_number()) tb = lr = {p.get<int64_t>(), p.get<int64_t>()};
+        else if (p.size() == 2 && p[0].is_number()) tb = {p[0], p[0]}, lr = {p[1], p[1]};
+        else tb = p.at(0).get<std::vector<int64_t>>(), lr = p.at(1).get<std::vector<int64_t>>();
+        if (tb.size() != 2 || lr.size() != 2) return Corrupt("layer " + name + ": padding is not [[top, bottom], [left, right]]");
+        zero_pads[name] = {in[0], {tb[0], lr[0], tb[1], lr[1]}};
+        shape[name] = {1, s0[1], s0[2] + tb[0] + tb[1], s0[3] + lr[0] + lr[1]};
+        tensor[name] = in[0];
+      } else if (kind == "ReLU") {
+        if (c.value("negative_slope", 0.0) != 0.0 || c.value("threshold", 0.0) != 0.0)
+          return Unsupported("layer " + name + ": a leaky or thresholded ReLU");
+        shape[name] = s0;
+        tensor[name] = name;
+        if (!c.contains("max_value") || c["max_value"].is_null()) {
+          b.Node("Relu", {in[0]}, name);
+        } else {  // ReLU6
+          auto* n = b.Node("Clip", {in[0]}, name);
+          Builder::Float(n, "min", 0.f);
+          Builder::Float(n, "max", c["max_value"].get<float>());
+        }
       } else if (kind == "Dropout") {
         tensor[name] = in[0];  // identity at inference
         shape[name] = s0;

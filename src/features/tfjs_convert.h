@@ -20,7 +20,7 @@ struct TfjsConvertOptions {
 };
 
 // Reads model.json ({modelTopology, weightsManifest}) and weights.bin (the shards' bytes in
-// manifest order, as written by tools/export_tfjs.js) and writes an ONNX file (opset 11, NCHW,
+// manifest order, as written by tools/export_tfjs.js) and writes an ONNX file (opset 10, NCHW,
 // input "input" of shape [1,3,H,W]). Supported layers: InputLayer, Conv2D, BatchNormalization,
 // Activation, Dense, Dropout, Flatten, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
 // Concatenate and Add; anything else is refused with the layer's name.

@@ -1,5 +1,7 @@
 #include "features/tfjs_convert.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -121,6 +123,79 @@ TEST(TfjsConvert, TinyModelConvertsAndDequantises) {
   EXPECT_NEAR(y.ptr<float>()[64], 1 * 0.0 + 2 * 0.0 + 3 * 0.5, 1e-5);
 }
 
+// MobileNet's building blocks: a zero padding folded into the strided depthwise convolution after
+// it, a batch normalisation folded into that, and ReLU6. Checked against the same arithmetic
+// written out here.
+TEST(TfjsConvert, DepthwiseBlockWithZeroPaddingAndRelu6) {
+  auto dir = testing::TempDir();
+  using nlohmann::json;
+  auto from = [](const char* src) { return json{{{src, 0, 0, json::object()}}}; };
+  constexpr int kC = 3, kMult = 2, kIn = 7;  // the converter feeds three colour channels
+  json layers = {
+      {{"name", "in"}, {"class_name", "InputLayer"}, {"config", {{"batch_input_shape", {nullptr, kIn, kIn, kC}}}}, {"inbound_nodes", json::array()}},
+      {{"name", "pad"}, {"class_name", "ZeroPadding2D"}, {"config", {{"padding", {{0, 1}, {0, 1}}}}}, {"inbound_nodes", from("in")}},
+      {{"name", "dw"}, {"class_name", "DepthwiseConv2D"},
+       {"config", {{"kernel_size", {3, 3}}, {"strides", {2, 2}}, {"padding", "valid"}, {"depth_multiplier", kMult}, {"use_bias", false}}},
+       {"inbound_nodes", from("pad")}},
+      {{"name", "bn"}, {"class_name", "BatchNormalization"}, {"config", {{"epsilon", 0.001}}}, {"inbound_nodes", from("dw")}},
+      {{"name", "relu6"}, {"class_name", "ReLU"}, {"config", {{"max_value", 6.0}, {"negative_slope", 0}, {"threshold", 0}}}, {"inbound_nodes", from("bn")}}};
+  const int cout = kC * kMult;
+  json manifest = {{{"paths", {"w"}},
+                    {"weights",
+                     {{{"name", "dw/depthwise_kernel"}, {"shape", {3, 3, kC, kMult}}, {"dtype", "float32"}},
+                      {{"name", "bn/gamma"}, {"shape", {cout}}, {"dtype", "float32"}},
+                      {{"name", "bn/beta"}, {"shape", {cout}}, {"dtype", "float32"}},
+                      {{"name", "bn/moving_mean"}, {"shape", {cout}}, {"dtype", "float32"}},
+                      {{"name", "bn/moving_variance"}, {"shape", {cout}}, {"dtype", "float32"}}}}}};
+  cv::RNG rng(7);
+  std::vector<float> kernel(9 * kC * kMult), gamma(cout), beta(cout), mean(cout), var(cout);
+  for (auto& v : kernel) v = float(rng.uniform(-1.0, 1.0));
+  for (int o = 0; o < cout; ++o)
+    gamma[o] = float(rng.uniform(0.5, 2.0)), beta[o] = float(rng.uniform(-1.0, 3.0)), mean[o] = float(rng.uniform(-1.0, 1.0)),
+    var[o] = float(rng.uniform(0.5, 2.0));
+  std::ofstream(dir / "model.json") << json{{"modelTopology", {{"model_config", {{"class_name", "Model"}, {"config", {{"name", "dw"}, {"layers", layers}, {"input_layers", {{"in", 0, 0}}}, {"output_layers", {{"relu6", 0, 0}}}}}}}}},
+                                            {"weightsManifest", manifest}}
+                                           .dump();
+  {
+    std::ofstream w(dir / "weights.bin", std::ios::binary);
+    for (const auto* v : {&kernel, &gamma, &beta, &mean, &var}) w.write(reinterpret_cast<const char*>(v->data()), v->size() * sizeof(float));
+  }
+  TfjsConvertOptions opt;
+  opt.input_height = opt.input_width = kIn;
+  Status converted = ConvertTfjsToOnnx(dir / "model.json", dir / "weights.bin", opt, dir / "out.onnx");
+  ASSERT_TRUE(converted.ok()) << converted.message();
+
+  auto net = cv::dnn::readNetFromONNX((dir / "out.onnx").string());
+  cv::Mat x(std::vector<int>{1, kC, kIn, kIn}, CV_32F);
+  rng.fill(x, cv::RNG::UNIFORM, -3.0, 3.0);
+  net.setInput(x);
+  cv::Mat y = net.forward();
+  const int n = (kIn + 1 - 3) / 2 + 1;  // padded at the bottom and right, valid 3x3, stride 2
+  ASSERT_EQ(y.size[1], cout);
+  ASSERT_EQ(y.size[2], n);
+  ASSERT_EQ(y.size[3], n);
+  const float* in = x.ptr<float>();
+  int clipped = 0;
+  for (int c = 0; c < kC; ++c)
+    for (int m = 0; m < kMult; ++m) {
+      const int o = c * kMult + m;  // Keras orders depthwise outputs channel-major
+      for (int oy = 0; oy < n; ++oy)
+        for (int ox = 0; ox < n; ++ox) {
+          double acc = 0;
+          for (int ky = 0; ky < 3; ++ky)
+            for (int kx = 0; kx < 3; ++kx) {
+              const int iy = 2 * oy + ky, ix = 2 * ox + kx;
+              if (iy < kIn && ix < kIn) acc += in[(c * kIn + iy) * kIn + ix] * kernel[((ky * 3 + kx) * kC + c) * kMult + m];
+            }
+          double v = gamma[o] * (acc - mean[o]) / std::sqrt(var[o] + 0.001) + beta[o];
+          clipped += v < 0 || v > 6;
+          v = std::clamp(v, 0.0, 6.0);
+          EXPECT_NEAR(y.ptr<float>()[(o * n + oy) * n + ox], v, 1e-4) << "channel " << o << " at " << oy << "," << ox;
+        }
+    }
+  EXPECT_GT(clipped, 0);  // the bounds of ReLU6 were exercised
+}
+
 TEST(TfjsConvert, RefusesWhatItCannotConvert) {
   auto dir = testing::TempDir();
   {
@@ -142,6 +217,16 @@ TEST(TfjsConvert, RefusesWhatItCannotConvert) {
     Status st = m.Convert(dir, opt);
     EXPECT_EQ(st.code(), Code::kNotFound);
     EXPECT_NE(st.message().find("mixed99"), std::string::npos);
+  }
+  {
+    TinyModel m;  // zero padding is folded into convolutions; before anything else it is refused
+    auto& layers = m.topo["modelTopology"]["model_config"]["config"]["layers"];
+    layers[1] = {{"name", "conv"}, {"class_name", "ZeroPadding2D"}, {"config", {{"padding", 1}}}, {"inbound_nodes", {{{"in", 0, 0, nlohmann::json::object()}}}}};
+    layers.push_back({{"name", "pool"}, {"class_name", "MaxPooling2D"}, {"config", {{"pool_size", {2, 2}}, {"padding", "valid"}}}, {"inbound_nodes", {{{"conv", 0, 0, nlohmann::json::object()}}}}});
+    m.topo["modelTopology"]["model_config"]["config"]["output_layers"] = {{"pool", 0, 0}};
+    Status st = m.Convert(dir);
+    EXPECT_EQ(st.code(), Code::kUnsupported);
+    EXPECT_NE(st.message().find("zero padding"), std::string::npos) << st.message();
   }
   {
     std::ofstream(dir / "bad.json") << "{not json";
