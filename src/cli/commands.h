@@ -34,6 +34,7 @@ struct EngineFlags {
   int bank_size = 0;     // 0: default
   int zero_shot_peers = 0;  // 0: default
   int line_window = 0;      // 0: off
+  bool foreground = false;  // mask the background (PatchEngineOptions::foreground_mask)
   int64_t max_pixels = ImageLimits{}.max_pixels;
   bool quiet = false;  // no progress on stderr while an engine builds
   // cascade engine: the band (0: from the references) and whether NOK parts are explained too

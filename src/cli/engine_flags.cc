@@ -36,6 +36,8 @@ void EngineFlags::Register(CLI::App* app) {
   app->add_option("--peers", zero_shot_peers, "zero-shot: other images of the batch each image is compared with (default 32; more is slower and steadier)")->check(CLI::Range(2, 100000));
   app->add_option("--line-window", line_window,
                   "judge each part by the last N parts inspected as well as the references (0: off, else 7-128; README: the line window)");
+  app->add_flag("--foreground", foreground,
+                "score the part only, not the background around it (off: it hides defects of a product that fills the frame; README: the foreground mask)");
   auto* cg = app->add_option_group("cascade engine", "the embedded engine screens, the model judges the uncertain parts (--engine cascade)");
   cg->add_option("--low", cascade_low, "parts scoring under LOW x threshold are OK without the model (default: from the references)")->check(CLI::PositiveNumber);
   cg->add_option("--high", cascade_high, "parts scoring over HIGH x threshold are NOK without the model (default: from the references)")->check(CLI::PositiveNumber);
@@ -64,6 +66,7 @@ StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& r
   if (bank_size > 0) o.max_bank_rows = bank_size;
   if (zero_shot_peers > 0) o.zero_shot_peers = zero_shot_peers;
   o.line_window = line_window;
+  o.foreground_mask = foreground;
   o.limits.max_pixels = max_pixels;
   o.progress = StderrProgress(quiet);
   auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references

@@ -43,6 +43,7 @@ ProductEngineFactory ProductEngines(EngineFlags flags, std::filesystem::path dat
       if (s.contains("explain")) f.explain_nok = s["explain"].get<std::string>() == "nok";
       f.model_references = s.value("model_references", f.model_references);
       f.line_window = s.value("line_window", f.line_window);
+      f.foreground = s.value("foreground", f.foreground);
     } catch (const nlohmann::json::exception& e) {
       return InvalidArgument("product '" + p.name + "' settings: " + e.what());
     }

@@ -406,6 +406,10 @@ class Routes {
                          " recent parts that judge each new part with the references");
       if (p.engine == "vlm") return Error(r, 400, "bad_request", "settings.line_window needs the patch or cascade engine");
     }
+    if (auto f = p.settings.find("foreground"); f != p.settings.end()) {
+      if (!f->is_boolean()) return Error(r, 400, "bad_request", "settings.foreground: true (score the part only, not its background) or false");
+      if (p.engine == "vlm") return Error(r, 400, "bad_request", "settings.foreground needs the patch or cascade engine");
+    }
     if (auto n = p.settings.find("naming"); n != p.settings.end()) {
       const bool ok = n->is_object() && n->size() == 1 && n->contains("min_similarity") && (*n)["min_similarity"].is_number() &&
                       (*n)["min_similarity"].get<double>() >= -1 && (*n)["min_similarity"].get<double>() <= 1;

@@ -161,8 +161,9 @@ TEST(CascadeCli, AServiceProductWithTheCascadeEngine) {
   EXPECT_EQ(model.requests().size(), 1u);
 }
 
-// A product with a line window (settings.line_window): the service keeps the product's engine, so
-// its recent parts judge the next one; a window out of bounds, or on the vlm engine, is refused.
+// A product with a line window (settings.line_window) and the foreground mask (settings.foreground):
+// the service keeps the product's engine, so its recent parts judge the next one; a window out of
+// bounds, a mask that is not a boolean, and either on the vlm engine, are refused.
 TEST(CascadeCli, AServiceProductWithALineWindow) {
   REQUIRE_DATASETS();
   REQUIRE_BACKBONE();
@@ -178,8 +179,15 @@ TEST(CascadeCli, AServiceProductWithALineWindow) {
     EXPECT_EQ(r->status, 400) << bad;
     EXPECT_NE(r->body.find("line_window"), std::string::npos) << r->body;
   }
+  for (const char* bad : {R"({"name":"brush","settings":{"foreground":"yes"}})", R"({"name":"brush","settings":{"foreground":1}})",
+                          R"({"name":"brush","engine":"vlm","settings":{"foreground":true}})"}) {
+    auto r = c.Post("/v1/products", bad, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << bad;
+    EXPECT_NE(r->body.find("foreground"), std::string::npos) << r->body;
+  }
   ASSERT_EQ(c.Get("/v1/products/brush")->status, 404) << "a refused product is not stored";
-  auto p = c.Post("/v1/products", R"({"name":"brush","settings":{"line_window":7}})", "application/json");
+  auto p = c.Post("/v1/products", R"({"name":"brush","settings":{"line_window":7,"foreground":true}})", "application/json");
   ASSERT_TRUE(p && p->status == 201) << (p ? p->body : "no answer");
   const auto root = testing::Datasets() / "mvtec-toothbrush";
   auto upload = [&](const fs::path& file, bool reference) {
@@ -198,6 +206,9 @@ TEST(CascadeCli, AServiceProductWithALineWindow) {
     ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
     results.push_back(nlohmann::json::parse(r->body)["result"]);
   }
+  auto calibration = c.Get("/v1/products/brush/calibration");
+  ASSERT_TRUE(calibration && calibration->status == 200) << (calibration ? calibration->body : "no answer");
+  EXPECT_EQ(nlohmann::json::parse(calibration->body)["calibration"]["foreground_mask"], true) << calibration->body;
   kill(pid, SIGTERM);
   waitpid(pid, nullptr, 0);
   for (int i = 0; i < 7; ++i) EXPECT_EQ(results[i]["text"].get<std::string>().find("recent parts"), std::string::npos) << "warming up: " << i;

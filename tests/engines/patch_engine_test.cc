@@ -162,6 +162,59 @@ TEST(PatchEngine, OneReferenceStillCalibratesAndFindsADefect) {
   EXPECT_EQ(same.verdict, "OK") << "the reference itself is a good part";
 }
 
+// The foreground mask (--foreground): a defect on the part is still found and boxed where it is;
+// a change of the background alone scores lower than without the mask; the bank keeps its
+// foreground direction through the cache, under another key than the bank without the mask.
+TEST(PatchEngine, AForegroundMaskKeepsDefectsOnThePartAndSurvivesTheCache) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  const auto root = testing::Datasets() / "mvtec-toothbrush";
+  const std::vector<std::filesystem::path> refs = {root / "train/good/000.png", root / "train/good/010.png", root / "train/good/020.png",
+                                                   root / "train/good/030.png"};
+  PatchEngineOptions o = Options();
+  o.cache_dir = testing::TempDir() / "cache";
+  o.foreground_mask = true;
+  auto masked = PatchEngine::Create(o, refs);
+  ASSERT_TRUE(masked.ok()) << masked.status().message();
+  EXPECT_FALSE((*masked)->loaded_from_cache());
+  EXPECT_EQ((*masked)->Calibration()["foreground_mask"], true);
+  EXPECT_EQ((*masked)->bank().foreground.rows, 2);
+
+  auto defect = (*masked)->Inspect(*LoadImage(root / "test/defective/000.png")).result;
+  ASSERT_EQ(defect.verdict, "NOK");
+  const cv::Mat truth = cv::imread((root / "ground_truth/defective/000_mask.png").string(), cv::IMREAD_GRAYSCALE);
+  ASSERT_FALSE(truth.empty());
+  bool on_defect = false;
+  for (const auto& obj : defect.objects)
+    on_defect |= cv::countNonZero(truth(cv::Rect(obj.box.x_min, obj.box.y_min, obj.box.x_max - obj.box.x_min, obj.box.y_max - obj.box.y_min))) > 0;
+  EXPECT_TRUE(on_defect) << "a box on the defect";
+
+  // A good part whose dark background is lit brighter on the left.
+  cv::Mat lit = cv::imread((root / "test/good/000.png").string());
+  for (int y = 0; y < lit.rows; ++y)
+    for (int x = 0; x < 150; ++x) {
+      auto& p = lit.at<cv::Vec3b>(y, x);
+      if (std::max({p[0], p[1], p[2]}) < 50) p = {45, 45, 45};
+    }
+  std::vector<uint8_t> png;
+  cv::imencode(".png", lit, png);
+  auto lit_image = DecodeImage(png);
+  ASSERT_TRUE(lit_image.ok());
+  PatchEngineOptions plain_options = o;
+  plain_options.foreground_mask = false;
+  auto plain = PatchEngine::Create(plain_options, refs);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_NE((*plain)->cache_file(), (*masked)->cache_file()) << "the mask is part of the bank's key";
+  EXPECT_EQ((*plain)->Calibration()["foreground_mask"], false);
+  EXPECT_LT((*masked)->Inspect(*lit_image).result.score, (*plain)->Inspect(*lit_image).result.score);
+
+  auto cached = PatchEngine::Create(o, refs);
+  ASSERT_TRUE(cached.ok());
+  EXPECT_TRUE((*cached)->loaded_from_cache());
+  EXPECT_EQ((*cached)->Calibration()["foreground_mask"], true);
+  EXPECT_DOUBLE_EQ((*cached)->Inspect(*LoadImage(root / "test/defective/000.png")).result.score, defect.score);
+}
+
 TEST(PatchEngine, ALetterboxedOneShotReferenceCalibratesLikeTheFullFrame) {
   REQUIRE_DATASETS();
   REQUIRE_BACKBONE();

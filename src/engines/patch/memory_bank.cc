@@ -25,7 +25,7 @@ cv::Mat ReduceChannels(const cv::Mat& chw, int dim) {
   return out;
 }
 
-constexpr uint32_t kMagic = 0x5a514233;  // "ZQB3": layer blocks, no jittered scores
+constexpr uint32_t kMagic = 0x5a514234;  // "ZQB4": layer blocks, no jittered scores, foreground direction
 
 }  // namespace
 
@@ -157,6 +157,11 @@ Status MemoryBank::Save(const std::filesystem::path& path) const {
     put(threshold);
     cv::Mat r = rows.isContinuous() ? rows : rows.clone();
     out.write(reinterpret_cast<const char*>(r.data), static_cast<std::streamsize>(r.total() * sizeof(float)));
+    put(int32_t(foreground.cols));  // 0: no mask; else 2 rows
+    if (!foreground.empty()) {
+      cv::Mat f = foreground.clone();
+      out.write(reinterpret_cast<const char*>(f.data), static_cast<std::streamsize>(f.total() * sizeof(float)));
+    }
     if (!out) return IoError("cannot write memory bank " + tmp.string());
   }
   std::error_code ec;
@@ -201,6 +206,13 @@ StatusOr<MemoryBank> MemoryBank::Load(const std::filesystem::path& path) {
   bank.rows.create(m, d, CV_32F);
   in.read(reinterpret_cast<char*>(bank.rows.data), static_cast<std::streamsize>(bank.rows.total() * sizeof(float)));
   if (!in) return Corrupt(path.string() + " is truncated");
+  int32_t fw = 0;
+  if (!get(fw) || fw < 0 || fw > d) return Corrupt(path.string() + " is truncated");
+  if (fw > 0) {
+    bank.foreground.create(2, fw, CV_32F);
+    in.read(reinterpret_cast<char*>(bank.foreground.data), static_cast<std::streamsize>(bank.foreground.total() * sizeof(float)));
+    if (!in) return Corrupt(path.string() + " is truncated");
+  }
   bank.UpdateNorms();
   return bank;
 }

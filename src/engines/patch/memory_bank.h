@@ -41,6 +41,7 @@ struct MemoryBank {
   int grid_h = 0, grid_w = 0;
   std::vector<double> loo_scores;  // leave-one-out image scores of the references
   double threshold = 0;            // calibrated from loo_scores
+  cv::Mat foreground;              // 2 x W (ForegroundDirection) when the foreground mask is on
 
   void Add(const PatchGrid& g);  // appends one reference
   // Appends several at once: one copy of every row (one by one copies the bank each time).

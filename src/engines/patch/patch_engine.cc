@@ -8,6 +8,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "core/hash.h"
+#include "engines/patch/foreground.h"
 #include "engines/patch/knn.h"
 #include "engines/patch/mutual.h"
 #include "engines/patch/regions.h"
@@ -17,7 +18,7 @@
 namespace zeroqc {
 namespace {
 
-constexpr int kBankFormat = 5;  // bump when the bank's meaning changes: invalidates caches
+constexpr int kBankFormat = 6;  // bump when the bank's meaning changes: invalidates caches
 // Images are decoded (JPEG at a reduced scale) and jittered at no more than about this long side:
 // 2.5x the backbone's 416 px input, so the resize to it still averages several pixels into one.
 constexpr int kDecodeSide = 1024;
@@ -83,11 +84,23 @@ std::vector<float> RegionDescriptor(const PatchGrid& g, const BoundingBox& box, 
 
 }  // namespace
 
+namespace {
+
+// The foreground direction of a set of images (the deepest layer is the last block).
+cv::Mat ForegroundOf(const std::vector<PatchGrid>& grids) {
+  std::vector<cv::Mat> rows;
+  for (const auto& g : grids) rows.push_back(g.descriptors);
+  const int width = grids.front().blocks.empty() ? grids.front().descriptors.cols : grids.front().blocks.back();
+  return ForegroundDirection(rows, width, grids.front().grid_h, grids.front().grid_w);
+}
+
+}  // namespace
+
 StatusOr<std::string> MemoryBankKey(const std::string& backbone_fingerprint, const PatchEngineOptions& o,
                                     const std::vector<std::filesystem::path>& refs) {
   char params[256];
-  std::snprintf(params, sizeof params, "v%d|n%d|d%d|c%d|s%.4f|r%d", kBankFormat, o.patch.neighbourhood,
-                o.patch.layer_dim, o.max_bank_rows, o.smoothing_sigma, o.limits.decode_side);
+  std::snprintf(params, sizeof params, "v%d|n%d|d%d|c%d|s%.4f|r%d|f%d", kBankFormat, o.patch.neighbourhood,
+                o.patch.layer_dim, o.max_bank_rows, o.smoothing_sigma, o.limits.decode_side, int(o.foreground_mask));
   std::string key = backbone_fingerprint + "|" + params;
   std::vector<std::string> hashes;
   for (const auto& r : refs) {
@@ -160,7 +173,7 @@ StatusOr<std::unique_ptr<Engine>> PatchEngine::WithReference(const std::filesyst
   auto g = e->Describe(img->bgr);
   if (!g.ok()) return g.status();
   // Its leave-one-out score: the new part against the references it joins.
-  const double loo = ImageScore(AnomalyMap(NearestDistances(g->descriptors, bank_)));
+  const double loo = ImageScore(AnomalyMap(Foreground(NearestDistances(g->descriptors, bank_), g->descriptors)));
   e->bank_ = bank_;
   e->bank_.sq_norms = cv::Mat();  // cv::Mat copies share pixels: fresh ones, so this engine's bank stays as it is
   e->bank_.Add(*g);               // (Add allocates new rows)
@@ -211,6 +224,11 @@ cv::Mat PatchEngine::AnomalyMap(const std::vector<float>& d) const {
   return map;
 }
 
+std::vector<float> PatchEngine::Foreground(std::vector<float> d, const cv::Mat& descriptors) const {
+  if (!bank_.foreground.empty()) MaskBackground(bank_.foreground, descriptors, bank_.grid_h, bank_.grid_w, d);
+  return d;
+}
+
 Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   std::vector<PatchGrid> grids;
   cv::Mat jitter_source;  // one reference: jittered copies stand in for other good parts
@@ -232,6 +250,7 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   }
   bank_.Add(grids);
   bank_.UpdateNorms();
+  if (opt_.foreground_mask) bank_.foreground = ForegroundOf(grids);
   if (bank_.rows.rows > opt_.max_bank_rows) {
     Report(progress, "choosing the coreset", 0, 1);
     CoresetSubsample(bank_, double(opt_.max_bank_rows) / bank_.rows.rows);
@@ -241,7 +260,7 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   auto score = [&](const cv::Mat& bgr) -> StatusOr<double> {
     auto g = Describe(bgr);
     if (!g.ok()) return g.status();
-    return ImageScore(AnomalyMap(NearestDistances(g->descriptors, bank_)));
+    return ImageScore(AnomalyMap(Foreground(NearestDistances(g->descriptors, bank_), g->descriptors)));
   };
   bank_.loo_scores.clear();
   // Calibration: each reference left out in turn (one reference: each jittered copy) is a step.
@@ -258,7 +277,7 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
     return Status::Ok();
   }
   for (size_t i = 0; i < n; ++i) {
-    bank_.loo_scores.push_back(ImageScore(AnomalyMap(NearestDistances(grids[i].descriptors, bank_, int(i)))));
+    bank_.loo_scores.push_back(ImageScore(AnomalyMap(Foreground(NearestDistances(grids[i].descriptors, bank_, int(i)), grids[i].descriptors))));
     Report(progress, "calibrating", ++step, steps);
   }
   return Status::Ok();
@@ -288,12 +307,17 @@ Status PatchEngine::BuildBatch(const std::vector<std::filesystem::path>& images)
                            std::to_string(batch_.size()));
   bank_.grid_h = batch_.front().grid_h;
   bank_.grid_w = batch_.front().grid_w;
+  if (opt_.foreground_mask) {
+    std::vector<PatchGrid> grids;
+    for (const auto& b : batch_) grids.push_back({b.rows, b.grid_h, b.grid_w, b.blocks});
+    bank_.foreground = ForegroundOf(grids);
+  }
   Report(progress, "scoring the batch", 0, batch_.size());
   for (size_t i = 0; i < batch_.size(); ++i) {
     if (i > 0) Report(progress, "scoring the batch", i, batch_.size());
     std::vector<const MemoryBank*> peers;
     for (int j : Peers(int(i), int(batch_.size()), opt_.zero_shot_peers)) peers.push_back(&batch_[j]);
-    batch_dist_.push_back(MutualDistances(batch_[i].rows, peers, opt_.zero_shot_fraction));
+    batch_dist_.push_back(Foreground(MutualDistances(batch_[i].rows, peers, opt_.zero_shot_fraction), batch_[i].rows));
     batch_scores_.push_back(ImageScore(AnomalyMap(batch_dist_.back())));
   }
   Report(progress, "scoring the batch", batch_.size(), batch_.size());
@@ -304,7 +328,7 @@ std::vector<float> PatchEngine::BatchDistances(const Image& image, const PatchGr
   if (auto it = batch_index_.find(PixelKey(image.bgr)); it != batch_index_.end()) return batch_dist_[it->second];
   std::vector<const MemoryBank*> peers;  // a new image: peers spread over the whole batch
   for (int j : Peers(-1, int(batch_.size()), opt_.zero_shot_peers)) peers.push_back(&batch_[j]);
-  return MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction);
+  return Foreground(MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction), grid.descriptors);
 }
 
 std::pair<std::vector<float>, double> PatchEngine::LineDistances(const Image& image, const PatchGrid& grid, Inspection& out) {
@@ -326,13 +350,13 @@ std::pair<std::vector<float>, double> PatchEngine::LineDistances(const Image& im
   double threshold = threshold_, score = std::nan("");
   if (peers.size() < kMinBatch) {
     // Warming up: too few parts to judge each other; the references alone judge.
-    d = NearestDistances(grid.descriptors, bank_);
+    d = Foreground(NearestDistances(grid.descriptors, bank_), grid.descriptors);
   } else {
     // The window has just filled: its parts get their mutual scores, each against the others.
     for (auto& p : parts)
       if (std::isnan(p.score))
-        p.score = ImageScore(AnomalyMap(MutualDistances(p.bank.rows, others(&p.bank), opt_.zero_shot_fraction, kRefs)));
-    d = MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction, kRefs);
+        p.score = ImageScore(AnomalyMap(Foreground(MutualDistances(p.bank.rows, others(&p.bank), opt_.zero_shot_fraction, kRefs), p.bank.rows)));
+    d = Foreground(MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction, kRefs), grid.descriptors);
     score = ImageScore(AnomalyMap(d));
     for (const auto& p : parts)
       if (p.key != key) out.peer_scores.push_back(p.score);
@@ -378,9 +402,9 @@ StatusOr<std::vector<float>> PatchEngine::DescribeRegion(const Image& image, con
 }
 
 nlohmann::json PatchEngine::Calibration() const {
-  if (opt_.zero_shot) return {{"threshold", threshold_}, {"batch", batch_.size()}, {"batch_scores", batch_scores_}};
+  if (opt_.zero_shot) return {{"threshold", threshold_}, {"batch", batch_.size()}, {"batch_scores", batch_scores_}, {"foreground_mask", !bank_.foreground.empty()}};
   nlohmann::json j = {{"threshold", threshold_}, {"references", bank_.ranges.size()}, {"loo_scores", bank_.loo_scores},
-                      {"fixed", opt_.threshold.has_value()}};
+                      {"fixed", opt_.threshold.has_value()}, {"foreground_mask", !bank_.foreground.empty()}};
   if (line_) {
     std::lock_guard lock(line_->mu);
     j["line"] = {{"window", opt_.line_window}, {"parts", line_->parts.size()}};
@@ -406,7 +430,7 @@ Inspection PatchEngine::Inspect(const Image& image) {
   bool mutual = opt_.zero_shot;  // judged by other parts, not by the references alone
   if (opt_.zero_shot) distances = BatchDistances(image, *g);
   else if (line_) std::tie(distances, threshold) = LineDistances(image, *g, out), mutual = !out.peer_scores.empty();
-  else distances = NearestDistances(g->descriptors, bank_);
+  else distances = Foreground(NearestDistances(g->descriptors, bank_), g->descriptors);
   r.threshold = threshold;
   cv::Mat map = AnomalyMap(distances);
   r.score = ImageScore(map);

@@ -51,6 +51,9 @@ struct PatchEngineOptions {
   // Line memory (0: off): the last `line_window` parts inspected become peers of the next one, beside
   // the references (see PatchEngine::Inspect). Incompatible with a fixed threshold.
   int line_window = 0;
+  // Foreground mask (engines/patch/foreground.h): background patches never score. Off by default:
+  // it hides defects of a product that fills the frame.
+  bool foreground_mask = false;
   ProgressFn progress;  // optional: told of each step of Create (references described, coreset, calibration)
 };
 
@@ -110,6 +113,8 @@ class PatchEngine : public Engine {
   PatchEngine() = default;
   StatusOr<PatchGrid> Describe(const cv::Mat& bgr);
   cv::Mat AnomalyMap(const std::vector<float>& distances) const;  // at backbone input size
+  // `distances` of the patches of `descriptors` with the background's set to 0 when the mask is on.
+  std::vector<float> Foreground(std::vector<float> distances, const cv::Mat& descriptors) const;
   Status Build(const std::vector<std::filesystem::path>& refs);
   Status BuildBatch(const std::vector<std::filesystem::path>& images);
   std::vector<float> BatchDistances(const Image& image, const PatchGrid& grid) const;
