@@ -195,11 +195,9 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
     std::map<std::string, std::string> tensor;  // layer name -> ONNX tensor holding its output
     std::map<std::string, Shape> shape;         // layer name -> NCHW shape
     std::map<std::string, std::string> folded;  // conv layer -> BN layer folded into it
-    struct ZeroPad {
-      std::string source;          // the tensor before the padding
-      std::vector<int64_t> pads;   // top, left, bottom, right
-    };
-    std::map<std::string, ZeroPad> zero_pads;  // ZeroPadding2D layer -> what its convolutions add
+    // ZeroPadding2D layer -> the pads (top, left, bottom, right) its convolutions add; its tensor is
+    // the one before the padding.
+    std::map<std::string, std::vector<int64_t>> zero_pads;
     if (options.fold_batchnorm) {
       for (const auto& ref : layers) {
         const json& l = *ref.layer;
@@ -306,16 +304,14 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
         }
         const int64_t oh = (s0[2] + pads[0] + pads[2] - ((kh - 1) * dil[0] + 1)) / strides[0] + 1;
         const int64_t ow = (s0[3] + pads[1] + pads[3] - ((kw - 1) * dil[1] + 1)) / strides[1] + 1;
-        std::string source = in[0];  // a ZeroPadding2D before it becomes the convolution's own pads
-        if (auto z = zero_pads.find(ref.inputs[0]); z != zero_pads.end()) {
-          for (int i = 0; i < 4; ++i) pads[i] += z->second.pads[i];
-          source = z->second.source;
-        }
+        // A ZeroPadding2D before it becomes the convolution's own pads (in[0] is its unpadded input).
+        if (auto z = zero_pads.find(ref.inputs[0]); z != zero_pads.end())
+          for (int i = 0; i < 4; ++i) pads[i] += z->second[i];
         b.Initializer(name + "_W", {cout, per, kh, kw}, w);
         b.Initializer(name + "_B", {cout}, bias);
         std::string act = c.value("activation", "linear");
         std::string conv_out = act == "linear" ? out : out + "_pre";
-        auto* n = b.Node("Conv", {source, name + "_W", name + "_B"}, conv_out);
+        auto* n = b.Node("Conv", {in[0], name + "_W", name + "_B"}, conv_out);
         Builder::Ints(n, "kernel_shape", {kh, kw});
         Builder::Ints(n, "strides", strides);
         Builder::Ints(n, "dilations", dil);
@@ -407,7 +403,7 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
         else if (p.size() == 2 && p[0].is_number()) tb = {p[0], p[0]}, lr = {p[1], p[1]};
         else tb = p.at(0).get<std::vector<int64_t>>(), lr = p.at(1).get<std::vector<int64_t>>();
         if (tb.size() != 2 || lr.size() != 2) return Corrupt("layer " + name + ": padding is not [[top, bottom], [left, right]]");
-        zero_pads[name] = {in[0], {tb[0], lr[0], tb[1], lr[1]}};
+        zero_pads[name] = {tb[0], lr[0], tb[1], lr[1]};
         shape[name] = {1, s0[1], s0[2] + tb[0] + tb[1], s0[3] + lr[0] + lr[1]};
         tensor[name] = in[0];
       } else if (kind == "ReLU") {

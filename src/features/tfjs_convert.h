@@ -21,9 +21,10 @@ struct TfjsConvertOptions {
 
 // Reads model.json ({modelTopology, weightsManifest}) and weights.bin (the shards' bytes in
 // manifest order, as written by tools/export_tfjs.js) and writes an ONNX file (opset 10, NCHW,
-// input "input" of shape [1,3,H,W]). Supported layers: InputLayer, Conv2D, BatchNormalization,
-// Activation, Dense, Dropout, Flatten, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D,
-// Concatenate and Add; anything else is refused with the layer's name.
+// input "input" of shape [1,3,H,W]). Supported layers: InputLayer, Conv2D, DepthwiseConv2D,
+// ZeroPadding2D (before convolutions only), BatchNormalization, Activation, ReLU (and ReLU6),
+// Dense, Dropout, Flatten, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Concatenate and
+// Add; anything else is refused with the layer's name.
 Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::filesystem::path& weights_bin,
                          const TfjsConvertOptions& options, const std::filesystem::path& out_onnx);
 

@@ -82,16 +82,10 @@ std::vector<float> RegionDescriptor(const PatchGrid& g, const BoundingBox& box, 
   return LessMeanPatch(g.descriptors, sum / n);
 }
 
-}  // namespace
-
-namespace {
-
-// The foreground direction of a set of images (the deepest layer is the last block).
-cv::Mat ForegroundOf(const std::vector<PatchGrid>& grids) {
-  std::vector<cv::Mat> rows;
-  for (const auto& g : grids) rows.push_back(g.descriptors);
-  const int width = grids.front().blocks.empty() ? grids.front().descriptors.cols : grids.front().blocks.back();
-  return ForegroundDirection(rows, width, grids.front().grid_h, grids.front().grid_w);
+// The foreground direction of a set of images' descriptors (the deepest layer is the last block).
+cv::Mat ForegroundOf(const std::vector<cv::Mat>& descriptors, const std::vector<int>& blocks, int grid_h, int grid_w) {
+  const int width = blocks.empty() ? descriptors.front().cols : blocks.back();
+  return ForegroundDirection(descriptors, width, grid_h, grid_w);
 }
 
 }  // namespace
@@ -250,7 +244,11 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   }
   bank_.Add(grids);
   bank_.UpdateNorms();
-  if (opt_.foreground_mask) bank_.foreground = ForegroundOf(grids);
+  if (opt_.foreground_mask) {
+    std::vector<cv::Mat> descriptors;
+    for (const auto& g : grids) descriptors.push_back(g.descriptors);
+    bank_.foreground = ForegroundOf(descriptors, bank_.blocks, bank_.grid_h, bank_.grid_w);
+  }
   if (bank_.rows.rows > opt_.max_bank_rows) {
     Report(progress, "choosing the coreset", 0, 1);
     CoresetSubsample(bank_, double(opt_.max_bank_rows) / bank_.rows.rows);
@@ -308,9 +306,9 @@ Status PatchEngine::BuildBatch(const std::vector<std::filesystem::path>& images)
   bank_.grid_h = batch_.front().grid_h;
   bank_.grid_w = batch_.front().grid_w;
   if (opt_.foreground_mask) {
-    std::vector<PatchGrid> grids;
-    for (const auto& b : batch_) grids.push_back({b.rows, b.grid_h, b.grid_w, b.blocks});
-    bank_.foreground = ForegroundOf(grids);
+    std::vector<cv::Mat> descriptors;
+    for (const auto& b : batch_) descriptors.push_back(b.rows);
+    bank_.foreground = ForegroundOf(descriptors, batch_.front().blocks, bank_.grid_h, bank_.grid_w);
   }
   Report(progress, "scoring the batch", 0, batch_.size());
   for (size_t i = 0; i < batch_.size(); ++i) {
