@@ -7,12 +7,12 @@ namespace {
 
 constexpr int kMaxRows = 20000;  // enough rows for one direction in 128 dimensions
 
-// Projections of the deepest layer's block of `descriptors` on the direction, as a grid.
+// Projections of the deepest layer's block of `descriptors` on the direction, as a grid:
+// (x - mean) . v, computed as x . v - mean . v so that no centred copy of the rows is made.
 cv::Mat Projection(const cv::Mat& direction, const cv::Mat& descriptors, int grid_h) {
   const int w = direction.cols;
-  cv::Mat centred =
-      descriptors.colRange(descriptors.cols - w, descriptors.cols) - cv::repeat(direction.row(0), descriptors.rows, 1);
-  cv::Mat p = centred * direction.row(1).t();
+  cv::Mat p = descriptors.colRange(descriptors.cols - w, descriptors.cols) * direction.row(1).t();
+  p -= direction.row(0).dot(direction.row(1));
   return p.reshape(1, grid_h);
 }
 

@@ -167,7 +167,7 @@ StatusOr<std::unique_ptr<Engine>> PatchEngine::WithReference(const std::filesyst
   auto g = e->Describe(img->bgr);
   if (!g.ok()) return g.status();
   // Its leave-one-out score: the new part against the references it joins.
-  const double loo = ImageScore(AnomalyMap(Foreground(NearestDistances(g->descriptors, bank_), g->descriptors)));
+  const double loo = ImageScore(AnomalyMap(ReferenceDistances(g->descriptors)));
   e->bank_ = bank_;
   e->bank_.sq_norms = cv::Mat();  // cv::Mat copies share pixels: fresh ones, so this engine's bank stays as it is
   e->bank_.Add(*g);               // (Add allocates new rows)
@@ -218,7 +218,15 @@ cv::Mat PatchEngine::AnomalyMap(const std::vector<float>& d) const {
   return map;
 }
 
-std::vector<float> PatchEngine::Foreground(std::vector<float> d, const cv::Mat& descriptors) const {
+std::vector<float> PatchEngine::ReferenceDistances(const cv::Mat& descriptors, int exclude) const {
+  auto d = NearestDistances(descriptors, bank_, exclude);
+  if (!bank_.foreground.empty()) MaskBackground(bank_.foreground, descriptors, bank_.grid_h, bank_.grid_w, d);
+  return d;
+}
+
+std::vector<float> PatchEngine::PeerDistances(const cv::Mat& descriptors, const std::vector<const MemoryBank*>& peers,
+                                              int anchor) const {
+  auto d = MutualDistances(descriptors, peers, opt_.zero_shot_fraction, anchor);
   if (!bank_.foreground.empty()) MaskBackground(bank_.foreground, descriptors, bank_.grid_h, bank_.grid_w, d);
   return d;
 }
@@ -258,7 +266,7 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   auto score = [&](const cv::Mat& bgr) -> StatusOr<double> {
     auto g = Describe(bgr);
     if (!g.ok()) return g.status();
-    return ImageScore(AnomalyMap(Foreground(NearestDistances(g->descriptors, bank_), g->descriptors)));
+    return ImageScore(AnomalyMap(ReferenceDistances(g->descriptors)));
   };
   bank_.loo_scores.clear();
   // Calibration: each reference left out in turn (one reference: each jittered copy) is a step.
@@ -275,7 +283,7 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
     return Status::Ok();
   }
   for (size_t i = 0; i < n; ++i) {
-    bank_.loo_scores.push_back(ImageScore(AnomalyMap(Foreground(NearestDistances(grids[i].descriptors, bank_, int(i)), grids[i].descriptors))));
+    bank_.loo_scores.push_back(ImageScore(AnomalyMap(ReferenceDistances(grids[i].descriptors, int(i)))));
     Report(progress, "calibrating", ++step, steps);
   }
   return Status::Ok();
@@ -315,7 +323,7 @@ Status PatchEngine::BuildBatch(const std::vector<std::filesystem::path>& images)
     if (i > 0) Report(progress, "scoring the batch", i, batch_.size());
     std::vector<const MemoryBank*> peers;
     for (int j : Peers(int(i), int(batch_.size()), opt_.zero_shot_peers)) peers.push_back(&batch_[j]);
-    batch_dist_.push_back(Foreground(MutualDistances(batch_[i].rows, peers, opt_.zero_shot_fraction), batch_[i].rows));
+    batch_dist_.push_back(PeerDistances(batch_[i].rows, peers));
     batch_scores_.push_back(ImageScore(AnomalyMap(batch_dist_.back())));
   }
   Report(progress, "scoring the batch", batch_.size(), batch_.size());
@@ -326,7 +334,7 @@ std::vector<float> PatchEngine::BatchDistances(const Image& image, const PatchGr
   if (auto it = batch_index_.find(PixelKey(image.bgr)); it != batch_index_.end()) return batch_dist_[it->second];
   std::vector<const MemoryBank*> peers;  // a new image: peers spread over the whole batch
   for (int j : Peers(-1, int(batch_.size()), opt_.zero_shot_peers)) peers.push_back(&batch_[j]);
-  return Foreground(MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction), grid.descriptors);
+  return PeerDistances(grid.descriptors, peers);
 }
 
 std::pair<std::vector<float>, double> PatchEngine::LineDistances(const Image& image, const PatchGrid& grid, Inspection& out) {
@@ -348,13 +356,13 @@ std::pair<std::vector<float>, double> PatchEngine::LineDistances(const Image& im
   double threshold = threshold_, score = std::nan("");
   if (peers.size() < kMinBatch) {
     // Warming up: too few parts to judge each other; the references alone judge.
-    d = Foreground(NearestDistances(grid.descriptors, bank_), grid.descriptors);
+    d = ReferenceDistances(grid.descriptors);
   } else {
     // The window has just filled: its parts get their mutual scores, each against the others.
     for (auto& p : parts)
       if (std::isnan(p.score))
-        p.score = ImageScore(AnomalyMap(Foreground(MutualDistances(p.bank.rows, others(&p.bank), opt_.zero_shot_fraction, kRefs), p.bank.rows)));
-    d = Foreground(MutualDistances(grid.descriptors, peers, opt_.zero_shot_fraction, kRefs), grid.descriptors);
+        p.score = ImageScore(AnomalyMap(PeerDistances(p.bank.rows, others(&p.bank), kRefs)));
+    d = PeerDistances(grid.descriptors, peers, kRefs);
     score = ImageScore(AnomalyMap(d));
     for (const auto& p : parts)
       if (p.key != key) out.peer_scores.push_back(p.score);
@@ -400,9 +408,10 @@ StatusOr<std::vector<float>> PatchEngine::DescribeRegion(const Image& image, con
 }
 
 nlohmann::json PatchEngine::Calibration() const {
-  if (opt_.zero_shot) return {{"threshold", threshold_}, {"batch", batch_.size()}, {"batch_scores", batch_scores_}, {"foreground_mask", !bank_.foreground.empty()}};
+  const bool masked = !bank_.foreground.empty();
+  if (opt_.zero_shot) return {{"threshold", threshold_}, {"batch", batch_.size()}, {"batch_scores", batch_scores_}, {"foreground_mask", masked}};
   nlohmann::json j = {{"threshold", threshold_}, {"references", bank_.ranges.size()}, {"loo_scores", bank_.loo_scores},
-                      {"fixed", opt_.threshold.has_value()}, {"foreground_mask", !bank_.foreground.empty()}};
+                      {"fixed", opt_.threshold.has_value()}, {"foreground_mask", masked}};
   if (line_) {
     std::lock_guard lock(line_->mu);
     j["line"] = {{"window", opt_.line_window}, {"parts", line_->parts.size()}};
@@ -428,7 +437,7 @@ Inspection PatchEngine::Inspect(const Image& image) {
   bool mutual = opt_.zero_shot;  // judged by other parts, not by the references alone
   if (opt_.zero_shot) distances = BatchDistances(image, *g);
   else if (line_) std::tie(distances, threshold) = LineDistances(image, *g, out), mutual = !out.peer_scores.empty();
-  else distances = Foreground(NearestDistances(g->descriptors, bank_), g->descriptors);
+  else distances = ReferenceDistances(g->descriptors);
   r.threshold = threshold;
   cv::Mat map = AnomalyMap(distances);
   r.score = ImageScore(map);

@@ -113,8 +113,11 @@ class PatchEngine : public Engine {
   PatchEngine() = default;
   StatusOr<PatchGrid> Describe(const cv::Mat& bgr);
   cv::Mat AnomalyMap(const std::vector<float>& distances) const;  // at backbone input size
-  // `distances` of the patches of `descriptors` with the background's set to 0 when the mask is on.
-  std::vector<float> Foreground(std::vector<float> distances, const cv::Mat& descriptors) const;
+  // Each patch's distance to the references (NearestDistances) or to peer images (MutualDistances
+  // at opt_.zero_shot_fraction), with the background's set to 0 when the foreground mask is on.
+  std::vector<float> ReferenceDistances(const cv::Mat& descriptors, int exclude = -1) const;
+  std::vector<float> PeerDistances(const cv::Mat& descriptors, const std::vector<const MemoryBank*>& peers,
+                                   int anchor = -1) const;
   Status Build(const std::vector<std::filesystem::path>& refs);
   Status BuildBatch(const std::vector<std::filesystem::path>& images);
   std::vector<float> BatchDistances(const Image& image, const PatchGrid& grid) const;
