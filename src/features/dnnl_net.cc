@@ -28,6 +28,12 @@ int64_t Int(const onnx::NodeProto& n, const char* name, int64_t fallback) {
   return fallback;
 }
 
+float FloatAttr(const onnx::NodeProto& n, const char* name, float fallback) {
+  for (const auto& a : n.attribute())
+    if (a.name() == name) return a.f();
+  return fallback;
+}
+
 std::vector<float> Floats(const onnx::TensorProto& t) {
   if (!t.raw_data().empty()) {
     std::vector<float> v(t.raw_data().size() / sizeof(float));
@@ -125,12 +131,14 @@ Status DnnlNet::Impl::Build(const onnx::GraphProto& g, int height, int width, co
       auto x = in(0);
       if (!x.ok()) return x.status();
       if (n.input_size() < 2 || !init.count(n.input(1))) return Unsupported("node " + n.name() + ": weights are not constant");
-      if (Int(n, "group", 1) != 1) return Unsupported("node " + n.name() + ": grouped convolution");
+      const int64_t groups = Int(n, "group", 1);
       const auto& wt = *init[n.input(1)];
       if (wt.dims_size() != 4) return Unsupported("node " + n.name() + ": weights are not 4-D");
       const memory::dims wd(wt.dims().begin(), wt.dims().end());
       const auto xd = x->get_desc().dims();
-      if (xd[1] != wd[1]) return Unsupported("node " + n.name() + ": channel mismatch");
+      if (groups < 1 || xd[1] != wd[1] * groups || wd[0] % groups) return Unsupported("node " + n.name() + ": channel mismatch");
+      // Grouped (depthwise) weights: ONNX's [out, in / g, kh, kw] is oneDNN's [g, out / g, in / g, kh, kw].
+      const memory::dims wdims = groups == 1 ? wd : memory::dims{groups, wd[0] / groups, wd[1], wd[2], wd[3]};
       const auto s = Ints(n, "strides", {1, 1}), dil = Ints(n, "dilations", {1, 1}), p = Ints(n, "pads", {0, 0, 0, 0});
       if (s.size() != 2 || dil.size() != 2 || p.size() != 4) return Unsupported("node " + n.name() + ": not a 2-D convolution");
       const int64_t oh = (xd[2] + p[0] + p[2] - ((wd[2] - 1) * dil[0] + 1)) / s[0] + 1;
@@ -144,17 +152,24 @@ Status DnnlNet::Impl::Build(const onnx::GraphProto& g, int height, int width, co
       }
       std::string result = out;
       dnnl::post_ops po;
-      if (auto& c = consumers[out]; c.size() == 1 && !wanted.count(out) && g.node(c[0]).op_type() == "Relu") {
-        po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-        fused.insert(c[0]);
-        result = g.node(c[0]).output(0);
+      if (auto& c = consumers[out]; c.size() == 1 && !wanted.count(out)) {
+        const auto& next = g.node(c[0]);
+        if (next.op_type() == "Relu") {
+          po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+        } else if (next.op_type() == "Clip") {  // ReLU6
+          po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, FloatAttr(next, "min", -3.4e38f), FloatAttr(next, "max", 3.4e38f));
+        }
+        if (po.len() > 0) {
+          fused.insert(c[0]);
+          result = next.output(0);
+        }
       }
       dnnl::primitive_attr attr;
       attr.set_post_ops(po);
       const memory::desc bias_md({wd[0]}, kF32, Tag::x);
       auto make = [&](const memory::desc& src, const memory::desc& dst) {
         dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src,
-                                          memory::desc(wd, kF32, Tag::any), bias_md, dst, {s[0], s[1]},
+                                          memory::desc(wdims, kF32, Tag::any), bias_md, dst, {s[0], s[1]},
                                           {dil[0] - 1, dil[1] - 1}, {p[0], p[1]}, {p[2], p[3]});
         return dnnl::convolution_forward::primitive_desc(d, attr, eng);
       };
@@ -169,7 +184,7 @@ Status DnnlNet::Impl::Build(const onnx::GraphProto& g, int height, int width, co
       if (!pd || std::string(pd.impl_info_str()).rfind("ref", 0) == 0)
         pd = make(memory::desc(xd, kF32, Tag::any), memory::desc(od, kF32, Tag::any));
       std::vector<float> w = Floats(wt);
-      memory user_w({wd, kF32, Tag::oihw}, eng, w.data()), weights(pd.weights_desc(), eng);
+      memory user_w({wdims, kF32, groups == 1 ? Tag::oihw : Tag::goihw}, eng, w.data()), weights(pd.weights_desc(), eng);
       dnnl::reorder(user_w, weights).execute(strm, user_w, weights);  // once, at load
       strm.wait();
       memory b(bias_md, eng);
@@ -177,11 +192,15 @@ Status DnnlNet::Impl::Build(const onnx::GraphProto& g, int height, int width, co
       memory src = Reordered(*x, pd.src_desc()), dst(pd.dst_desc(), eng);
       steps.push_back({dnnl::convolution_forward(pd), {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_BIAS, b}, {DNNL_ARG_DST, dst}}});
       val[result] = dst.get_desc() == memory::desc(od, kF32, act) ? dst : Reordered(dst, memory::desc(od, kF32, act));
-    } else if (op == "Relu") {
+    } else if (op == "Relu" || op == "Clip") {
       auto x = in(0);
       if (!x.ok()) return x.status();
+      if (op == "Clip" && n.input_size() > 1) return Unsupported("node " + n.name() + ": Clip with bounds as inputs");
+      const bool relu = op == "Relu";
       dnnl::eltwise_forward::primitive_desc pd(
-          {dnnl::prop_kind::forward_inference, dnnl::algorithm::eltwise_relu, x->get_desc(), 0.f, 0.f}, eng);
+          {dnnl::prop_kind::forward_inference, relu ? dnnl::algorithm::eltwise_relu : dnnl::algorithm::eltwise_clip,
+           x->get_desc(), relu ? 0.f : FloatAttr(n, "min", -3.4e38f), relu ? 0.f : FloatAttr(n, "max", 3.4e38f)},
+          eng);
       memory dst(pd.dst_desc(), eng);
       steps.push_back({dnnl::eltwise_forward(pd), {{DNNL_ARG_SRC, *x}, {DNNL_ARG_DST, dst}}});
       val[out] = dst;

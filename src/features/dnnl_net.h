@@ -1,8 +1,8 @@
-// Runs a converted backbone's ONNX graph with oneDNN primitives: convolutions with their bias and
-// a following ReLU fused, pooling and concatenation, all in oneDNN's blocked activation layout
-// (nChw8c on AVX2, nChw16c on AVX-512). OpenCV DNN runs the same graph 2-3x further from the
-// machine's FMA peak. Only the ops the feature backbones use are covered; Load names the first one
-// it cannot run, and the caller falls back to OpenCV DNN.
+// Runs a converted backbone's ONNX graph with oneDNN primitives: convolutions (grouped and depthwise
+// too) with their bias and a following ReLU or ReLU6 (Clip) fused, pooling, sums and concatenation,
+// all in oneDNN's blocked activation layout (nChw8c on AVX2, nChw16c on AVX-512). OpenCV DNN runs
+// the same graph 2-3x further from the machine's FMA peak. Only the ops the feature backbones use
+// are covered; Load names the first one it cannot run, and the caller falls back to OpenCV DNN.
 #pragma once
 
 #include <filesystem>

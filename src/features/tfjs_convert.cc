@@ -8,13 +8,13 @@
 #include <set>
 
 #include <nlohmann/json.hpp>
-#include <onnx/onnx_pb.h>
+
+#include "features/onnx_graph.h"
 
 namespace zeroqc {
 namespace {
 
 using json = nlohmann::json;
-using Shape = std::vector<int64_t>;  // NCHW with N = 1, or [1, F] after Flatten/Dense
 
 struct Tensor {
   Shape shape;  // as stored by Keras (e.g. kernel [kh, kw, cin, cout])
@@ -65,16 +65,10 @@ StatusOr<std::map<std::string, Tensor>> LoadWeights(const json& manifest, const 
   return out;
 }
 
-// Keras "same" padding: output = ceil(n / s); the extra pixel, if any, goes at the end.
-std::pair<int64_t, int64_t> SamePads(int64_t n, int64_t k, int64_t s) {
-  int64_t out = (n + s - 1) / s;
-  int64_t total = std::max<int64_t>((out - 1) * s + k - n, 0);
-  return {total / 2, total - total / 2};
-}
-
-class Builder {
+// The graph plus the weights it reads them from.
+class Builder : public OnnxGraph {
  public:
-  Builder(std::map<std::string, Tensor> weights, onnx::GraphProto* g) : weights_(std::move(weights)), g_(g) {}
+  Builder(std::map<std::string, Tensor> weights, const std::string& name) : OnnxGraph(name), weights_(std::move(weights)) {}
 
   StatusOr<const Tensor*> Weight(const std::string& name) {
     auto it = weights_.find(name);
@@ -82,45 +76,8 @@ class Builder {
     return &it->second;
   }
 
-  void Initializer(const std::string& name, const Shape& dims, const std::vector<float>& data) {
-    auto* t = g_->add_initializer();
-    t->set_name(name);
-    t->set_data_type(onnx::TensorProto::FLOAT);
-    for (auto d : dims) t->add_dims(d);
-    t->set_raw_data(std::string(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float)));
-  }
-
-  onnx::NodeProto* Node(const std::string& op, const std::vector<std::string>& in, const std::string& out) {
-    auto* n = g_->add_node();
-    n->set_op_type(op);
-    n->set_name(out + "_" + op);
-    for (const auto& i : in) n->add_input(i);
-    n->add_output(out);
-    return n;
-  }
-
-  static void Ints(onnx::NodeProto* n, const std::string& name, const std::vector<int64_t>& v) {
-    auto* a = n->add_attribute();
-    a->set_name(name);
-    a->set_type(onnx::AttributeProto::INTS);
-    for (auto x : v) a->add_ints(x);
-  }
-  static void Float(onnx::NodeProto* n, const std::string& name, float v) {
-    auto* a = n->add_attribute();
-    a->set_name(name);
-    a->set_type(onnx::AttributeProto::FLOAT);
-    a->set_f(v);
-  }
-  static void Int(onnx::NodeProto* n, const std::string& name, int64_t v) {
-    auto* a = n->add_attribute();
-    a->set_name(name);
-    a->set_type(onnx::AttributeProto::INT);
-    a->set_i(v);
-  }
-
  private:
   std::map<std::string, Tensor> weights_;
-  onnx::GraphProto* g_;
 };
 
 struct LayerRef {
@@ -180,17 +137,7 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
       for (const auto& in : layers[index[n]].inputs) stack.push_back(in);
     }
 
-    onnx::ModelProto mp;
-    mp.set_ir_version(7);
-    mp.set_producer_name("zeroqc-convert");
-    auto* opset = mp.add_opset_import();
-    opset->set_domain("");
-    // Opset 10: every node here means the same as in 11, and Clip (ReLU6) still takes its bounds
-    // as attributes, the form OpenCV 4.6's importer reads.
-    opset->set_version(10);
-    auto* g = mp.mutable_graph();
-    g->set_name(conf.value("name", "keras_model"));
-    Builder b(std::move(*weights), g);
+    Builder b(std::move(*weights), conf.value("name", "keras_model"));
 
     std::map<std::string, std::string> tensor;  // layer name -> ONNX tensor holding its output
     std::map<std::string, Shape> shape;         // layer name -> NCHW shape
@@ -222,7 +169,7 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
         b.Node("Tanh", {in}, out);
       } else if (act == "softmax") {
         if (shape[lname].size() != 2) return Unsupported("softmax is supported on 2-D outputs only (" + lname + ")");
-        Builder::Int(b.Node("Softmax", {in}, out), "axis", 1);
+        OnnxGraph::Int(b.Node("Softmax", {in}, out), "axis", 1);
       } else {
         return Unsupported("activation " + act + " of layer " + lname);
       }
@@ -240,12 +187,7 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
       const Shape s0 = ref.inputs.empty() ? Shape{} : shape.at(ref.inputs[0]);
 
       if (kind == "InputLayer") {
-        auto* vi = g->add_input();
-        vi->set_name("input");
-        auto* tt = vi->mutable_type()->mutable_tensor_type();
-        tt->set_elem_type(onnx::TensorProto::FLOAT);
-        for (int64_t d : {1, 3, options.input_height, options.input_width})
-          tt->mutable_shape()->add_dim()->set_dim_value(d);
+        b.Input("input", {1, 3, options.input_height, options.input_width});
         tensor[name] = "input";
         shape[name] = {1, 3, options.input_height, options.input_width};
       } else if (kind == "Conv2D" || kind == "DepthwiseConv2D") {
@@ -312,11 +254,11 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
         std::string act = c.value("activation", "linear");
         std::string conv_out = act == "linear" ? out : out + "_pre";
         auto* n = b.Node("Conv", {in[0], name + "_W", name + "_B"}, conv_out);
-        Builder::Ints(n, "kernel_shape", {kh, kw});
-        Builder::Ints(n, "strides", strides);
-        Builder::Ints(n, "dilations", dil);
-        Builder::Ints(n, "pads", pads);
-        if (group != 1) Builder::Int(n, "group", group);
+        OnnxGraph::Ints(n, "kernel_shape", {kh, kw});
+        OnnxGraph::Ints(n, "strides", strides);
+        OnnxGraph::Ints(n, "dilations", dil);
+        OnnxGraph::Ints(n, "pads", pads);
+        if (group != 1) OnnxGraph::Int(n, "group", group);
         shape[name] = {1, cout, oh, ow};
         if (act != "linear") ZQ_RETURN_IF_ERROR(activation(act, conv_out, out, name));
         tensor[name] = out;
@@ -337,10 +279,7 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
         b.Initializer(name + "_var", {ch}, (*var)->data);
         auto* n = b.Node("BatchNormalization",
                          {in[0], name + "_scale", name + "_bias", name + "_mean", name + "_var"}, name);
-        auto* a = n->add_attribute();
-        a->set_name("epsilon");
-        a->set_type(onnx::AttributeProto::FLOAT);
-        a->set_f(c.value("epsilon", 1e-3f));
+        OnnxGraph::Float(n, "epsilon", c.value("epsilon", 1e-3f));
         tensor[name] = name;
         shape[name] = s0;
       } else if (kind == "Activation") {
@@ -358,16 +297,16 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
         }
         // Keras average pooling divides by the number of real pixels: ONNX count_include_pad = 0.
         auto* n = b.Node(kind == "MaxPooling2D" ? "MaxPool" : "AveragePool", {in[0]}, name);
-        Builder::Ints(n, "kernel_shape", pool);
-        Builder::Ints(n, "strides", strides);
-        Builder::Ints(n, "pads", pads);
+        OnnxGraph::Ints(n, "kernel_shape", pool);
+        OnnxGraph::Ints(n, "strides", strides);
+        OnnxGraph::Ints(n, "pads", pads);
         int64_t oh = (s0[2] + pads[0] + pads[2] - pool[0]) / strides[0] + 1;
         int64_t ow = (s0[3] + pads[1] + pads[3] - pool[1]) / strides[1] + 1;
         shape[name] = {1, s0[1], oh, ow};
         tensor[name] = name;
       } else if (kind == "GlobalAveragePooling2D") {
         b.Node("GlobalAveragePool", {in[0]}, name + "_gap");
-        Builder::Int(b.Node("Flatten", {name + "_gap"}, name), "axis", 1);
+        OnnxGraph::Int(b.Node("Flatten", {name + "_gap"}, name), "axis", 1);
         shape[name] = {1, s0[1]};
         tensor[name] = name;
       } else if (kind == "Concatenate" || kind == "Add") {
@@ -380,7 +319,7 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
             return Unsupported("layer " + name + ": concatenation along a non-channel axis");
           s[1] = 0;
           for (const auto& i : ref.inputs) s[1] += shape.at(i)[1];
-          Builder::Int(b.Node("Concat", in, name), "axis", 1);
+          OnnxGraph::Int(b.Node("Concat", in, name), "axis", 1);
         } else {
           b.Node("Sum", in, name);
         }
@@ -415,8 +354,8 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
           b.Node("Relu", {in[0]}, name);
         } else {  // ReLU6
           auto* n = b.Node("Clip", {in[0]}, name);
-          Builder::Float(n, "min", 0.f);
-          Builder::Float(n, "max", c["max_value"].get<float>());
+          OnnxGraph::Float(n, "min", 0.f);
+          OnnxGraph::Float(n, "max", c["max_value"].get<float>());
         }
       } else if (kind == "Dropout") {
         tensor[name] = in[0];  // identity at inference
@@ -424,10 +363,10 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
       } else if (kind == "Flatten") {
         std::string src = in[0];
         if (s0.size() == 4 && (s0[2] > 1 || s0[3] > 1)) {  // Keras flattens channels-last
-          Builder::Ints(b.Node("Transpose", {src}, name + "_nhwc"), "perm", {0, 2, 3, 1});
+          OnnxGraph::Ints(b.Node("Transpose", {src}, name + "_nhwc"), "perm", {0, 2, 3, 1});
           src = name + "_nhwc";
         }
-        Builder::Int(b.Node("Flatten", {src}, name), "axis", 1);
+        OnnxGraph::Int(b.Node("Flatten", {src}, name), "axis", 1);
         int64_t f = 1;
         for (size_t i = 1; i < s0.size(); ++i) f *= s0[i];
         shape[name] = {1, f};
@@ -448,7 +387,7 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
         b.Initializer(name + "_B", {units}, bias);
         std::string act = c.value("activation", "linear");
         std::string gemm_out = act == "linear" ? name : name + "_pre";
-        Builder::Int(b.Node("Gemm", {in[0], name + "_W", name + "_B"}, gemm_out), "transB", 1);
+        OnnxGraph::Int(b.Node("Gemm", {in[0], name + "_W", name + "_B"}, gemm_out), "transB", 1);
         shape[name] = {1, units};
         if (act != "linear") ZQ_RETURN_IF_ERROR(activation(act, gemm_out, name, name));
         tensor[name] = name;
@@ -460,16 +399,9 @@ Status ConvertTfjsToOnnx(const std::filesystem::path& model_json, const std::fil
     for (const auto& o : outputs) {
       std::string t = tensor.at(o);
       if (t != o) b.Node("Identity", {t}, o);
-      auto* vi = g->add_output();
-      vi->set_name(o);
-      auto* tt = vi->mutable_type()->mutable_tensor_type();
-      tt->set_elem_type(onnx::TensorProto::FLOAT);
-      for (auto d : shape.at(o)) tt->mutable_shape()->add_dim()->set_dim_value(d);
+      b.Output(o, shape.at(o));
     }
-
-    std::filesystem::create_directories(out_onnx.parent_path().empty() ? "." : out_onnx.parent_path());
-    std::ofstream out(out_onnx, std::ios::binary);
-    if (!out || !mp.SerializeToOstream(&out)) return IoError("cannot write " + out_onnx.string());
+    ZQ_RETURN_IF_ERROR(b.Write(out_onnx));
   } catch (const json::exception& e) {
     return Corrupt(model_json.string() + ": unexpected topology: " + e.what());
   } catch (const std::out_of_range& e) {
