@@ -119,6 +119,21 @@ convert inception_v3_416.onnx 416 mixed1 mixed2 mixed7   # the patch engine's fe
 convert inception_v3_full.onnx 299 dense_3               # the whole classifier: proves the conversion
 cp models/inception_v3.json build/models/inception_v3.json
 
+# EfficientNet-Lite: the expansions at strides 8 and 16 that the specs read (models/lite*.json), and
+# the stage outputs beside them for other specs; the classifier is proven by the tests.
+convert_lite() {  # version taps...
+  local v=$1 out=build/models/efficientnet_lite$1_416.onnx pth=$DEPS/efficientnet/efficientnet-lite$1.pth
+  shift
+  if [ ! -s "$out" ] || [ "$pth" -nt "$out" ] || [ build/zeroqc -nt "$out" ]; then
+    say "converting EfficientNet-Lite$v to $out"
+    build/zeroqc convert --pytorch "$pth" --arch "efficientnet-lite$v" --size 416 --out "$out" --outputs "$@"
+  fi
+  cp "models/lite$v.json" "build/models/lite$v.json"
+}
+convert_lite 0 stage3 block5_expand block11_expand stage5
+convert_lite 1 stage3 block7_expand block15_expand stage5
+convert_lite 2 stage3 block7_expand block15_expand stage5
+
 if [ "${1:-}" != "--no-demo" ]; then
   say "running the demo"
   build/zeroqc demo --out demo-out

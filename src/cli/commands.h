@@ -25,7 +25,7 @@ struct ExitStatus {
 
 // Engine flags common to inspect and demo; defaults resolved next to the executable.
 struct EngineFlags {
-  std::string backbone;  // spec path
+  std::string backbone;  // a name (BackboneNames) or a spec path; empty: $ZEROQC_BACKBONE, else kDefaultBackbone
   bool share_descriptors = false;  // not a flag: bench sets it so that seeds describe each image once
   std::string cache_dir;
   bool no_cache = false;
@@ -35,6 +35,7 @@ struct EngineFlags {
   int zero_shot_peers = 0;  // 0: default
   int line_window = 0;      // 0: off
   bool foreground = false;  // mask the background (PatchEngineOptions::foreground_mask)
+  int rotations = 1;        // PatchEngineOptions::reference_rotations
   int64_t max_pixels = ImageLimits{}.max_pixels;
   bool quiet = false;  // no progress on stderr while an engine builds
   // cascade engine: the band (0: from the references) and whether NOK parts are explained too
@@ -49,6 +50,14 @@ struct EngineFlags {
   StatusOr<PatchEngineOptions> Options(const std::filesystem::path& refs_dir) const;
   ImageLimits limits() const;
 };
+
+// The backbones shipped in models/ beside the binary, by name (lite2 is models/lite2.json;
+// "inception" names inception_v3.json), and the one used when none is named.
+inline constexpr const char* kDefaultBackbone = "lite2";
+std::vector<std::string> BackboneNames();
+// A name from BackboneNames, or a path to a spec JSON (anything with a '/' or ending in .json).
+// kNotFound names the choices.
+StatusOr<std::filesystem::path> ResolveBackbone(const std::string& name_or_path);
 
 // A product's "threshold" (> 0) and "threshold_sigmas" (>= 0) from its settings object (a
 // zeroqc.json, or a product of the service); `where` names it in errors. Absent keys stay unset.

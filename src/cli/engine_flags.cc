@@ -1,4 +1,5 @@
 // Engine configuration from flags, environment and per-product files, and the engine factory.
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -22,12 +23,41 @@ std::filesystem::path DefaultCacheDir() {
   return std::filesystem::temp_directory_path() / "zeroqc-cache";
 }
 
+std::filesystem::path ModelsDir() { return ExeDir() / "models"; }
+
 }  // namespace
+
+std::vector<std::string> BackboneNames() {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(ModelsDir(), ec)) {
+    if (e.path().extension() != ".json") continue;
+    std::string n = e.path().stem().string();
+    out.push_back(n == "inception_v3" ? "inception" : n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+StatusOr<std::filesystem::path> ResolveBackbone(const std::string& name) {
+  if (name.find('/') != std::string::npos || (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0))
+    return std::filesystem::path(name);
+  const auto names = BackboneNames();
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+    return NotFound("no backbone named '" + name + "' (" + (known.empty() ? "none installed: run ./setup.sh" : "installed: " + known) +
+                    "; or give a spec file path)");
+  }
+  return ModelsDir() / ((name == "inception" ? std::string("inception_v3") : name) + ".json");
+}
 
 void EngineFlags::Register(CLI::App* app) {
   app->add_flag("--quiet", quiet, "no progress lines on stderr while the memory bank builds");
   app->add_option("--max-pixels", max_pixels, "refuse images with more pixels than this (default 100000000)")->check(CLI::PositiveNumber);
-  app->add_option("--backbone", backbone, "backbone spec JSON (default: models/inception_v3.json beside the binary, or $ZEROQC_BACKBONE)");
+  app->add_option("--backbone", backbone,
+                  std::string("feature backbone: lite2, lite0, lite1, inception, or a spec JSON path (default ") + kDefaultBackbone +
+                      ", or $ZEROQC_BACKBONE; README: backbones)");
   app->add_option("--cache", cache_dir, "memory-bank cache folder (default: ~/.cache/zeroqc)");
   app->add_flag("--no-cache", no_cache, "always rebuild the memory bank");
   app->add_option("--threshold", threshold, "fixed OK/NOK threshold instead of the calibrated one")->check(CLI::PositiveNumber);
@@ -38,6 +68,9 @@ void EngineFlags::Register(CLI::App* app) {
                   "judge each part by the last N parts inspected as well as the references (0: off, else 7-128; README: the line window)");
   app->add_flag("--foreground", foreground,
                 "score the part only, not the background around it (off: it hides defects of a product that fills the frame; README: the foreground mask)");
+  app->add_option("--rotations", rotations,
+                  "also describe every reference turned by 360/N degree steps, for parts that lie at any angle (1: off, 4 or 8; README: parts at any angle)")
+      ->check(CLI::IsMember({1, 4, 8}));
   auto* cg = app->add_option_group("cascade engine", "the embedded engine screens, the model judges the uncertain parts (--engine cascade)");
   cg->add_option("--low", cascade_low, "parts scoring under LOW x threshold are OK without the model (default: from the references)")->check(CLI::PositiveNumber);
   cg->add_option("--high", cascade_high, "parts scoring over HIGH x threshold are NOK without the model (default: from the references)")->check(CLI::PositiveNumber);
@@ -59,14 +92,18 @@ void EngineFlags::Register(CLI::App* app) {
 
 StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& refs_dir) const {
   PatchEngineOptions o;
-  if (!backbone.empty()) o.backbone_spec = backbone;
-  else if (const char* env = std::getenv("ZEROQC_BACKBONE"); env && *env) o.backbone_spec = env;
-  else o.backbone_spec = ExeDir() / "models" / "inception_v3.json";
+  std::string chosen = backbone;
+  if (chosen.empty())
+    if (const char* env = std::getenv("ZEROQC_BACKBONE"); env && *env) chosen = env;
+  auto spec = ResolveBackbone(chosen.empty() ? kDefaultBackbone : chosen);
+  if (!spec.ok()) return spec.status();
+  o.backbone_spec = *spec;
   if (!no_cache) o.cache_dir = cache_dir.empty() ? DefaultCacheDir() : std::filesystem::path(cache_dir);
   if (bank_size > 0) o.max_bank_rows = bank_size;
   if (zero_shot_peers > 0) o.zero_shot_peers = zero_shot_peers;
   o.line_window = line_window;
   o.foreground_mask = foreground;
+  o.reference_rotations = rotations;
   o.limits.max_pixels = max_pixels;
   o.progress = StderrProgress(quiet);
   auto product = refs_dir / "zeroqc.json";  // per-product overrides beside the references

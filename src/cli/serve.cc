@@ -1,6 +1,7 @@
 // zeroqc serve: the inspection service; zeroqc keys: API keys for it.
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <iostream>
 
@@ -44,6 +45,8 @@ ProductEngineFactory ProductEngines(EngineFlags flags, std::filesystem::path dat
       f.model_references = s.value("model_references", f.model_references);
       f.line_window = s.value("line_window", f.line_window);
       f.foreground = s.value("foreground", f.foreground);
+      f.backbone = s.value("backbone", f.backbone);
+      f.rotations = s.value("rotations", f.rotations);
     } catch (const nlohmann::json::exception& e) {
       return InvalidArgument("product '" + p.name + "' settings: " + e.what());
     }
@@ -111,6 +114,17 @@ void RegisterServe(CLI::App& app) {
     c.limits = a->engine.limits();
     c.limits.max_bytes = a->max_upload;
     c.make_engine = ProductEngines(a->engine, c.data_dir);
+    c.backbones = BackboneNames();
+    {  // the server's own choice, when it is one of the named ones
+      std::string chosen = a->engine.backbone;
+      if (const char* env = std::getenv("ZEROQC_BACKBONE"); chosen.empty() && env && *env) chosen = env;
+      if (chosen.empty()) chosen = kDefaultBackbone;
+      if (auto spec = ResolveBackbone(chosen); !spec.ok()) {
+        log::Error("start_failed", spec.status().message());
+        throw ExitStatus{kExitBadArguments};
+      }
+      if (std::find(c.backbones.begin(), c.backbones.end(), chosen) != c.backbones.end()) c.default_backbone = chosen;
+    }
     auto svc = Service::Start(c);
     if (!svc.ok()) {
       log::Error("start_failed", svc.status().message());

@@ -39,6 +39,7 @@ nlohmann::json ToJson(const InspectionResult& r) {
   j["verdict"] = r.verdict;
   j["score"] = r.score;
   j["threshold"] = r.threshold;
+  if (!r.calibration.empty()) j["calibration"] = r.calibration;
   j["timing_ms"] = r.timing_ms;
   return j;
 }

@@ -30,6 +30,9 @@ struct InspectionResult {
   std::vector<DefectObject> objects;
   std::string verdict;               // "OK" or "NOK"; empty when error is set
   double score = 0, threshold = 0;
+  // Embedded engine: what set the threshold: "references" (their own scores), "line" (the line
+  // window's recent parts) or "batch" (zero-shot); empty for the others.
+  std::string calibration;
   std::string engine;
   double timing_ms = 0;
   std::optional<std::string> error;

@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 
@@ -409,6 +410,22 @@ class Routes {
     if (auto f = p.settings.find("foreground"); f != p.settings.end()) {
       if (!f->is_boolean()) return Error(r, 400, "bad_request", "settings.foreground: true (score the part only, not its background) or false");
       if (p.engine == "vlm") return Error(r, 400, "bad_request", "settings.foreground needs the patch or cascade engine");
+    }
+    if (auto t = p.settings.find("rotations"); t != p.settings.end()) {
+      if (!t->is_number_integer() || (*t != 1 && *t != 4 && *t != 8))
+        return Error(r, 400, "bad_request", "settings.rotations: 1 (off), 4 or 8 turned copies of every reference, for parts that lie at any angle");
+      if (p.engine == "vlm") return Error(r, 400, "bad_request", "settings.rotations needs the patch or cascade engine");
+    }
+    if (auto b = p.settings.find("backbone"); b != p.settings.end()) {
+      const auto& names = svc_.config().backbones;
+      if (!b->is_string() || std::find(names.begin(), names.end(), b->get<std::string>()) == names.end()) {
+        std::string known;
+        for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+        return Error(r, 400, "bad_request", "settings.backbone: one of " + known);
+      }
+      if (p.engine == "vlm") return Error(r, 400, "bad_request", "settings.backbone needs the patch or cascade engine");
+    } else if (p.engine != "vlm" && !svc_.config().default_backbone.empty()) {
+      p.settings["backbone"] = svc_.config().default_backbone;
     }
     if (auto n = p.settings.find("naming"); n != p.settings.end()) {
       const bool ok = n->is_object() && n->size() == 1 && n->contains("min_similarity") && (*n)["min_similarity"].is_number() &&

@@ -43,6 +43,10 @@ struct ServiceConfig {
   std::filesystem::path hot_folder;  // empty: no hot-folder ingest
   std::string hot_folder_product;
   ProductEngineFactory make_engine;
+  // Backbones a product's settings may name, and the one a new patch or cascade product is given
+  // (written into its settings, so that its bank keeps its backbone when the server's default changes).
+  std::vector<std::string> backbones;
+  std::string default_backbone;
 };
 
 class Service {

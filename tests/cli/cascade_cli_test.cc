@@ -186,9 +186,25 @@ TEST(CascadeCli, AServiceProductWithALineWindow) {
     EXPECT_EQ(r->status, 400) << bad;
     EXPECT_NE(r->body.find("foreground"), std::string::npos) << r->body;
   }
+  for (const char* bad : {R"({"name":"brush","settings":{"backbone":"resnet"}})", R"({"name":"brush","settings":{"backbone":"/etc/passwd"}})",
+                          R"({"name":"brush","settings":{"backbone":5}})", R"({"name":"brush","engine":"vlm","settings":{"backbone":"lite2"}})"}) {
+    auto r = c.Post("/v1/products", bad, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << bad;
+    EXPECT_NE(r->body.find("backbone"), std::string::npos) << r->body;
+  }
+  for (const char* bad : {R"({"name":"brush","settings":{"rotations":3}})", R"({"name":"brush","settings":{"rotations":"4"}})",
+                          R"({"name":"brush","engine":"vlm","settings":{"rotations":4}})"}) {
+    auto r = c.Post("/v1/products", bad, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << bad;
+    EXPECT_NE(r->body.find("rotations"), std::string::npos) << r->body;
+  }
   ASSERT_EQ(c.Get("/v1/products/brush")->status, 404) << "a refused product is not stored";
   auto p = c.Post("/v1/products", R"({"name":"brush","settings":{"line_window":7,"foreground":true}})", "application/json");
   ASSERT_TRUE(p && p->status == 201) << (p ? p->body : "no answer");
+  // The product remembers the backbone it is built with: the server's default at its creation.
+  EXPECT_EQ(nlohmann::json::parse(p->body)["settings"]["backbone"], "lite2") << p->body;
   const auto root = testing::Datasets() / "mvtec-toothbrush";
   auto upload = [&](const fs::path& file, bool reference) {
     std::ifstream f(file, std::ios::binary);
@@ -211,8 +227,12 @@ TEST(CascadeCli, AServiceProductWithALineWindow) {
   EXPECT_EQ(nlohmann::json::parse(calibration->body)["calibration"]["foreground_mask"], true) << calibration->body;
   kill(pid, SIGTERM);
   waitpid(pid, nullptr, 0);
-  for (int i = 0; i < 7; ++i) EXPECT_EQ(results[i]["text"].get<std::string>().find("recent parts"), std::string::npos) << "warming up: " << i;
+  for (int i = 0; i < 7; ++i) {
+    EXPECT_EQ(results[i]["text"].get<std::string>().find("recent parts"), std::string::npos) << "warming up: " << i;
+    EXPECT_EQ(results[i]["calibration"], "references") << results[i].dump();
+  }
   EXPECT_NE(results[7]["text"].get<std::string>().find("recent parts"), std::string::npos) << results[7].dump();
+  EXPECT_EQ(results[7]["calibration"], "line") << results[7].dump();
   EXPECT_NE(results[7]["threshold"], results[0]["threshold"]) << "the line's own threshold";
 }
 

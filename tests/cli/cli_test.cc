@@ -33,6 +33,27 @@ TEST(Cli, BadArgumentsExitWithTwo) {
   EXPECT_NE(r.err.find("not a folder"), std::string::npos) << r.err;
 }
 
+// Backbones by name: the shipped ones run (the default is lite2), an unknown name lists them.
+TEST(Cli, BackbonesAreChosenByName) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto refs = Refs(dir / "refs");
+  const auto part = (testing::Datasets() / "mvtec-toothbrush/test/defective/010.png").string();
+  auto r = Zeroqc("inspect --refs " + refs + " --backbone resnet " + part);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("no backbone named 'resnet'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("inception, lite0, lite1, lite2"), std::string::npos) << r.err;
+  for (const char* name : {"lite0", "inception", ""}) {
+    r = Zeroqc("inspect --refs " + refs + kCache + (*name ? std::string(" --backbone ") + name : "") + " " + part);
+    ASSERT_EQ(r.status, 0) << name << ": " << r.err;
+    auto lines = Lines(r.out);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_EQ(lines[0]["verdict"], "NOK") << name << ": " << lines[0].dump();
+    EXPECT_EQ(lines[0]["calibration"], "references");
+  }
+}
+
 TEST(Cli, InspectPrintsJsonLinesAndOverlays) {
   REQUIRE_DATASETS();
   REQUIRE_BACKBONE();

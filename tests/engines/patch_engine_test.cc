@@ -357,3 +357,35 @@ TEST(DefectNames, GatesOnSimilarityAndChoosesAfterCentring) {
 
 }  // namespace
 }  // namespace zeroqc
+
+namespace zeroqc {
+namespace {
+
+// A part that lies turned: with rotated references (reference_rotations 4) its own look at 90
+// degrees is in the bank, so it matches; without, the turned brush is one big anomaly. The two
+// banks have their own cache keys.
+TEST(PatchEngine, RotatedReferencesMatchATurnedPart) {
+  REQUIRE_DATASETS();
+  REQUIRE_BACKBONE();
+  const auto root = testing::Datasets() / "mvtec-toothbrush";
+  cv::Mat turned;
+  cv::rotate(cv::imread((root / "train/good/001.png").string()), turned, cv::ROTATE_90_CLOCKWISE);
+  const auto qc = testing::TempDir() / "turned.png";
+  cv::imwrite(qc.string(), turned);
+  auto image = LoadImage(qc, {});
+  ASSERT_TRUE(image.ok());
+  PatchEngineOptions o = Options();
+  auto upright = PatchEngine::Create(o, {root / "train/good/000.png"});
+  ASSERT_TRUE(upright.ok()) << upright.status().message();
+  o.reference_rotations = 4;
+  auto rotated = PatchEngine::Create(o, {root / "train/good/000.png"});
+  ASSERT_TRUE(rotated.ok()) << rotated.status().message();
+  EXPECT_NE((*upright)->cache_file(), (*rotated)->cache_file());
+  EXPECT_GT((*rotated)->bank().rows.rows, (*upright)->bank().rows.rows) << "the turned copies' patches are in the bank";
+  const auto a = (*upright)->Inspect(*image).result, b = (*rotated)->Inspect(*image).result;
+  EXPECT_EQ(a.verdict, "NOK") << a.text;
+  EXPECT_LT(b.score, 0.6 * a.score) << a.text << " / " << b.text;
+}
+
+}  // namespace
+}  // namespace zeroqc

@@ -59,11 +59,13 @@ try {
   // A few parts for the yield chart, then a good part the one reference does not cover.
   for (const f of ['test/defective/000.png', 'test/good/001.png']) await upload(path.join(tb, f));
   let falseAlarm = null;
-  for (const f of ['train/good/013.png', 'train/good/029.png', 'train/good/041.png', 'test/good/002.png', 'test/good/007.png']) {
+  // Which good parts one reference does not cover depends on the backbone: candidates for each.
+  for (const f of ['train/good/013.png', 'train/good/029.png', 'train/good/041.png', 'test/good/002.png', 'test/good/007.png',
+                   'train/good/016.png', 'train/good/021.png']) {
     const ins = await upload(path.join(tb, f));
     if (ins.verdict === 'NOK') { falseAlarm = { ins, file: path.join(tb, f) }; break; }
   }
-  assert.ok(falseAlarm, 'one of five good parts is a false alarm at one reference (else this test proves nothing)');
+  assert.ok(falseAlarm, 'one of these good parts is a false alarm at one reference (else this test proves nothing)');
 
   await page.click('#refresh');
   await page.waitForSelector('#versions tbody tr[data-op="add_reference"]');

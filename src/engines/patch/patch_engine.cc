@@ -93,8 +93,9 @@ cv::Mat ForegroundOf(const std::vector<cv::Mat>& descriptors, const std::vector<
 StatusOr<std::string> MemoryBankKey(const std::string& backbone_fingerprint, const PatchEngineOptions& o,
                                     const std::vector<std::filesystem::path>& refs) {
   char params[256];
-  std::snprintf(params, sizeof params, "v%d|n%d|d%d|c%d|s%.4f|r%d|f%d", kBankFormat, o.patch.neighbourhood,
-                o.patch.layer_dim, o.max_bank_rows, o.smoothing_sigma, o.limits.decode_side, int(o.foreground_mask));
+  std::snprintf(params, sizeof params, "v%d|n%d|d%d|c%d|s%.4f|r%d|f%d|t%d", kBankFormat, o.patch.neighbourhood,
+                o.patch.layer_dim, o.max_bank_rows, o.smoothing_sigma, o.limits.decode_side, int(o.foreground_mask),
+                o.reference_rotations);
   std::string key = backbone_fingerprint + "|" + params;
   std::vector<std::string> hashes;
   for (const auto& r : refs) {
@@ -164,10 +165,10 @@ StatusOr<std::unique_ptr<Engine>> PatchEngine::WithReference(const std::filesyst
   auto e = std::unique_ptr<PatchEngine>(new PatchEngine());
   e->opt_ = opt_;
   e->backbone_ = backbone_;
-  auto g = e->Describe(img->bgr);
+  auto g = e->DescribeReference(img->bgr);
   if (!g.ok()) return g.status();
-  // Its leave-one-out score: the new part against the references it joins.
-  const double loo = ImageScore(AnomalyMap(ReferenceDistances(g->descriptors)));
+  // Its leave-one-out score: the new part (upright) against the references it joins.
+  const double loo = ImageScore(AnomalyMap(ReferenceDistances(g->descriptors.rowRange(0, g->grid_h * g->grid_w))));
   e->bank_ = bank_;
   e->bank_.sq_norms = cv::Mat();  // cv::Mat copies share pixels: fresh ones, so this engine's bank stays as it is
   e->bank_.Add(*g);               // (Add allocates new rows)
@@ -210,6 +211,23 @@ StatusOr<PatchGrid> PatchEngine::Describe(const cv::Mat& bgr) {
   return g;
 }
 
+StatusOr<PatchGrid> PatchEngine::DescribeReference(const cv::Mat& bgr) {
+  auto g = Describe(bgr);
+  if (!g.ok() || opt_.reference_rotations <= 1) return g;
+  std::vector<cv::Mat> rows{g->descriptors};
+  const cv::Point2f c(bgr.cols / 2.f, bgr.rows / 2.f);
+  for (int k = 1; k < opt_.reference_rotations; ++k) {
+    // In the same frame, the corners filled by reflection: loose parts lie on a uniform ground.
+    cv::Mat turned, m = cv::getRotationMatrix2D(c, 360.0 * k / opt_.reference_rotations, 1.0);
+    cv::warpAffine(bgr, turned, m, bgr.size(), cv::INTER_LINEAR, cv::BORDER_REFLECT101);
+    auto r = Describe(turned);
+    if (!r.ok()) return r.status();
+    rows.push_back(r->descriptors);
+  }
+  cv::vconcat(rows, g->descriptors);
+  return g;
+}
+
 cv::Mat PatchEngine::AnomalyMap(const std::vector<float>& d) const {
   cv::Mat grid(bank_.grid_h, bank_.grid_w, CV_32F, const_cast<float*>(d.data())), map;
   const auto& s = backbone_->spec();
@@ -245,7 +263,7 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
       jitter_source = img->bgr;
       if (s < 1.0) cv::resize(img->bgr, jitter_source, {}, s, s, cv::INTER_AREA);
     }
-    auto g = Describe(img->bgr);
+    auto g = DescribeReference(img->bgr);
     if (!g.ok()) return g.status();
     grids.push_back(std::move(*g));
     Report(progress, "describing references", i + 1, n);
@@ -254,7 +272,7 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
   bank_.UpdateNorms();
   if (opt_.foreground_mask) {
     std::vector<cv::Mat> descriptors;
-    for (const auto& g : grids) descriptors.push_back(g.descriptors);
+    for (const auto& g : grids) descriptors.push_back(g.descriptors.rowRange(0, g.grid_h * g.grid_w));  // upright only
     bank_.foreground = ForegroundOf(descriptors, bank_.blocks, bank_.grid_h, bank_.grid_w);
   }
   if (bank_.rows.rows > opt_.max_bank_rows) {
@@ -283,7 +301,8 @@ Status PatchEngine::Build(const std::vector<std::filesystem::path>& refs) {
     return Status::Ok();
   }
   for (size_t i = 0; i < n; ++i) {
-    bank_.loo_scores.push_back(ImageScore(AnomalyMap(ReferenceDistances(grids[i].descriptors, int(i)))));
+    const cv::Mat upright = grids[i].descriptors.rowRange(0, grids[i].grid_h * grids[i].grid_w);
+    bank_.loo_scores.push_back(ImageScore(AnomalyMap(ReferenceDistances(upright, int(i)))));
     Report(progress, "calibrating", ++step, steps);
   }
   return Status::Ok();
@@ -439,6 +458,7 @@ Inspection PatchEngine::Inspect(const Image& image) {
   else if (line_) std::tie(distances, threshold) = LineDistances(image, *g, out), mutual = !out.peer_scores.empty();
   else distances = ReferenceDistances(g->descriptors);
   r.threshold = threshold;
+  r.calibration = opt_.zero_shot ? "batch" : mutual ? "line" : "references";
   cv::Mat map = AnomalyMap(distances);
   r.score = ImageScore(map);
   r.verdict = r.score > threshold ? "NOK" : "OK";

@@ -51,6 +51,10 @@ struct PatchEngineOptions {
   // Line memory (0: off): the last `line_window` parts inspected become peers of the next one, beside
   // the references (see PatchEngine::Inspect). Incompatible with a fixed threshold.
   int line_window = 0;
+  // Rotated references (1: off; 4 or 8: every reference is also described turned by 360/N degree
+  // steps, its patches added to its own): for parts that lie at any angle. Costs N x the bank
+  // before the coreset and N x the reference descriptions.
+  int reference_rotations = 1;
   // Foreground mask (engines/patch/foreground.h): background patches never score. Off by default:
   // it hides defects of a product that fills the frame.
   bool foreground_mask = false;
@@ -112,6 +116,9 @@ class PatchEngine : public Engine {
  private:
   PatchEngine() = default;
   StatusOr<PatchGrid> Describe(const cv::Mat& bgr);
+  // A reference's grid; with reference_rotations its turned copies' patches follow its own rows
+  // (the first grid_h x grid_w rows stay the upright image's, which leave-one-out scores).
+  StatusOr<PatchGrid> DescribeReference(const cv::Mat& bgr);
   cv::Mat AnomalyMap(const std::vector<float>& distances) const;  // at backbone input size
   // Each patch's distance to the references (NearestDistances) or to peer images (MutualDistances
   // at opt_.zero_shot_fraction), with the background's set to 0 when the foreground mask is on.
