@@ -3,11 +3,14 @@
 // issue 15, and the bank build for 48 references.
 //   build/bench/inspect_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 //   bench/compare.sh OLD_COMMIT   (old and new built from this file, run alternately, ratios)
+//   ZEROQC_BENCH_BACKBONE=build/models/lite2.json build/bench/inspect_bench   (another backbone spec;
+//   default inception_v3.json, which every older build has)
 // Only long-standing library calls are used here, so that compare.sh can build this file against
 // an older commit.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -30,7 +33,8 @@ std::vector<fs::path> References(int n) {
 
 zeroqc::PatchEngineOptions Options(bool cached) {
   zeroqc::PatchEngineOptions o;
-  o.backbone_spec = fs::path(ZEROQC_BINARY_DIR) / "models" / "inception_v3.json";
+  const char* spec = std::getenv("ZEROQC_BENCH_BACKBONE");
+  o.backbone_spec = spec && *spec ? fs::path(spec) : fs::path(ZEROQC_BINARY_DIR) / "models" / "inception_v3.json";
   if (cached) o.cache_dir = fs::temp_directory_path() / "zeroqc-bench-cache";
   return o;
 }

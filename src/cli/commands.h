@@ -47,13 +47,17 @@ struct EngineFlags {
   ProviderOptions vlm;
   void Register(CLI::App* app);
   // Options for a reference folder; `refs_dir/zeroqc.json` may set "threshold" or "threshold_sigmas".
-  StatusOr<PatchEngineOptions> Options(const std::filesystem::path& refs_dir) const;
+  // `zero_shot`: the backbone defaults to kDefaultZeroShotBackbone.
+  StatusOr<PatchEngineOptions> Options(const std::filesystem::path& refs_dir, bool zero_shot = false) const;
   ImageLimits limits() const;
 };
 
 // The backbones shipped in models/ beside the binary, by name (lite2 is models/lite2.json;
 // "inception" names inception_v3.json), and the one used when none is named.
+// Zero-shot batches judge each other with InceptionV3: on the suite's test folders lite2 ranked
+// worse there (docs/BENCHMARKS.md, backbones).
 inline constexpr const char* kDefaultBackbone = "lite2";
+inline constexpr const char* kDefaultZeroShotBackbone = "inception";
 std::vector<std::string> BackboneNames();
 // A name from BackboneNames, or a path to a spec JSON (anything with a '/' or ending in .json).
 // kNotFound names the choices.

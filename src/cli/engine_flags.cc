@@ -57,7 +57,7 @@ void EngineFlags::Register(CLI::App* app) {
   app->add_option("--max-pixels", max_pixels, "refuse images with more pixels than this (default 100000000)")->check(CLI::PositiveNumber);
   app->add_option("--backbone", backbone,
                   std::string("feature backbone: lite2, lite0, lite1, inception, or a spec JSON path (default ") + kDefaultBackbone +
-                      ", or $ZEROQC_BACKBONE; README: backbones)");
+                      ", zero-shot " + kDefaultZeroShotBackbone + "; or $ZEROQC_BACKBONE; README: backbones)");
   app->add_option("--cache", cache_dir, "memory-bank cache folder (default: ~/.cache/zeroqc)");
   app->add_flag("--no-cache", no_cache, "always rebuild the memory bank");
   app->add_option("--threshold", threshold, "fixed OK/NOK threshold instead of the calibrated one")->check(CLI::PositiveNumber);
@@ -90,12 +90,12 @@ void EngineFlags::Register(CLI::App* app) {
   g->add_option("--backoff", vlm.backoff_ms, "first retry delay in ms, doubled per attempt with jitter (default 500)")->check(CLI::Range(0, 60000));
 }
 
-StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& refs_dir) const {
+StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& refs_dir, bool zero_shot) const {
   PatchEngineOptions o;
   std::string chosen = backbone;
   if (chosen.empty())
     if (const char* env = std::getenv("ZEROQC_BACKBONE"); env && *env) chosen = env;
-  auto spec = ResolveBackbone(chosen.empty() ? kDefaultBackbone : chosen);
+  auto spec = ResolveBackbone(!chosen.empty() ? chosen : zero_shot ? kDefaultZeroShotBackbone : kDefaultBackbone);
   if (!spec.ok()) return spec.status();
   o.backbone_spec = *spec;
   if (!no_cache) o.cache_dir = cache_dir.empty() ? DefaultCacheDir() : std::filesystem::path(cache_dir);
@@ -145,7 +145,7 @@ std::vector<std::string> EngineNames() { return {"patch", "vlm", "cascade"}; }
 namespace {
 
 StatusOr<EngineFactory> PatchFactory(const EngineFlags& flags, const std::filesystem::path& config_dir, bool zero_shot) {
-  auto opts = flags.Options(config_dir);
+  auto opts = flags.Options(config_dir, zero_shot);
   if (!opts.ok()) return opts.status();
   opts->zero_shot = zero_shot;
   if (flags.share_descriptors) opts->descriptors = std::make_shared<DescriptorCache>();

@@ -34,7 +34,7 @@ void RegisterRefs(CLI::App& app) {
     if (!images.ok()) fail(images.status().message());
     if (auto existing = ListImages(args->out); existing.ok() && !existing->empty())
       fail(args->out + " already holds images: choose an empty or new folder");
-    auto opts = args->engine.Options({});
+    auto opts = args->engine.Options({}, /*zero_shot=*/true);
     if (!opts.ok()) fail(opts.status().message());
     opts->zero_shot = true;
     auto engine = PatchEngine::Create(*opts, *images);

@@ -18,6 +18,22 @@ StatusOr<BackboneSpec> BackboneSpec::Load(const std::filesystem::path& json_path
   auto j = nlohmann::json::parse(in, nullptr, false);
   if (j.is_discarded()) return Corrupt("backbone spec " + json_path.string() + " is not valid JSON");
   BackboneSpec s;
+  if (j.is_object() && j.contains("backbones")) {  // a composite
+    if (!j["backbones"].is_array() || j["backbones"].size() < 2 || j["backbones"].size() > 4)
+      return InvalidArgument("backbone spec " + json_path.string() + ": \"backbones\" lists 2-4 spec files");
+    s.name = j.value("name", json_path.stem().string());
+    for (const auto& part : j["backbones"]) {
+      if (!part.is_string()) return InvalidArgument("backbone spec " + json_path.string() + ": \"backbones\" lists spec file names");
+      auto p = Load(json_path.parent_path() / part.get<std::string>());
+      if (!p.ok()) return p.status();
+      if (!p->parts.empty()) return InvalidArgument("backbone spec " + json_path.string() + ": a composite of composites");
+      s.layers.insert(s.layers.end(), p->layers.begin(), p->layers.end());
+      s.parts.push_back(std::move(*p));
+    }
+    s.input_width = s.parts.front().input_width;
+    s.input_height = s.parts.front().input_height;
+    return s;
+  }
   try {
     s.name = j.value("name", json_path.stem().string());
     s.model = json_path.parent_path() / j.at("model").get<std::string>();
@@ -38,6 +54,20 @@ StatusOr<BackboneSpec> BackboneSpec::Load(const std::filesystem::path& json_path
 }
 
 StatusOr<std::unique_ptr<Backbone>> Backbone::Open(const BackboneSpec& spec) {
+  if (!spec.parts.empty()) {
+    auto b = std::unique_ptr<Backbone>(new Backbone());
+    b->spec_ = spec;
+    std::string key = "composite";
+    for (const auto& p : spec.parts) {
+      auto part = Open(p);
+      if (!part.ok()) return part.status();
+      key += "|" + (*part)->fingerprint();
+      b->runtime_ += (b->runtime_.empty() ? "" : " + ") + (*part)->runtime();
+      b->parts_.push_back(std::move(*part));
+    }
+    b->fingerprint_ = Sha256Hex(key);
+    return b;
+  }
   auto hash = Sha256File(spec.model);
   if (!hash.ok()) return NotFound("backbone model " + spec.model.string() + " not found: run ./setup.sh");
   auto b = std::unique_ptr<Backbone>(new Backbone());
@@ -72,6 +102,15 @@ StatusOr<std::unique_ptr<Backbone>> Backbone::Open(const BackboneSpec& spec) {
 }
 
 StatusOr<std::vector<FeatureMap>> Backbone::Extract(const cv::Mat& bgr) {
+  if (!parts_.empty()) {
+    std::vector<FeatureMap> all;
+    for (auto& p : parts_) {
+      auto maps = p->Extract(bgr);
+      if (!maps.ok()) return maps.status();
+      for (auto& m : *maps) all.push_back(std::move(m));
+    }
+    return all;
+  }
   // Resized first, then swapped: the same pixels, without a full-size copy of a camera image.
   cv::Mat resized;
   cv::resize(bgr, resized, {spec_.input_width, spec_.input_height}, 0, 0, cv::INTER_AREA);

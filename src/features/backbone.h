@@ -23,6 +23,9 @@ namespace zeroqc {
 // Pixels are RGB scaled to [0,1], then (x - mean) / std per channel. "model" is relative to the spec.
 // Optional "runtime": "auto" (default: oneDNN, else OpenCV DNN with a warning), "onednn" or
 // "opencv"; the environment variable ZEROQC_BACKBONE_RUNTIME overrides it (benchmarks, checks).
+// A composite spec, {"name": ..., "backbones": ["inception_v3.json", "lite2.json"]}, runs each
+// part on the image and reads all their layers (the first part's are the finest and set the grid
+// and the map's size).
 struct BackboneSpec {
   std::string name;
   std::filesystem::path model;
@@ -30,6 +33,7 @@ struct BackboneSpec {
   std::array<float, 3> mean{0, 0, 0}, std{1, 1, 1};
   std::vector<std::string> layers;  // feature layers to read, finest first
   std::string runtime = "auto";
+  std::vector<BackboneSpec> parts;  // a composite's backbones; then model is empty
 
   static StatusOr<BackboneSpec> Load(const std::filesystem::path& json_path);
 };
@@ -56,6 +60,7 @@ class Backbone {
  private:
   BackboneSpec spec_;
   std::string fingerprint_, runtime_;
+  std::vector<std::unique_ptr<Backbone>> parts_;  // a composite's; then neither net runs
   std::unique_ptr<DnnlNet> dnnl_;  // else net_
   cv::dnn::Net net_;
   std::mutex mu_;  // cv::dnn::Net::forward is not reentrant

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <fstream>
 #include <regex>
+#include <set>
+#include <tuple>
 
 #include "core/json_limits.h"
 #include "engines/patch/patch_engine.h"
@@ -55,7 +57,7 @@ class Routes {
     http_.set_payload_max_length(size_t(svc_.config().limits.max_bytes) * 4 / 3 + 64 * 1024);  // base64 JSON headroom
     http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start).count();
-      const std::string route = req.matches.empty() ? "other" : RouteOf(req);
+      const std::string route = RouteOf(req);
       svc_.CountRequest(route, res.status, s);
       if (res.status >= 500)
         log::Error("http_error", req.method + " " + route + " answered " + std::to_string(res.status),
@@ -151,6 +153,7 @@ class Routes {
         });
       }
     }
+    CompileRoutes();
   }
 
  private:
@@ -165,13 +168,23 @@ class Routes {
     for (auto& d : documented) routes.emplace_back(method, std::move(d));
   }
 
+  // The route's label for /metrics and the log: a registered route's template ("GET
+  // /v1/inspections/{id}") or "other", never the raw path, so that no caller can add a series or write
+  // into the exposition (a path is any bytes: quotes, newlines).
   std::string RouteOf(const httplib::Request& req) const {
-    // Normalise ids out of the path so /metrics labels stay few.
-    std::string p = std::regex_replace(req.path, std::regex("ins_[0-9a-f]+"), "{id}");
-    p = std::regex_replace(p, std::regex("/references/\\d+"), "/references/{ref}");
-    if (StartsWith(p, "/v1/products/")) p = std::regex_replace(p, std::regex("^/v1/products/[^/]+"), "/v1/products/{name}");
-    return req.method + " " + p;
+    static const std::set<std::string> kMethods = {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"};
+    const std::string method = kMethods.count(req.method) ? req.method : "OTHER";
+    for (const auto& [m, templ, re] : route_patterns_)
+      if (m == method && std::regex_match(req.path, re)) return method + " " + templ;
+    return method + " other";
   }
+
+  // Route templates as patterns: each {parameter} one path segment.
+  void CompileRoutes() {
+    for (const auto& [method, templ] : routes)
+      route_patterns_.emplace_back(method, templ, std::regex(std::regex_replace(templ, std::regex("\\{[^}/]+\\}"), "[^/]+")));
+  }
+  std::vector<std::tuple<std::string, std::string, std::regex>> route_patterns_;
 
   // Authentication, scope and rate limit in front of a handler.
   httplib::Server::Handler Guard(Scope need, Handler h) {

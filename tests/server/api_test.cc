@@ -589,6 +589,32 @@ TEST_P(Api, HealthReadyAndMetrics) {
     EXPECT_NE(m.find(s), std::string::npos) << s << "\n" << m;
 }
 
+// Issue 27, finding 2: a path written into /metrics. A quote and a newline in an unknown inspection id
+// forged a counter line, and every random id added a series. Route labels are route templates now.
+TEST_P(Api, MetricLabelsAreRouteTemplatesNeverRawPaths) {
+  Harness h;
+  auto anonymous = h.Client("");
+  auto r = anonymous.Get("/v1/inspections/x%22%7D%201%0Azeroqc_inspections_total%7Bverdict%3D%22OK%22%7D%20999999%0A%23");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  auto reader = h.Client(h.reader);
+  for (int i = 0; i < 40; ++i) {
+    reader.Get(("/v1/inspections/ins_" + std::to_string(1000 + i)).c_str());
+    anonymous.Get(("/nowhere/" + std::to_string(i)).c_str());
+    anonymous.Get(("/v1/products/p" + std::to_string(i) + "/calibration").c_str());
+  }
+  const std::string m = anonymous.Get("/metrics")->body;
+  EXPECT_EQ(m.find("999999"), std::string::npos) << m;
+  EXPECT_EQ(m.find("ins_10"), std::string::npos) << m;
+  EXPECT_NE(m.find("zeroqc_http_requests_total{route=\"GET /v1/inspections/{id}\",code=\"401\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("zeroqc_http_requests_total{route=\"GET /v1/inspections/{id}\",code=\"404\"} "), std::string::npos) << m;
+  EXPECT_NE(m.find("{route=\"GET other\",code=\"404\"} 40"), std::string::npos) << m;
+  EXPECT_NE(m.find("{route=\"GET /v1/products/{name}/calibration\",code=\"401\"} "), std::string::npos) << m;
+  size_t series = 0;
+  for (size_t at = 0; (at = m.find("\nzeroqc_http_requests_total{", at)) != std::string::npos; ++at) ++series;
+  EXPECT_LE(series, 7u) << m;  // ids, unknown paths and names: 3 routes x (401, 404, 429) at most
+}
+
 // Issue 10, finding 1: metadata or settings nested 100000 deep crashed the server (stack).
 TEST_P(Api, DeeplyNestedJsonIsRefusedNotACrash) {
   Harness h;
