@@ -12,6 +12,7 @@
 #include "engines/patch/patch_engine.h"
 #include "server/log.h"
 #include "server/mqtt.h"
+#include "server/product_settings.h"
 #include "server/upload.h"
 #include "server/webhook_target.h"
 
@@ -401,6 +402,7 @@ class Routes {
     if (!p.settings.is_object()) return Error(r, 400, "bad_request", "settings must be an object");
     if (!SmallEnough(p.settings, "'settings'", r)) return;
     if (auto m = ReadMqttSettings(p.settings); !m.ok()) return Error(r, 400, "bad_request", m.status().message());
+    if (auto c = CheckProductSettings(p.engine, p.settings); !c.ok()) return Error(r, 400, "bad_request", c.message());
     p.webhook_url = body.value("webhook_url", "");
     p.webhook_secret = body.value("webhook_secret", "");
     if (!p.webhook_url.empty())

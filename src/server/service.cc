@@ -160,6 +160,15 @@ StatusOr<std::vector<DefectExample>> Service::DescribeDefects(const std::string&
   auto img = LoadImage(store_->blobs().PathOf(*blob), ImageLimits{cfg_.limits.max_pixels, cfg_.limits.max_bytes,
                                                                    engine->engine->DecodeSide()});
   if (!img.ok()) return Status(img.status().code(), "the image of inspection " + inspection + ": " + img.status().message());
+  // Every box checked before any is described (each description is a forward pass): a bad last box
+  // must not cost the work of all the others first.
+  const cv::Size size = img->size();
+  for (size_t i = 0; i < named.size(); ++i) {
+    const BoundingBox& b = named[i].box;
+    if (b.x_min < 0 || b.y_min < 0 || b.x_max > size.width || b.y_max > size.height || b.x_min >= b.x_max || b.y_min >= b.y_max)
+      return InvalidArgument("defect " + std::to_string(i + 1) + " ('" + named[i].name + "'): the box must lie within the " +
+                             std::to_string(size.width) + "x" + std::to_string(size.height) + " image and have an area");
+  }
   for (auto& n : named) {
     auto d = engine->engine->DescribeRegion(*img, n.box);
     if (!d.ok()) {

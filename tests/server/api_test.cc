@@ -615,6 +615,41 @@ TEST_P(Api, MetricLabelsAreRouteTemplatesNeverRawPaths) {
   EXPECT_LE(series, 7u) << m;  // ids, unknown paths and names: 3 routes x (401, 404, 429) at most
 }
 
+// Issue 27, finding 8: settings that made every later inspection fail were stored with 200; and
+// finding 3 in part: a file:// base_url made every error quote a server file to any reader.
+TEST_P(Api, ProductSettingsAreCheckedWhenWritten) {
+  Harness h;
+  auto admin = h.Client(h.admin);
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {R"({"name":"p","settings":{"threshold":-1}})", "settings.threshold"},
+      {R"({"name":"p","settings":{"threshold":0}})", "settings.threshold"},
+      {R"({"name":"p","settings":{"threshold":"abc"}})", "settings.threshold"},
+      {R"({"name":"p","settings":{"threshold":5e-324}})", "settings.threshold"},
+      {R"({"name":"p","settings":{"threshold_sigmas":-1}})", "settings.threshold_sigmas"},
+      {R"({"name":"p","settings":{"threshold_sigmas":1e308}})", "settings.threshold_sigmas"},
+      {R"({"name":"p","engine":"cascade","settings":{"low":2,"high":1}})", "settings.low must be below"},
+      {R"({"name":"p","engine":"vlm","settings":{"model_references":0}})", "settings.model_references"},
+      {R"({"name":"p","engine":"vlm","settings":{"model_references":-5}})", "settings.model_references"},
+      {R"({"name":"p","engine":"vlm","settings":{"model_references":1000000000}})", "settings.model_references"},
+      {R"({"name":"p","engine":"vlm","settings":{"provider":"evil"}})", "settings.provider"},
+      {R"({"name":"p","engine":"vlm","settings":{"box_format":"x"}})", "settings.box_format"},
+      {R"({"name":"p","engine":"vlm","settings":{"base_url":"file:///etc/passwd#"}})", "settings.base_url"},
+      {R"({"name":"p","settings":{"provider":"openai"}})", "does not apply to the patch engine"},
+      {R"({"name":"p","settings":{"colour":"blue"}})", "settings.colour is not a setting"},
+  };
+  for (const auto& [body, says] : bad) {
+    auto r = admin.Post("/v1/products", body, "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << body;
+    EXPECT_NE(r->body.find(says), std::string::npos) << body << " -> " << r->body;
+  }
+  EXPECT_EQ(admin.Get("/v1/products/p")->status, 404) << "nothing refused was stored";
+  auto good = admin.Post("/v1/products", R"({"name":"p","engine":"cascade","settings":{"threshold_sigmas":1.5,"low":0.5,"high":2,"provider":"openai","model":"m","base_url":"https://models.example.com/v1","model_references":4,"explain":"nok"}})",
+                         "application/json");
+  ASSERT_TRUE(good);
+  EXPECT_EQ(good->status, 201) << good->body;
+}
+
 // Issue 10, finding 1: metadata or settings nested 100000 deep crashed the server (stack).
 TEST_P(Api, DeeplyNestedJsonIsRefusedNotACrash) {
   Harness h;
@@ -1269,6 +1304,13 @@ TEST_P(Api, NamedDefectsNameLikeRegionsOfLaterParts) {
   Review(h, id, {{"verdict", "NOK"}, {"defects", {{{"box", scratch_box}, {"name", "anomaly"}}}}}, 400);
   Review(h, id, {{"verdict", "NOK"}, {"defects", {{{"box", scratch_box}, {"name", ""}}}}}, 400);
   Review(h, id, {{"verdict", "NOK"}, {"defects", "scratch"}}, 400);
+  // Issue 27, finding 6: nineteen good boxes and a bad last one. Every box is checked before any is
+  // described (a forward pass each), so the refusal names the bad one without describing the rest.
+  nlohmann::json many = nlohmann::json::array();
+  for (int i = 0; i < 19; ++i) many.push_back({{"box", scratch_box}, {"name", "scratch"}});
+  many.push_back({{"box", {{"x_min", 0}, {"y_min", 0}, {"x_max", 5000}, {"y_max", 10}}}, {"name", "scratch"}});
+  auto refused = Review(h, id, {{"verdict", "NOK"}, {"defects", many}}, 400);
+  EXPECT_NE(refused.dump().find("defect 20 ('scratch'): the box must lie within"), std::string::npos) << refused.dump();
   Review(h, id, {{"verdict", "NOK"}, {"defects", {{{"box", {{"x_min", "a"}}}, {"name", "scratch"}}}}}, 400);
   auto unchanged = nlohmann::json::parse(h.Client(h.reader).Get(("/v1/inspections/" + id).c_str())->body);
   EXPECT_TRUE(unchanged["reviews"].empty()) << "refused reviews are not recorded";
