@@ -61,7 +61,7 @@ class Routes {
       const std::string route = RouteOf(req);
       svc_.CountRequest(route, res.status, s);
       if (res.status >= 500)
-        log::Error("http_error", req.method + " " + route + " answered " + std::to_string(res.status),
+        log::Error("http_error", route + " answered " + std::to_string(res.status),
                    {{"method", req.method}, {"route", route}, {"status", res.status}, {"duration_ms", 1000 * s}});
     });
     On("GET", "/healthz", {"/healthz"}, [](const httplib::Request&, httplib::Response& res) { Json(res, 200, {{"status", "ok"}}); });
@@ -200,7 +200,13 @@ class Routes {
         Error(res, 401, "unauthorized", why);
       };
       if (!StartsWith(auth, "Bearer ")) return refuse("send an API key as 'Authorization: Bearer <key>' (zeroqc keys create)");
-      auto key = svc_.store().FindKey(auth.substr(7));
+      auto found = svc_.store().FindKey(auth.substr(7));
+      if (!found.ok()) {  // the database, not the caller: not a failed authentication
+        log::Warn("database_unavailable", found.status().message());
+        res.set_header("Retry-After", "5");
+        return Error(res, 503, "unavailable", "the service cannot reach its database: try again shortly");
+      }
+      const auto& key = *found;
       if (!key) return refuse("unknown or revoked API key");
       if (int(key->scope) < int(need))
         return Error(res, 403, "forbidden", std::string("this needs a key with scope ") + ScopeName(need) + ", yours is " + ScopeName(key->scope));

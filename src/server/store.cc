@@ -218,12 +218,13 @@ StatusOr<std::string> Store::CreateKey(Scope scope, const std::string& name) {
   return key;
 }
 
-std::optional<ApiKey> Store::FindKey(const std::string& token) {
+StatusOr<std::optional<ApiKey>> Store::FindKey(const std::string& token) {
   auto r = Q("SELECT id, scope, name FROM api_keys WHERE hash = ?1 AND revoked = 0", {Sha256Hex(token)});
-  if (!r.ok() || r->empty()) return std::nullopt;
+  if (!r.ok()) return Unavailable("the database did not answer: " + r.status().message());
+  if (r->empty()) return std::optional<ApiKey>();
   auto scope = ParseScope(Str((*r)[0][1]));
-  if (!scope.ok()) return std::nullopt;
-  return ApiKey{Int((*r)[0][0]), *scope, Str((*r)[0][2])};
+  if (!scope.ok()) return std::optional<ApiKey>();
+  return std::optional<ApiKey>(ApiKey{Int((*r)[0][0]), *scope, Str((*r)[0][2])});
 }
 
 Status Store::PutProduct(const Product& p, const std::string& actor) {

@@ -89,7 +89,9 @@ class Store {
 
   // Keys are shown once; only their SHA-256 is kept.
   StatusOr<std::string> CreateKey(Scope scope, const std::string& name);
-  std::optional<ApiKey> FindKey(const std::string& token);
+  // No key (unknown or revoked): nullopt. kUnavailable: the database did not answer, which says
+  // nothing about the key.
+  StatusOr<std::optional<ApiKey>> FindKey(const std::string& token);
 
   // Creates or changes a product; every change is a new numbered version made by `actor`.
   Status PutProduct(const Product& p, const std::string& actor = "");

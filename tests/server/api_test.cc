@@ -1011,6 +1011,20 @@ TEST(ApiPostgres, TheServiceRidesOutADatabaseRestart) {
   auto old = h.Client(h.reader).Get(("/v1/inspections/" + before).c_str());
   ASSERT_TRUE(old && old->status == 200);
   EXPECT_EQ(nlohmann::json::parse(old->body)["verdict"], "NOK");
+
+  // Issue 27, finding 13: while the database is down a valid key got 401 "unknown or revoked", then
+  // 429. It is 503 with Retry-After, and never counts as a failed authentication.
+  ASSERT_EQ(std::system((script + " pause " + url_file).c_str()), 0);
+  for (int i = 0; i < 15; ++i) {
+    auto down = h.Client(h.reader).Get("/v1/products");
+    ASSERT_TRUE(down) << "no answer";
+    EXPECT_EQ(down->status, 503) << i << ": " << down->body;
+    EXPECT_TRUE(down->has_header("Retry-After"));
+  }
+  ASSERT_EQ(std::system((script + " resume " + url_file).c_str()), 0);
+  auto back = h.Client(h.reader).Get("/v1/products");
+  ASSERT_TRUE(back) << "no answer";
+  EXPECT_EQ(back->status, 200) << "after the database is back: " << back->body;
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #   postgres.sh start URL_FILE   initdb into a new folder under /tmp, start on a free port of
 #                                127.0.0.1, write "postgresql://zeroqc@127.0.0.1:PORT/postgres" to URL_FILE
 #   postgres.sh restart URL_FILE stop it and start it again on the same port (its clients lose their connections)
+#   postgres.sh pause URL_FILE   stop it, keeping its folder (its clients find no server)
+#   postgres.sh resume URL_FILE  start it again on the same port
 #   postgres.sh stop URL_FILE    stop it and delete its folder
 # PostgreSQL refuses to run as root: as root (CI) it runs as the unprivileged user nobody.
 # ctest runs start and stop as the fixture of every test that needs the database.
@@ -25,6 +27,10 @@ stop() {
 case $cmd in
   stop) stop ;;
   restart) as_db_user "$bin/pg_ctl" -D "$(cat "$url_file.dir")/data" -m fast -w restart >/dev/null ;;
+  pause) as_db_user "$bin/pg_ctl" -D "$(cat "$url_file.dir")/data" -m fast -w stop >/dev/null ;;
+  resume)
+    dir=$(cat "$url_file.dir")
+    as_db_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o "$(cat "$dir/opts")" >/dev/null ;;
   start)
     stop  # a folder left by an interrupted run
     dir=$(mktemp -d /tmp/zeroqc-pg.XXXXXX)
@@ -41,11 +47,12 @@ case $cmd in
       opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200"
       [ "${ZEROQC_PG_DURABLE:-0}" = 1 ] || opts+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
       if as_db_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o "$opts" >/dev/null; then
+        echo "$opts" >"$dir/opts"
         echo "postgresql://zeroqc@127.0.0.1:$port/postgres" >"$url_file"
         exit 0
       fi
     done
     cat "$dir/server.log" >&2
     exit 1 ;;
-  *) echo "postgres.sh: start or stop" >&2; exit 2 ;;
+  *) echo "postgres.sh: start, restart, pause, resume or stop" >&2; exit 2 ;;
 esac
