@@ -484,6 +484,7 @@ int HttpStatusOf(Code c) {
     case Code::kNotFound: return 404;
     case Code::kInvalidArgument: return 400;
     case Code::kUnavailable: return 503;
+    case Code::kConflict: return 409;
     default: return 500;
   }
 }
@@ -497,6 +498,7 @@ const char* CodeName(Code c) {
     case Code::kNotFound: return "not_found";
     case Code::kInvalidArgument: return "bad_request";
     case Code::kUnavailable: return "queue_full";
+    case Code::kConflict: return "conflict";
     default: return "internal";
   }
 }

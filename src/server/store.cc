@@ -55,6 +55,11 @@ const std::vector<std::string> kSqliteMigrations = {
          name TEXT NOT NULL, inspection TEXT NOT NULL, box TEXT NOT NULL, descriptor BLOB NOT NULL, created_at TEXT NOT NULL,
          actor TEXT NOT NULL, removed_at TEXT);
        CREATE INDEX defect_examples_product ON defect_examples(product);)",
+    // 5: a reference taught from an inspection names it, and one inspection is one current
+    // reference of its product at most (repeated or parallel reviews must not multiply it).
+    R"(ALTER TABLE refs ADD COLUMN from_inspection TEXT;
+       CREATE UNIQUE INDEX refs_from_inspection ON refs(product, from_inspection)
+         WHERE from_inspection IS NOT NULL AND removed_at IS NULL;)",
 };
 
 const std::vector<std::string> kPostgresMigrations = {
@@ -93,6 +98,9 @@ const std::vector<std::string> kPostgresMigrations = {
          name TEXT NOT NULL, inspection TEXT NOT NULL, box TEXT NOT NULL, descriptor BYTEA NOT NULL, created_at TEXT NOT NULL,
          actor TEXT NOT NULL, removed_at TEXT);
        CREATE INDEX defect_examples_product ON defect_examples(product);)",
+    R"(ALTER TABLE refs ADD COLUMN from_inspection TEXT;
+       CREATE UNIQUE INDEX refs_from_inspection ON refs(product, from_inspection)
+         WHERE from_inspection IS NOT NULL AND removed_at IS NULL;)",
 };
 
 std::string RandomHex(int bytes) {
@@ -264,9 +272,22 @@ std::vector<Product> Store::ListProducts() {
 StatusOr<int64_t> Store::AddReference(const std::string& product, const std::string& blob, const std::string& filename,
                                        const std::string& actor, const nlohmann::json& why) {
   std::lock_guard lock(mu_);
+  const std::string from = why.is_object() && why.contains("from_inspection") && why["from_inspection"].is_string()
+                               ? why["from_inspection"].get<std::string>() : "";
   ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
-  auto r = db_->Query("INSERT INTO refs(product, blob, filename, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
-                      {product, blob, filename, NowIso()});
+  if (!from.empty()) {  // one inspection is one reference (the unique index settles races between processes)
+    auto dup = db_->Query("SELECT id FROM refs WHERE product = ?1 AND from_inspection = ?2 AND removed_at IS NULL", {product, from});
+    if (dup.ok() && !dup->empty()) {
+      (void)db_->Exec("ROLLBACK");
+      return Conflict("inspection " + from + " is already reference " + std::to_string(Int((*dup)[0][0])) + " of product '" + product + "'");
+    }
+  }
+  auto r = db_->Query("INSERT INTO refs(product, blob, filename, created_at, from_inspection) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                      {product, blob, filename, NowIso(), from.empty() ? DbValue(nullptr) : DbValue(from)});
+  if (!r.ok() && !from.empty()) {
+    (void)db_->Exec("ROLLBACK");
+    return Conflict("inspection " + from + " is already a reference of product '" + product + "'");
+  }
   int64_t id = 0;
   if (r.ok()) {
     id = Int((*r)[0][0]);
@@ -344,11 +365,15 @@ StatusOr<int64_t> Store::Rollback(const std::string& product, int64_t version, c
   auto all = db_->Query("SELECT id, removed_at FROM refs WHERE product = ?1", {product});
   if (!all.ok()) return fail(all.status());
   const std::string now = NowIso();
-  for (const auto& row : *all) {
-    const bool active = IsNull(row[1]), wanted = keep.count(Int(row[0])) > 0;
-    if (active == wanted) continue;
-    r = db_->Query("UPDATE refs SET removed_at = ?2 WHERE id = ?1", {Int(row[0]), wanted ? DbValue(nullptr) : DbValue(now)});
-    if (!r.ok()) return fail(r.status());
+  // Retire first, then revive: a reference taught again from the same inspection after the old one
+  // was retired must leave before the old one returns (one current reference per inspection).
+  for (const bool revive : {false, true}) {
+    for (const auto& row : *all) {
+      const bool active = IsNull(row[1]), wanted = keep.count(Int(row[0])) > 0;
+      if (active == wanted || wanted != revive) continue;
+      r = db_->Query("UPDATE refs SET removed_at = ?2 WHERE id = ?1", {Int(row[0]), wanted ? DbValue(nullptr) : DbValue(now)});
+      if (!r.ok()) return fail(r.status());
+    }
   }
   r = RecordVersion(product, actor, {{"op", "rollback"}, {"to", version}});
   if (!r.ok()) return fail(r.status());

@@ -78,7 +78,7 @@ struct WorkItem {
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 4;
+  static constexpr int kSchemaVersion = 5;
   // `db_url` empty: SQLite in data_dir; else a PostgreSQL URL, and data_dir caches blobs.
   static StatusOr<std::unique_ptr<Store>> Open(const std::filesystem::path& data_dir, const std::string& db_url = "");
 
@@ -97,7 +97,8 @@ class Store {
   Status PutProduct(const Product& p, const std::string& actor = "");
   std::optional<Product> GetProduct(const std::string& name);
   std::vector<Product> ListProducts();
-  // `why` is merged into the version's change record (e.g. {"from_inspection": id}).
+  // `why` is merged into the version's change record (e.g. {"from_inspection": id}). With a
+  // from_inspection that is already a current reference of the product: kConflict.
   StatusOr<int64_t> AddReference(const std::string& product, const std::string& blob, const std::string& filename,
                                  const std::string& actor = "", const nlohmann::json& why = nullptr);
   std::vector<Reference> ListReferences(const std::string& product);  // the current ones

@@ -1092,6 +1092,42 @@ nlohmann::json Review(Harness& h, const std::string& id, const nlohmann::json& b
   return r ? nlohmann::json::parse(r->body, nullptr, false) : nlohmann::json();
 }
 
+// Issue 27, finding 4: the same "OK, add to references" review six times, then five at once, made
+// eleven copies of one image references (the threshold fell by half). One inspection is one
+// reference: the repeats answer 409 and change nothing, also when they race.
+TEST_P(Api, AnInspectionBecomesAReferenceOnceHoweverOftenItIsReviewed) {
+  Harness h(UseLookupEngine);
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
+  auto references = [&] {
+    return nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush/references")->body)["items"].size();
+  };
+  const nlohmann::json teach = {{"verdict", "OK"}, {"add_to_references", true}};
+  const std::string first = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body)["id"];
+  Review(h, first, teach, 201);
+  for (int i = 0; i < 5; ++i) {
+    auto again = Review(h, first, teach, 409);
+    EXPECT_NE(again.dump().find("already reference"), std::string::npos) << again.dump();
+  }
+  EXPECT_EQ(references(), 2u);
+  const std::string second = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(200), true)->body)["id"];
+  std::vector<std::future<int>> racing;
+  for (int i = 0; i < 5; ++i)
+    racing.push_back(std::async(std::launch::async, [&] {
+      auto r = h.Client(h.writer).Post(("/v1/inspections/" + second + "/review").c_str(), teach.dump(), "application/json");
+      return r ? r->status : 0;
+    }));
+  int created = 0, conflicts = 0;
+  for (auto& f : racing) {
+    const int status = f.get();
+    created += status == 201, conflicts += status == 409;
+  }
+  EXPECT_EQ(created, 1);
+  EXPECT_EQ(conflicts, 4);
+  EXPECT_EQ(references(), 3u);
+}
+
 // Issue 11: a review that says "good part: add to references" teaches the product at once, as a
 // new version; older inspections keep the version that judged them; a rollback restores the old
 // references and with them the old verdicts.
