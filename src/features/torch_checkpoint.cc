@@ -613,7 +613,7 @@ StatusOr<StateDict> ReadLegacy(const std::string& data) {
 }
 
 // The zip archive: <dir>/data.pkl and <dir>/data/<key> (stored, one entry per storage).
-StatusOr<StateDict> ReadZip(const std::string& data, const std::filesystem::path& file) {
+StatusOr<StateDict> ReadZip(const std::string& data, const std::string& file) {
   zip_error_t err;
   zip_error_init(&err);
   zip_source_t* src = zip_source_buffer_create(data.data(), data.size(), 0, &err);
@@ -622,7 +622,7 @@ StatusOr<StateDict> ReadZip(const std::string& data, const std::filesystem::path
     std::string why = zip_error_strerror(&err);
     if (src) zip_source_free(src);
     zip_error_fini(&err);
-    return Corrupt("the checkpoint " + file.string() + " is not a readable zip archive (" + why + ")");
+    return Corrupt("the checkpoint " + file + " is not a readable zip archive (" + why + ")");
   }
   zip_error_fini(&err);
   std::unique_ptr<zip_t, void (*)(zip_t*)> owner(z, [](zip_t* a) { zip_discard(a); });
@@ -682,13 +682,17 @@ StatusOr<StateDict> ReadTorchCheckpoint(const std::filesystem::path& file) {
   if (size > (uintmax_t(1) << 32)) return TooLarge("the checkpoint " + file.string() + " is over 4 GiB");
   auto data = ReadAll(file);
   if (!data.ok()) return data.status();
-  if (data->size() >= 4 && data->compare(0, 4, "PK\x03\x04") == 0) return ReadZip(*data, file);
-  if (data->size() >= 2 && uint8_t((*data)[0]) == 0x80) {
-    auto sd = ReadLegacy(*data);
-    if (!sd.ok()) return Status(sd.status().code(), file.string() + ": " + sd.status().message());
+  return ParseTorchCheckpoint(*data, file.string());
+}
+
+StatusOr<StateDict> ParseTorchCheckpoint(const std::string& data, const std::string& name) {
+  if (data.size() >= 4 && data.compare(0, 4, "PK\x03\x04") == 0) return ReadZip(data, name);
+  if (data.size() >= 2 && uint8_t(data[0]) == 0x80) {
+    auto sd = ReadLegacy(data);
+    if (!sd.ok()) return Status(sd.status().code(), name + ": " + sd.status().message());
     return sd;
   }
-  return Corrupt(file.string() + " is neither a zip nor a legacy PyTorch checkpoint");
+  return Corrupt(name + " is neither a zip nor a legacy PyTorch checkpoint");
 }
 
 }  // namespace zeroqc

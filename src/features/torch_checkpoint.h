@@ -32,6 +32,8 @@ using StateDict = std::map<std::string, TorchTensor>;
 // {"model": {...}} yields that inner dict. kCorrupt: truncated or inconsistent; kUnsupported: a
 // global, opcode or storage type a state dict has no use for (the message names it).
 StatusOr<StateDict> ReadTorchCheckpoint(const std::filesystem::path& file);
+// The same from the file's bytes (`name` only labels messages); the fuzz target.
+StatusOr<StateDict> ParseTorchCheckpoint(const std::string& bytes, const std::string& name);
 
 // A state dict from one pickle: `pickle` holds it, and `storage(key, bytes)` gives the bytes of the
 // storage named `key`, which must be `bytes` long. The two formats above are this plus a container.
