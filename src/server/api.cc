@@ -279,6 +279,10 @@ class Routes {
     auto u = ReadUploadOr(q, r);
     if (!u) return;
     NewInspection n;
+    // A JSON upload's fields are strings: {"product": 5} is a mistake to name, not an unknown product.
+    for (const char* f : {"product", "batch", "part_id", "station"})
+      if (u->fields.contains(f) && !u->fields[f].is_string())
+        return Error(r, 400, "bad_request", std::string("'") + f + "' must be a string");
     n.product = UploadField(u->fields, "product");
     if (n.product.empty()) n.product = q.get_param_value("product");
     if (!std::regex_match(n.product, kProductName)) return Error(r, 400, "bad_request", "a valid 'product' field is required");

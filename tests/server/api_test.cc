@@ -717,6 +717,14 @@ TEST_P(Api, WrongFieldTypesAnswer400WithAMessage) {
   nlohmann::json upload = {{"product", "brush"}, {"image", B64(Png(false))}, {"filename", 5}};
   auto r = h.Client(h.writer).Post("/v1/inspections", upload.dump(), "application/json");
   EXPECT_EQ(r->status, 400) << r->body;
+  // Issue 27, finding 15: {"product": 5} was a 404 "no product 5".
+  for (const char* field : {"product", "batch", "part_id", "station"}) {
+    nlohmann::json typed = {{"product", "brush"}, {"image", B64(Png(false))}};
+    typed[field] = 5;
+    r = h.Client(h.writer).Post("/v1/inspections", typed.dump(), "application/json");
+    EXPECT_EQ(r->status, 400) << field << ": " << r->body;
+    EXPECT_NE(r->body.find(std::string("'") + field + "' must be a string"), std::string::npos) << r->body;
+  }
   // Issue 10, finding 7: a truncated JPEG upload is refused with 422 and not stored.
   std::vector<uint8_t> jpg;
   cv::Mat m(64, 64, CV_8UC3, cv::Scalar(60, 70, 80));
