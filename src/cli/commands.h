@@ -47,6 +47,9 @@ struct EngineFlags {
   ProviderOptions vlm;
   void Register(CLI::App* app);
   // Options for a reference folder; `refs_dir/zeroqc.json` may set "threshold" or "threshold_sigmas".
+  // The backbone asked for: --backbone, else $ZEROQC_BACKBONE, else the default (zero-shot:
+  // kDefaultZeroShotBackbone). A name or a spec path, as ResolveBackbone takes it.
+  std::string ChosenBackbone(bool zero_shot = false) const;
   // `zero_shot`: the backbone defaults to kDefaultZeroShotBackbone.
   StatusOr<PatchEngineOptions> Options(const std::filesystem::path& refs_dir, bool zero_shot = false) const;
   ImageLimits limits() const;

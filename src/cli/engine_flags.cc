@@ -90,12 +90,15 @@ void EngineFlags::Register(CLI::App* app) {
   g->add_option("--backoff", vlm.backoff_ms, "first retry delay in ms, doubled per attempt with jitter (default 500)")->check(CLI::Range(0, 60000));
 }
 
+std::string EngineFlags::ChosenBackbone(bool zero_shot) const {
+  if (!backbone.empty()) return backbone;
+  if (const char* env = std::getenv("ZEROQC_BACKBONE"); env && *env) return env;
+  return zero_shot ? kDefaultZeroShotBackbone : kDefaultBackbone;
+}
+
 StatusOr<PatchEngineOptions> EngineFlags::Options(const std::filesystem::path& refs_dir, bool zero_shot) const {
   PatchEngineOptions o;
-  std::string chosen = backbone;
-  if (chosen.empty())
-    if (const char* env = std::getenv("ZEROQC_BACKBONE"); env && *env) chosen = env;
-  auto spec = ResolveBackbone(!chosen.empty() ? chosen : zero_shot ? kDefaultZeroShotBackbone : kDefaultBackbone);
+  auto spec = ResolveBackbone(ChosenBackbone(zero_shot));
   if (!spec.ok()) return spec.status();
   o.backbone_spec = *spec;
   if (!no_cache) o.cache_dir = cache_dir.empty() ? DefaultCacheDir() : std::filesystem::path(cache_dir);

@@ -116,9 +116,7 @@ void RegisterServe(CLI::App& app) {
     c.make_engine = ProductEngines(a->engine, c.data_dir);
     c.backbones = BackboneNames();
     {  // the server's own choice, when it is one of the named ones
-      std::string chosen = a->engine.backbone;
-      if (const char* env = std::getenv("ZEROQC_BACKBONE"); chosen.empty() && env && *env) chosen = env;
-      if (chosen.empty()) chosen = kDefaultBackbone;
+      const std::string chosen = a->engine.ChosenBackbone();
       if (auto spec = ResolveBackbone(chosen); !spec.ok()) {
         log::Error("start_failed", spec.status().message());
         throw ExitStatus{kExitBadArguments};
