@@ -68,6 +68,8 @@ void RegisterServe(CLI::App& app) {
     int64_t max_upload = 64ll << 20;
     MqttConfig mqtt;
     std::string log_format = "text";
+    double header_timeout = 10;
+    FrontLimits front;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--data", a->data, "folder for the database, images and caches (with --db: this worker's caches)")->required();
@@ -85,6 +87,12 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--rate", a->svc.rate_per_second, "requests per second per API key (default 10)")->check(CLI::PositiveNumber);
   cmd->add_option("--burst", a->svc.burst, "requests a key may make at once (default 20)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-upload-bytes", a->max_upload, "largest image accepted (default 67108864; 413 beyond)")->check(CLI::PositiveNumber);
+  cmd->add_option("--header-timeout", a->header_timeout,
+                  "seconds a client has to send a request's headers (then 408); its body must then keep 16 KiB/s (default 10)")
+      ->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--max-connections-per-address", a->front.max_per_address,
+                  "open connections one client address may hold; more get 503 (default 16)")
+      ->check(CLI::Range(1, 100000));
   cmd->add_option("--hot-folder", a->svc.hot_folder, "inspect files dropped here (moved to done/ or failed/)");
   cmd->add_option("--hot-folder-product", a->svc.hot_folder_product, "the product of hot-folder images");
   cmd->add_flag("--allow-private-webhooks", a->svc.allow_private_webhooks,
@@ -144,7 +152,9 @@ void RegisterServe(CLI::App& app) {
       mqtt = std::move(*bridge);
     }
     const std::filesystem::path web = a->web.empty() ? DefaultWebDir() : std::filesystem::path(a->web);
-    auto api = ApiServer::Start(**svc, a->bind, a->port, web);
+    FrontLimits front = a->front;
+    front.header_timeout = std::chrono::milliseconds(int64_t(a->header_timeout * 1000));
+    auto api = ApiServer::Start(**svc, a->bind, a->port, web, front);
     if (!api.ok()) {
       log::Error("start_failed", api.status().message());
       throw ExitStatus{kExitBadArguments};

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <random>
 #include <regex>
 #include <set>
 #include <tuple>
@@ -47,6 +48,15 @@ std::string MimeOfBlob(const std::string& blob) {
 
 bool StartsWith(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
+// 128 random bits as hex: the secret that the front adds to every request it forwards.
+std::string RandomToken() {
+  std::random_device rd;
+  std::string out;
+  char buf[9];
+  for (int i = 0; i < 4; ++i) std::snprintf(buf, sizeof buf, "%08x", unsigned(rd())), out += buf;
+  return out;
+}
+
 class Routes {
  public:
   Routes(Service& s, httplib::Server& h, std::filesystem::path web) : svc_(s), http_(h), web_(std::move(web)) {}
@@ -55,7 +65,7 @@ class Routes {
   std::vector<std::pair<std::string, std::string>> routes;
 
   void Install() {
-    http_.set_payload_max_length(size_t(svc_.config().limits.max_bytes) * 4 / 3 + 64 * 1024);  // base64 JSON headroom
+    http_.set_payload_max_length(size_t(svc_.config().limits.max_bytes) * 4 / 3 + 64 * 1024);  // base64 JSON headroom (the front's limit too)
     http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start).count();
       const std::string route = RouteOf(req);
@@ -192,7 +202,7 @@ class Routes {
     return [this, need, h](const httplib::Request& req, httplib::Response& res) {
       const std::string auth = req.get_header_value("Authorization");
       auto refuse = [&](const std::string& why) {
-        if (double wait = svc_.FailedAuthentication(req.remote_addr); wait > 0) {
+        if (double wait = svc_.FailedAuthentication(req.get_header_value(kPeerHeader)); wait > 0) {
           res.set_header("Retry-After", std::to_string(int(std::ceil(wait))));
           return Error(res, 429, "rate_limited", "too many failed authentications from this address: slow down");
         }
@@ -509,7 +519,7 @@ const char* CodeName(Code c) {
 
 
 StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(Service& service, const std::string& bind, int port,
-                                                      const std::filesystem::path& web_dir) {
+                                                      const std::filesystem::path& web_dir, FrontLimits limits) {
   auto s = std::unique_ptr<ApiServer>(new ApiServer());
   s->http_ = std::make_unique<httplib::Server>();
   // Every answer: no MIME sniffing, no framing (clickjacking), and a page that loads only its own
@@ -523,14 +533,25 @@ StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(Service& service, const st
   auto routes = std::make_shared<Routes>(service, *s->http_, web_dir);
   routes->Install();
   s->routes_ = routes->routes;
-  // Stamps the request's start for the latency histogram. Holding `routes` here keeps them alive
-  // as long as the server.
-  s->http_->set_pre_routing_handler([routes](const httplib::Request&, httplib::Response&) {
+  // Only what came through the front is served (it proves that with a token no one else sees), so
+  // its peer header is the caller's address. Stamps the request's start for the latency histogram.
+  // Holding `routes` here keeps them alive as long as the server.
+  const std::string token = RandomToken();
+  s->http_->set_pre_routing_handler([routes, token](const httplib::Request& req, httplib::Response& res) {
     request_start = std::chrono::steady_clock::now();
+    if (req.get_header_value(kFrontHeader) != token) {
+      Error(res, 403, "forbidden", "this port takes requests only from zeroqc's own front");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     return httplib::Server::HandlerResponse::Unhandled;
   });
-  s->port_ = port == 0 ? s->http_->bind_to_any_port(bind) : (s->http_->bind_to_port(bind, port) ? port : -1);
-  if (s->port_ <= 0) return IoError("cannot listen on " + bind + ":" + std::to_string(port) + " (in use, or not an address of this machine)");
+  const int workers = s->http_->bind_to_any_port("127.0.0.1");
+  if (workers <= 0) return IoError("cannot listen on a loopback port for the HTTP workers");
+  limits.max_body = int64_t(service.config().limits.max_bytes) * 4 / 3 + 64 * 1024;  // as the workers' own limit
+  auto front = Front::Start(bind, port, workers, token, limits);
+  if (!front.ok()) return front.status();
+  s->front_ = std::move(*front);
+  s->port_ = s->front_->port();
   s->thread_ = std::thread([srv = s->http_.get()] { srv->listen_after_bind(); });
   while (!s->http_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   return s;
@@ -542,6 +563,7 @@ ApiServer::~ApiServer() {
 }
 
 void ApiServer::Stop() {
+  if (front_) front_->Stop();
   if (http_) http_->stop();
 }
 

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "server/front.h"
 #include "server/service.h"
 
 namespace httplib {
@@ -24,10 +25,12 @@ const char* CodeName(Code c);
 
 class ApiServer {
  public:
-  // Binds `bind:port` (port 0: any free port) and serves in a background thread. `web_dir` holds
-  // the browser page (index.html, app.js, style.css) and openapi.json; empty: neither.
+  // Binds `bind:port` (port 0: any free port) and serves in background threads: the front reads
+  // requests (see front.h; `limits.max_body` is set from the service's upload limit) and hands whole
+  // ones to cpp-httplib's workers on a loopback port. `web_dir` holds the browser page (index.html,
+  // app.js, style.css) and openapi.json; empty: neither.
   static StatusOr<std::unique_ptr<ApiServer>> Start(Service& service, const std::string& bind, int port,
-                                                    const std::filesystem::path& web_dir);
+                                                    const std::filesystem::path& web_dir, FrontLimits limits = {});
   ~ApiServer();
   int port() const { return port_; }
   void Wait();  // blocks until Stop() (from a signal handler thread)
@@ -38,6 +41,7 @@ class ApiServer {
  private:
   ApiServer() = default;
   std::unique_ptr<httplib::Server> http_;
+  std::unique_ptr<Front> front_;
   std::thread thread_;
   int port_ = 0;
   std::vector<std::pair<std::string, std::string>> routes_;

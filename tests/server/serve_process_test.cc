@@ -19,43 +19,13 @@
 
 #include "cli/run_zeroqc.h"
 #include "server/store.h"
+#include "server/serve_process.h"
 #include "servers/servers.h"
 
 namespace zeroqc {
 namespace {
 
 namespace fs = std::filesystem;
-
-struct ServerProcess {
-  pid_t pid = -1;
-  int port = 0;
-};
-
-ServerProcess Spawn(const fs::path& data, const std::vector<std::string>& extra = {}) {
-  int out[2];
-  EXPECT_EQ(pipe(out), 0);
-  ServerProcess s;
-  s.pid = fork();
-  if (s.pid == 0) {
-    dup2(out[1], STDOUT_FILENO);
-    close(out[0]);
-    const std::string bin = testing::ZeroqcBinary().string(), d = data.string(), cache = (testing::BinaryDir() / "test-cache").string();
-    std::vector<std::string> args = {bin, "serve", "--data", d, "--port", "0", "--queue", "100", "--rate", "1000",
-                                     "--burst", "1000", "--cache", cache};
-    args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(bin.c_str(), argv.data());
-    _exit(127);
-  }
-  close(out[1]);
-  FILE* f = fdopen(out[0], "r");
-  char line[64] = {0};
-  if (fgets(line, sizeof line, f)) std::sscanf(line, "port %d", &s.port);
-  fclose(f);
-  return s;
-}
 
 std::string PartPng(int i, bool defect) {
   cv::Mat m(256, 256, CV_8UC3, cv::Scalar(90, 90, 90));
