@@ -1,0 +1,79 @@
+// Issue 27's findings, each reproduced over real HTTP first (see api_harness.h), then held fixed:
+// engine builds that any caller could force (7), and the ones named in each test's comment.
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "server/api_harness.h"
+
+namespace zeroqc {
+namespace {
+
+class Hardening : public ::testing::TestWithParam<std::string> {};
+INSTANTIATE_TEST_SUITE_P(Store, Hardening, ::testing::Values("sqlite", "postgres"), StoreName);
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
+
+// Finding 7: eight parallel GET .../calibration after a product change held every HTTP worker for a
+// build (/healthz waited 8-9 s), and a failing build was tried again on every call (20 calls, 9.3
+// CPU-s). Now one build per product version, a failure is remembered until the product changes,
+// and callers past the waiting slots get 503 + Retry-After at once.
+TEST_P(Hardening, CalibrationNeverForcesBuilds) {
+  std::map<std::string, std::atomic<int>> builds;
+  builds["slow"], builds["broken"];
+  Harness h([&](ServiceConfig& c) {
+    c.max_waiters = 2;
+    c.make_engine = [&builds](const zeroqc::Product& p, const std::vector<fs::path>&) -> StatusOr<std::unique_ptr<Engine>> {
+      ++builds[p.name];
+      if (p.name == "broken") return InvalidArgument("this engine is broken on purpose");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // a build with many references
+      return std::unique_ptr<Engine>(std::make_unique<SpotEngine>(std::shared_future<void>(std::async([] {}).share())));
+    };
+  });
+  h.Product("slow");
+  h.Product("broken");
+
+  std::vector<std::future<httplib::Result>> calls;
+  for (int i = 0; i < 8; ++i)
+    calls.push_back(std::async(std::launch::async, [&] { return h.Client(h.reader).Get("/v1/products/slow/calibration"); }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto t0 = Clock::now();
+  auto health = h.Client("").Get("/healthz");
+  EXPECT_TRUE(health && health->status == 200);
+  EXPECT_LT(Seconds(t0), 0.5) << "/healthz waited behind calibration calls";
+  int ok = 0, busy = 0;
+  for (auto& f : calls) {
+    auto r = f.get();
+    ASSERT_TRUE(r);
+    if (r->status == 200) ++ok;
+    if (r->status == 503) {
+      ++busy;
+      EXPECT_EQ(r->get_header_value("Retry-After"), "5");
+      EXPECT_NE(r->body.find("being built"), std::string::npos) << r->body;
+    }
+  }
+  EXPECT_EQ(ok, 2) << "the two waiting slots";
+  EXPECT_EQ(busy, 6);
+  EXPECT_EQ(builds["slow"], 1);
+  EXPECT_EQ(h.Client(h.reader).Get("/v1/products/slow/calibration")->status, 200) << "built: answered at once";
+
+  for (int i = 0; i < 20; ++i) {
+    auto r = h.Client(h.reader).Get("/v1/products/broken/calibration");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400);
+    EXPECT_NE(r->body.find("the engine cannot be built: this engine is broken on purpose"), std::string::npos) << r->body;
+  }
+  EXPECT_EQ(builds["broken"], 1) << "a failed build is remembered";
+  httplib::MultipartFormDataItems ref = {{"image", Png(false, 80), "good2.png", "image/png"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/broken/references", ref)->status, 201);
+  EXPECT_EQ(h.Client(h.reader).Get("/v1/products/broken/calibration")->status, 400);
+  EXPECT_EQ(builds["broken"], 2) << "tried again once the product changed";
+}
+
+}  // namespace
+}  // namespace zeroqc
