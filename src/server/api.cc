@@ -70,9 +70,11 @@ class Routes {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start).count();
       const std::string route = RouteOf(req);
       svc_.CountRequest(route, res.status, s);
-      if (res.status >= 500)
-        log::Error("http_error", route + " answered " + std::to_string(res.status),
-                   {{"method", req.method}, {"route", route}, {"status", res.status}, {"duration_ms", 1000 * s}});
+      // A 503 is a deliberate answer (queue full, busy, database away: each logged where it is decided),
+      // and /readyz's is what a probe asks for: a warning, or nothing. Other 5xx are errors.
+      const nlohmann::json fields = {{"method", req.method}, {"route", route}, {"status", res.status}, {"duration_ms", 1000 * s}};
+      if (res.status == 503 && route != "GET /readyz") log::Warn("http_unavailable", route + " answered 503", fields);
+      else if (res.status >= 500 && res.status != 503) log::Error("http_error", route + " answered " + std::to_string(res.status), fields);
     });
     On("GET", "/healthz", {"/healthz"}, [](const httplib::Request&, httplib::Response& res) { Json(res, 200, {{"status", "ok"}}); });
     On("GET", "/readyz", {"/readyz"}, [this](const httplib::Request&, httplib::Response& res) {
@@ -128,6 +130,10 @@ class Routes {
       auto p = FindProduct(q, r);
       if (!p) return;
       auto c = svc_.Calibration(p->name);
+      if (!c.ok() && c.status().code() == Code::kUnavailable) {
+        r.set_header("Retry-After", "5");
+        return Error(r, 503, "busy", c.status().message());
+      }
       if (!c.ok()) return Error(r, HttpStatusOf(c.status().code()), CodeName(c.status().code()), c.status().message());
       Json(r, 200, *c);
     }));

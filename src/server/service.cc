@@ -183,6 +183,16 @@ StatusOr<std::vector<DefectExample>> Service::DescribeDefects(const std::string&
 }
 
 StatusOr<nlohmann::json> Service::Calibration(const std::string& product) {
+  // Asking is no way to make the server build: a built engine answers at once, a failed build repeats
+  // its error until the product changes, and otherwise the caller waits for the one build in one of
+  // the few waiting slots (the HTTP workers stay free) or is told to come back.
+  if (!EngineReady(product)) {
+    if (!TryBeginWait())
+      return Unavailable("product '" + product + "': its engine is being built for this version: retry in a few seconds");
+    auto engine = EngineFor(product);
+    EndWait();
+    if (!engine.ok()) return engine.status();
+  }
   auto engine = EngineFor(product);
   if (!engine.ok()) return engine.status();
   nlohmann::json c = engine->engine->Calibration();
@@ -302,6 +312,27 @@ double Service::FailedAuthentication(const std::string& address) {
 void Service::InvalidateEngine(const std::string& product) {
   std::lock_guard lock(engines_mu_);
   engines_.erase(product);
+  failed_builds_.erase(product);
+}
+
+std::optional<Status> Service::FailedAt(const std::string& product, int64_t revision) {
+  std::lock_guard lock(engines_mu_);
+  auto it = failed_builds_.find(product);
+  return it != failed_builds_.end() && it->second.revision == revision ? std::optional<Status>(it->second.status) : std::nullopt;
+}
+
+Status Service::Failed(const std::string& product, int64_t revision, Status why) {
+  std::lock_guard lock(engines_mu_);
+  failed_builds_[product] = {revision, why};
+  return why;
+}
+
+bool Service::EngineReady(const std::string& product) {
+  const int64_t revision = store_->Revision(product);
+  std::lock_guard lock(engines_mu_);
+  auto e = engines_.find(product);
+  auto f = failed_builds_.find(product);
+  return (e != engines_.end() && e->second.revision == revision) || (f != failed_builds_.end() && f->second.revision == revision);
 }
 
 StatusOr<Service::EngineAt> Service::EngineFor(const std::string& name) {
@@ -313,6 +344,7 @@ StatusOr<Service::EngineAt> Service::EngineFor(const std::string& name) {
     return it != engines_.end() ? std::optional<BuiltEngine>(it->second) : std::nullopt;
   };
   if (auto e = cached(); e && e->revision == revision) return EngineAt{e->engine, revision};
+  if (auto failed = FailedAt(name, revision)) return *failed;
   std::shared_ptr<std::mutex> build_mu;
   {
     std::lock_guard lock(engines_mu_);
@@ -323,6 +355,7 @@ StatusOr<Service::EngineAt> Service::EngineFor(const std::string& name) {
   std::lock_guard building(*build_mu);  // workers wanting the same product wait for one build
   auto have = cached();
   if (have && have->revision == revision) return EngineAt{have->engine, revision};
+  if (auto failed = FailedAt(name, revision)) return *failed;  // it failed while this one waited
   const auto t0 = std::chrono::steady_clock::now();
   // The one change since the engine we have is a reference added: derived from it incrementally.
   // The new engine replaces the old one at once; inspections running on the old one finish on it.
@@ -349,7 +382,7 @@ StatusOr<Service::EngineAt> Service::EngineFor(const std::string& name) {
   if (!product) return NotFound("product '" + name + "' no longer exists");
   std::vector<std::filesystem::path> refs;
   for (const auto& r : store_->ListReferences(name)) refs.push_back(store_->blobs().PathOf(r.blob));
-  if (refs.empty()) return InvalidArgument("product '" + name + "' has no reference images: add photos of good parts");
+  if (refs.empty()) return Failed(name, revision, InvalidArgument("product '" + name + "' has no reference images: add photos of good parts"));
   // A first inspection waits for the build (tens of seconds with many references): say so.
   log::Info("engine_build_started",
             "product " + name + ": building the " + product->engine + " engine from " + std::to_string(refs.size()) + " reference(s)",
@@ -359,7 +392,9 @@ StatusOr<Service::EngineAt> Service::EngineFor(const std::string& name) {
   if (!e.ok()) {
     log::Error("engine_build_failed", "product " + name + ": the engine cannot be built: " + e.status().message(),
                {{"product", name}, {"engine", product->engine}, {"duration_ms", 1000 * s}, {"error", e.status().message()}});
-    return e.status();
+    return Failed(name, revision,
+                  Status(e.status().code(), "product '" + name + "' (version " + std::to_string(revision) +
+                                                "): the engine cannot be built: " + e.status().message()));
   }
   std::shared_ptr<Engine> engine = std::move(*e);
   const auto calibration = engine->Calibration();

@@ -28,6 +28,7 @@ TEST_P(Hardening, CalibrationNeverForcesBuilds) {
   builds["slow"], builds["broken"];
   Harness h([&](ServiceConfig& c) {
     c.max_waiters = 2;
+    c.rate_per_second = c.burst = 1000;
     c.make_engine = [&builds](const zeroqc::Product& p, const std::vector<fs::path>&) -> StatusOr<std::unique_ptr<Engine>> {
       ++builds[p.name];
       if (p.name == "broken") return InvalidArgument("this engine is broken on purpose");
