@@ -383,6 +383,13 @@ class Routes {
     const bool teach = body.value("add_to_references", false);
     if (teach && body["verdict"] != "OK") return Error(r, 400, "bad_request", "only a part reviewed OK can be added to the references");
     if (teach && (*j)["status"] != "done") return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
+    if (teach && key.scope != Scope::kAdmin) {  // a reference moves every later verdict: not any line key's call
+      auto product = svc_.store().GetProduct((*j)["product"]);
+      if (!product || product->settings.value("reviews_add_references", "admin") != "write")
+        return Error(r, 403, "forbidden",
+                     "adding a reference by review needs an admin key, unless the product's settings say "
+                     "\"reviews_add_references\": \"write\"");
+    }
     // Who reviewed is the key's name; only an admin key may record a review on someone's behalf.
     const std::string own = Actor(key);
     if (body.contains("reviewer") && key.scope != Scope::kAdmin && body["reviewer"] != own)

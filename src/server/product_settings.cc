@@ -43,6 +43,8 @@ const std::map<std::string, Rule>& Rules() {
       {"model", {kModel, Text, "a model id (1-256 characters)"}},
       {"region", {kModel, Text, "an AWS region (1-256 characters)"}},
       {"profile", {kModel, Text, "a prompt profile name (1-256 characters)"}},
+      // Who may make a reviewed part a reference: a reference moves the threshold for every later part.
+      {"reviews_add_references", {kAll, [](const json& v) { return OneOf(v, {"admin", "write"}); }, "\"admin\" (the default) or \"write\""}},
       // Only a web endpoint: a file:// URL made every error quote a server file to any reader.
       {"base_url",
        {kModel,

@@ -198,7 +198,7 @@ void UseLookupEngine(ServiceConfig& c) {
 
 // A product "brush" with one reference (shade 100) and a part of shade 150 it judged NOK.
 nlohmann::json BrushPartJudgedNok(Harness& h) {
-  EXPECT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  EXPECT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"reviews_add_references":"write"}})", "application/json")->status, 201);
   httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
   EXPECT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
   return nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);

@@ -76,5 +76,38 @@ TEST_P(Hardening, CalibrationNeverForcesBuilds) {
   EXPECT_EQ(builds["broken"], 2) << "tried again once the product changed";
 }
 
+// Finding 4: any write key made references by review (six copies of one image; the threshold fell
+// by half). Now that takes an admin key, unless the product's settings allow write keys; one
+// inspection is one reference (409 for a repeat: Reviews.AnInspectionBecomesAReferenceOnce...).
+TEST_P(Hardening, OnlyAdminKeysTeachUnlessTheProductSaysSo) {
+  Harness h(UseLookupEngine);
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
+  auto judged = [&](int shade) { return nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(shade), true)->body)["id"].get<std::string>(); };
+  auto teach = [&](const std::string& key, const std::string& id) {
+    return h.Client(key).Post(("/v1/inspections/" + id + "/review").c_str(), R"({"verdict":"OK","add_to_references":true})", "application/json");
+  };
+  auto references = [&] { return nlohmann::json::parse(h.Client(h.reader).Get("/v1/products/brush/references")->body)["items"].size(); };
+
+  const std::string first = judged(150);
+  auto refused = teach(h.writer, first);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 403);
+  EXPECT_NE(refused->body.find("needs an admin key"), std::string::npos) << refused->body;
+  EXPECT_EQ(references(), 1u) << "nothing changed";
+  EXPECT_TRUE(nlohmann::json::parse(h.Client(h.reader).Get(("/v1/inspections/" + first).c_str())->body)["reviews"].empty())
+      << "not even the review";
+  EXPECT_EQ(teach(h.admin, first)->status, 201);
+  EXPECT_EQ(references(), 2u);
+
+  auto bad = h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"reviews_add_references":"anyone"}})", "application/json");
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("reviews_add_references"), std::string::npos) << bad->body;
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"reviews_add_references":"write"}})", "application/json")->status, 200);
+  EXPECT_EQ(teach(h.writer, judged(160))->status, 201) << "the product lets the line teach";
+  EXPECT_EQ(references(), 3u);
+}
+
 }  // namespace
 }  // namespace zeroqc

@@ -30,7 +30,7 @@ INSTANTIATE_TEST_SUITE_P(Store, Reviews, ::testing::Values("sqlite", "postgres")
 // reference: the repeats answer 409 and change nothing, also when they race.
 TEST_P(Reviews, AnInspectionBecomesAReferenceOnceHoweverOftenItIsReviewed) {
   Harness h(UseLookupEngine);
-  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"reviews_add_references":"write"}})", "application/json")->status, 201);
   httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
   ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
   auto references = [&] {
@@ -66,7 +66,7 @@ TEST_P(Reviews, AnInspectionBecomesAReferenceOnceHoweverOftenItIsReviewed) {
 // references and with them the old verdicts.
 TEST_P(Reviews, ReviewsTeachVersionsTraceAndRollbackRestores) {
   Harness h(UseLookupEngine);
-  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"reviews_add_references":"write"}})", "application/json")->status, 201);
   httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
   ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
   const int updates_before = LookupEngine::incremental_updates;
@@ -133,7 +133,7 @@ TEST_P(Reviews, AConcurrentReviewAndInspectionNeverSeeAHalfUpdatedBank) {
     c.rate_per_second = 1000;
     c.burst = 1000;
   });
-  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush"})", "application/json")->status, 201);
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"reviews_add_references":"write"}})", "application/json")->status, 201);
   httplib::MultipartFormDataItems ref = {{"image", Shade(100), "good.png", "image/png"}};
   ASSERT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 201);
   auto first = nlohmann::json::parse(h.Upload(h.writer, "brush", Shade(150), true)->body);

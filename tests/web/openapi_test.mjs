@@ -141,8 +141,10 @@ try {
   const reviewed = await call('POST', `/v1/inspections/${id}/review`,
     { key: 'write', body: JSON.stringify({ verdict: 'OK', comment: 'a shadow' }), type: 'application/json', expect: 201 });
   assert.equal(reviewed.json.final_verdict, 'OK');
+  await call('POST', `/v1/inspections/${id}/review`,
+    { key: 'write', body: JSON.stringify({ verdict: 'OK', add_to_references: true }), type: 'application/json', expect: 403 });
   const taught = await call('POST', `/v1/inspections/${id}/review`,
-    { key: 'write', body: JSON.stringify({ verdict: 'OK', add_to_references: true }), type: 'application/json', expect: 201 });
+    { key: 'admin', body: JSON.stringify({ verdict: 'OK', add_to_references: true }), type: 'application/json', expect: 201 });
   assert.equal(typeof taught.json.added_reference.version, 'number');
   const versions = await call('GET', '/v1/products/sponge/versions', { key: 'read', expect: 200 });
   assert.equal(versions.json.current, taught.json.added_reference.version);
