@@ -552,69 +552,6 @@ void Service::WebhookLoop() {
   }
 }
 
-void Service::HotFolderLoop() {
-  namespace fs = std::filesystem;
-  using Clock = std::chrono::steady_clock;
-  // A file is taken once its size and mtime have not changed for a second (a camera or FTP may
-  // pause while writing); a truncated image is retried until it has been still for 30 s.
-  struct Seen {
-    uintmax_t size;
-    fs::file_time_type mtime;
-    Clock::time_point still_since;
-  };
-  std::map<fs::path, Seen> seen;
-  std::set<fs::path> given_up;  // could be moved nowhere: never submitted again
-  while (!stop_) {
-    std::error_code ec;
-    std::set<fs::path> present;
-    for (const auto& e : fs::directory_iterator(cfg_.hot_folder, ec)) {
-      if (stop_ || !e.is_regular_file() || e.path().filename().string().front() == '.' || given_up.count(e.path())) continue;
-      present.insert(e.path());
-      const auto size = fs::file_size(e.path(), ec);
-      const auto mtime = fs::last_write_time(e.path(), ec);
-      if (ec) continue;
-      auto [it, fresh] = seen.try_emplace(e.path(), Seen{size, mtime, Clock::now()});
-      if (!fresh && (it->second.size != size || it->second.mtime != mtime)) it->second = {size, mtime, Clock::now()};
-      const auto still = Clock::now() - it->second.still_since;
-      const bool old = fs::file_time_type::clock::now() - mtime >= std::chrono::seconds(1);
-      if (still < std::chrono::seconds(1) && !(fresh && old)) continue;
-      if (queue_full()) break;
-      std::ifstream in(e.path(), std::ios::binary);
-      std::string bytes((std::istreambuf_iterator<char>(in)), {});
-      NewInspection n;
-      n.product = cfg_.hot_folder_product;
-      n.image_name = e.path().filename().string();
-      n.station = "hot-folder";
-      n.metadata = {{"source", "hot-folder"}};
-      auto id = Submit(n, bytes);
-      if (!id.ok() && id.status().code() == Code::kUnavailable) break;
-      const bool truncated = !id.ok() && id.status().code() == Code::kIncomplete;
-      if (truncated && still < std::chrono::seconds(30)) continue;  // perhaps still being written
-      // Accepted (durably queued) -> done/; refused (corrupt, too large) -> failed/ with the reason.
-      std::string reason = id.ok() ? "" : id.status().message();
-      fs::path dest = cfg_.hot_folder / (id.ok() ? "done" : "failed") / e.path().filename();
-      fs::rename(e.path(), dest, ec);
-      if (ec && id.ok()) {  // accepted, but done/ will not take it: failed/ says why
-        reason = "accepted as inspection " + *id + ", but it could not be moved to done/: " + ec.message();
-        dest = cfg_.hot_folder / "failed" / e.path().filename();
-        fs::rename(e.path(), dest, ec);
-      }
-      if (ec) {
-        log::Error("hot_folder_stuck", "hot folder: cannot move " + e.path().string() + " aside (" + ec.message() +
-                                           "); it will not be submitted again",
-                   {{"file", e.path().string()}, {"error", ec.message()}});
-        given_up.insert(e.path());
-      } else if (!reason.empty()) {
-        std::ofstream(dest.string() + ".error.txt") << reason << "\n";
-      }
-      seen.erase(e.path());
-    }
-    std::erase_if(seen, [&](const auto& kv) { return !present.count(kv.first); });
-    std::unique_lock lock(mu_);
-    work_cv_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_.load(); });
-  }
-}
-
 void Service::CountRequest(const std::string& route, int status, double seconds) {
   std::lock_guard lock(metrics_mu_);
   ++requests_[{route, status}];

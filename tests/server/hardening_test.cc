@@ -3,11 +3,13 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <fstream>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "server/api_harness.h"
+#include "server/store.h"
 
 namespace zeroqc {
 namespace {
@@ -107,6 +109,80 @@ TEST_P(Hardening, OnlyAdminKeysTeachUnlessTheProductSaysSo) {
   ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"reviews_add_references":"write"}})", "application/json")->status, 200);
   EXPECT_EQ(teach(h.writer, judged(160))->status, 201) << "the product lets the line teach";
   EXPECT_EQ(references(), 3u);
+}
+
+// A hot folder with a product "brush" (one reference), served from `drop`'s parent folder.
+fs::path HotFolderWithBrush(const fs::path& drop) {
+  fs::create_directories(drop);
+  auto store = Store::Open(drop.parent_path() / "data", TestDbUrl());
+  EXPECT_TRUE(store.ok());
+  if (!(*store)->GetProduct("brush")) {
+    EXPECT_TRUE((*store)->PutProduct({"brush", "patch", nlohmann::json::object(), "", ""}).ok());
+    EXPECT_TRUE((*store)->AddReference("brush", *(*store)->blobs().Put(Png(false), "png"), "good.png").ok());
+  }
+  return drop;
+}
+
+std::function<void(ServiceConfig&)> HotFolderOf(const fs::path& drop) {
+  return [drop](ServiceConfig& c) {
+    c.hot_folder = drop;
+    c.hot_folder_product = "brush";
+    c.rate_per_second = c.burst = 1000;  // for the polling
+  };
+}
+
+size_t Inspections(Harness& h) {
+  return nlohmann::json::parse(h.Client(h.poller).Get("/v1/inspections?product=brush")->body)["items"].size();
+}
+
+int64_t PeakRssKb() {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6));
+  return -1;
+}
+
+// Finding 11: a 1 GB sparse file in the hot folder was read whole before its size was checked (RSS
+// 64 MB -> 1.05 GB). Now the size from stat decides first.
+TEST_P(Hardening, AHugeHotFolderFileIsRefusedWithoutBeingRead) {
+  const fs::path drop = HotFolderWithBrush(testing::TempDir() / "drop");
+  {
+    std::ofstream(drop / "huge.png") << "";
+  }
+  fs::resize_file(drop / "huge.png", 2ll << 30);  // sparse: 2 GB that take no disk
+  const int64_t peak_before = PeakRssKb();
+  Harness h(HotFolderOf(drop), true, drop.parent_path());
+  for (int i = 0; i < 200 && !fs::exists(drop / "failed/huge.png.error.txt"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  std::ifstream why(drop / "failed/huge.png.error.txt");
+  const std::string reason((std::istreambuf_iterator<char>(why)), {});
+  EXPECT_NE(reason.find("2147483648 bytes, the limit is"), std::string::npos) << reason;
+  EXPECT_LT(PeakRssKb() - peak_before, 256 * 1024) << "the file was read";
+  EXPECT_EQ(Inspections(h), 0u);
+}
+
+// Finding 12: a file that could be moved neither to done/ nor to failed/ was submitted again at
+// every start (the "given up" list lived in memory). Now it is kept in the data folder.
+TEST_P(Hardening, AFileMovedNowhereIsNotSubmittedAgainAfterARestart) {
+  const fs::path drop = HotFolderWithBrush(testing::TempDir() / "drop");
+  fs::create_directories(drop / "done/stuck.png");  // folders where the file should go
+  fs::create_directories(drop / "failed/stuck.png");
+  std::ofstream(drop / "stuck.png", std::ios::binary) << Png(true);
+  {
+    Harness h(HotFolderOf(drop), true, drop.parent_path());
+    for (int i = 0; i < 200 && Inspections(h) == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    EXPECT_EQ(Inspections(h), 1u);
+  }
+  {
+    Harness h(HotFolderOf(drop), true, drop.parent_path());
+    std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+    EXPECT_EQ(Inspections(h), 1u) << "submitted again after a restart";
+    EXPECT_TRUE(fs::exists(drop / "stuck.png"));
+    // A new file under the same name is a new file.
+    std::ofstream(drop / "stuck.png", std::ios::binary | std::ios::trunc) << Png(false, 72);
+    for (int i = 0; i < 200 && Inspections(h) == 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    EXPECT_EQ(Inspections(h), 2u);
+  }
 }
 
 }  // namespace
