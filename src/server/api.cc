@@ -434,7 +434,9 @@ class Routes {
     p.settings = body.value("settings", nlohmann::json::object());
     if (!p.settings.is_object()) return Error(r, 400, "bad_request", "settings must be an object");
     if (!SmallEnough(p.settings, "'settings'", r)) return;
-    if (auto m = ReadMqttSettings(p.settings); !m.ok()) return Error(r, 400, "bad_request", m.status().message());
+    auto mqtt = ReadMqttSettings(p.settings);
+    if (!mqtt.ok()) return Error(r, 400, "bad_request", mqtt.status().message());
+    if (auto c = CheckMqttTopicsAgainst(p.name, *mqtt, svc_.store().ListProducts()); !c.ok()) return Error(r, 400, "bad_request", c.message());
     if (auto c = CheckProductSettings(p.engine, p.settings); !c.ok()) return Error(r, 400, "bad_request", c.message());
     p.webhook_url = body.value("webhook_url", "");
     p.webhook_secret = body.value("webhook_secret", "");

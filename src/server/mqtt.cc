@@ -71,6 +71,23 @@ StatusOr<MqttTopics> ReadMqttSettings(const nlohmann::json& settings) {
   return t;
 }
 
+Status CheckMqttTopicsAgainst(const std::string& name, const MqttTopics& mine, const std::vector<Product>& products) {
+  auto under = [](const std::string& a, const std::string& b) { return a == b || a.rfind(b + "/", 0) == 0; };
+  auto clash = [&](const std::string& out, const std::string& in) { return !out.empty() && !in.empty() && (under(out, in) || under(in, out)); };
+  for (const auto& p : products) {
+    if (p.name == name) continue;
+    auto theirs = ReadMqttSettings(p.settings);
+    if (!theirs.ok()) continue;
+    if (clash(mine.topic, theirs->input_topic))
+      return InvalidArgument("settings.mqtt.topic '" + mine.topic + "' and product '" + p.name + "''s input_topic '" + theirs->input_topic +
+                             "' lie under one another: this product's results and rejections would come back to it as images");
+    if (clash(theirs->topic, mine.input_topic))
+      return InvalidArgument("settings.mqtt.input_topic '" + mine.input_topic + "' and product '" + p.name + "''s topic '" + theirs->topic +
+                             "' lie under one another: its results and rejections would come here as images");
+  }
+  return Status::Ok();
+}
+
 StatusOr<std::unique_ptr<MqttBridge>> MqttBridge::Start(Service& service, MqttConfig config) {
   auto url = ParseBrokerUrl(config.url);
   if (!url.ok()) return url.status();
@@ -101,10 +118,12 @@ StatusOr<std::unique_ptr<MqttBridge>> MqttBridge::Start(Service& service, MqttCo
   mosquitto_message_v5_callback_set(b->mosq_, [](mosquitto*, void* self, const mosquitto_message* m, const mosquitto_property* props) {
     static_cast<MqttBridge*>(self)->Received(m->topic, {static_cast<const char*>(m->payload), size_t(m->payloadlen)}, props);
   });
-  // The broker is told the largest message this client takes: bigger images never reach it.
+  // The broker is told the largest message this client takes. Twice the upload limit: an image a
+  // little too large still arrives and is answered on <topic>/rejected; a far larger one is dropped
+  // by the broker, never held in memory here.
   mosquitto_property* connect_props = nullptr;
   mosquitto_property_add_int32(&connect_props, MQTT_PROP_MAXIMUM_PACKET_SIZE,
-                               uint32_t(std::min<int64_t>(service.config().limits.max_bytes + 65536, 268435455)));
+                               uint32_t(std::min<int64_t>(2 * service.config().limits.max_bytes + 65536, 268435455)));
   const int rc = mosquitto_connect_bind_v5(b->mosq_, url->host.c_str(), url->port, 30, nullptr, connect_props);
   mosquitto_property_free_all(&connect_props);
   if (rc != MOSQ_ERR_SUCCESS)
@@ -134,10 +153,15 @@ MqttBridge::~MqttBridge() {
 
 void MqttBridge::SyncSubscriptions() {
   std::map<std::string, std::string> wanted;  // input topic -> product
-  for (const auto& p : svc_.store().ListProducts())
-    if (auto t = ReadMqttSettings(p.settings); t.ok() && !t->input_topic.empty()) wanted.emplace(t->input_topic, p.name);
+  std::set<std::string> outputs;
+  for (const auto& p : svc_.store().ListProducts()) {
+    auto t = ReadMqttSettings(p.settings);
+    if (t.ok() && !t->input_topic.empty()) wanted.emplace(t->input_topic, p.name);
+    if (t.ok() && !t->topic.empty()) outputs.insert(t->topic);
+  }
   std::lock_guard lock(mu_);
   routes_ = wanted;
+  outputs_ = outputs;
   if (!connected_) return;
   for (const auto& [t, product] : wanted) {
     if (subscribed_.count(t)) continue;
@@ -160,12 +184,24 @@ void MqttBridge::Received(const std::string& topic, std::string_view payload, co
   // The product whose input topic is the longest prefix of this topic (the routes of the last
   // sync, as the subscriptions are: no product query per message).
   std::string product, input;
+  auto under = [&](const std::string& t) { return topic == t || topic.rfind(t + "/", 0) == 0; };
   {
     std::lock_guard lock(mu_);
     for (const auto& [t, p] : routes_)
-      if ((topic == t || topic.rfind(t + "/", 0) == 0) && t.size() > input.size()) product = p, input = t;
+      if (under(t) && t.size() > input.size()) product = p, input = t;
+    // What a product published (a result, a rejection) is never an image: the saved settings
+    // cannot make such a loop, and this holds even against settings written around the API.
+    for (const auto& out : outputs_)
+      if (under(out) && !product.empty()) {
+        product.clear();
+        if (auto now = std::chrono::steady_clock::now(); now - last_loop_warning_ > std::chrono::seconds(10)) {
+          last_loop_warning_ = now;
+          log::Warn("mqtt_loop_refused", "mqtt: a message on " + topic + " is not taken as an image: a product publishes to " + out +
+                                             " (fix the products' mqtt topics)", {{"topic", topic}});
+        }
+      }
   }
-  if (product.empty()) return;  // no product takes images here any more
+  if (product.empty()) return;  // no product takes images here (any more)
   NewInspection n;
   n.product = product;
   n.station = topic.size() > input.size() ? topic.substr(input.size() + 1) : "";
@@ -181,7 +217,7 @@ void MqttBridge::Received(const std::string& topic, std::string_view payload, co
     if (k == "batch") n.batch = v.substr(0, 256);
     else if (k == "part_id") n.part_id = v.substr(0, 256);
     else if (k == "station") n.station = v.substr(0, 256);
-    else if (n.metadata.size() < 64) n.metadata[k.substr(0, 128)] = v.substr(0, 1024);
+    else if (n.metadata.size() < 64 && !n.metadata.contains(k.substr(0, 128))) n.metadata[k.substr(0, 128)] = v.substr(0, 1024);  // source and topic are ours
   }
   auto id = svc_.Submit(n, payload);
   if (!id.ok()) return Reject(product, topic, id.status());
@@ -208,7 +244,8 @@ void MqttBridge::Published(const std::string& id) {
   auto t = p ? ReadMqttSettings(p->settings) : StatusOr<MqttTopics>(NotFound(""));
   if (!t.ok() || t->topic.empty()) return;
   std::string station = (*j)["station"].is_string() ? (*j)["station"].get<std::string>() : "";
-  if (station.empty() || CheckTopic(station, "station").ok() == false) station = "default";
+  // <topic>/rejected is for refused images, never retained: a station by that name publishes as default.
+  if (station.empty() || !CheckTopic(station, "station").ok() || station == "rejected") station = "default";
   const std::string topic = t->topic + "/" + station, body = j->dump();
   // Retained: a dashboard that subscribes later sees each station's last result at once.
   const int rc = mosquitto_publish_v5(mosq_, nullptr, topic.c_str(), int(body.size()), body.data(), 1, true, nullptr);

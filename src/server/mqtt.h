@@ -5,11 +5,15 @@
 // <input_topic> or below it inspected (payload = the image's bytes; the topic level below
 // <input_topic> is the station; MQTT 5 user properties batch, part_id and station fill those
 // fields, any other user property goes into the metadata). An image that is refused is answered
-// on <topic>/rejected. Input subscriptions are shared ($share/zeroqc/...): with many serve
+// on <topic>/rejected (never retained), also one too large for the limit (up to twice the limit:
+// beyond that the broker drops it unseen, as MQTT 5's maximum packet size says). A message on a
+// topic that some product publishes to is never taken as an image, and no product may be saved
+// with topics that would allow it. The station "rejected" publishes as "default". Input subscriptions are shared ($share/zeroqc/...): with many serve
 // processes on one broker, each image is taken by one of them.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +37,11 @@ struct MqttTopics {
   std::string topic, input_topic;
 };
 StatusOr<MqttTopics> ReadMqttSettings(const nlohmann::json& settings);
+// What product `name` publishes (its topic and everything below: results, rejections) may be no
+// product's input, and its input may take nothing any product publishes: else two products'
+// rejections feed each other for ever. `products`: every product as stored (its own old settings
+// included, which are skipped).
+Status CheckMqttTopicsAgainst(const std::string& name, const MqttTopics& mine, const std::vector<Product>& products);
 
 class MqttBridge {
  public:
@@ -54,6 +63,8 @@ class MqttBridge {
   std::mutex mu_;
   std::set<std::string> subscribed_;          // input topics
   std::map<std::string, std::string> routes_;  // input topic -> product, as of the last sync
+  std::set<std::string> outputs_;              // every product's result topic, as of the last sync
+  std::chrono::steady_clock::time_point last_loop_warning_{};
   std::atomic<bool> stop_{false}, connected_{false};
   std::thread sync_;
 };

@@ -195,6 +195,10 @@ class MqttClient {
     EXPECT_EQ(mosquitto_publish_v5(m_, nullptr, topic.c_str(), int(payload.size()), payload.data(), 1, false, props), MOSQ_ERR_SUCCESS);
     mosquitto_property_free_all(&props);
   }
+  size_t Count(const std::string& topic) {
+    std::lock_guard lock(mu_);
+    return size_t(std::count_if(got_.begin(), got_.end(), [&](const Message& m) { return m.topic == topic; }));
+  }
   // The first message on `topic` (waits up to 20 s).
   std::optional<Message> On(const std::string& topic) {
     for (int i = 0; i < 400; ++i) {
@@ -278,6 +282,60 @@ TEST_P(Ingest, MqttPublishesResultsAndTakesImages) {
   EXPECT_EQ(j["status"], 415);
   EXPECT_EQ(j["topic"], "plant/l3/brush/images/cam-2");
   EXPECT_EQ(nlohmann::json::parse(h.Client(h.reader).Get("/v1/inspections?limit=100")->body)["items"].size(), before);
+}
+
+// Issue 27, findings 9, 10 and 15: an image over the upload limit was dropped without a word; two
+// products whose topics fed each other's inputs sent 7,100 rejections in 3.5 s; user properties
+// "source" and "topic" overwrote the metadata; a station called "rejected" left a retained result
+// on the rejections topic.
+TEST_P(Ingest, MqttRefusesOversizeAloudAndNeverLoops) {
+  testing::Mosquitto broker(testing::TempDir());
+  Harness h([](ServiceConfig& c) { c.limits.max_bytes = 1'500'000; });
+  const nlohmann::json a = {{"name", "a"}, {"settings", {{"mqtt", {{"topic", "t1"}, {"input_topic", "i1"}}}}}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", a.dump(), "application/json")->status, 201);
+  for (const auto& [topic, input] : std::vector<std::pair<std::string, std::string>>{{"i1", "t1"}, {"i1/x", "t2"}, {"t3", "t1/rejected"}}) {
+    const nlohmann::json b = {{"name", "b"}, {"settings", {{"mqtt", {{"topic", topic}, {"input_topic", input}}}}}};
+    auto r = h.Client(h.admin).Post("/v1/products", b.dump(), "application/json");
+    EXPECT_EQ(r->status, 400) << topic << " / " << input;
+    EXPECT_NE(r->body.find("product 'a'"), std::string::npos) << r->body;
+  }
+  httplib::MultipartFormDataItems ref = {{"image", Png(false), "good.png", "image/png"}};
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/a/references", ref)->status, 201);
+  auto bridge = MqttBridge::Start(*h.svc, {broker.url(), "zeroqc-test"});
+  ASSERT_TRUE(bridge.ok()) << bridge.status().message();
+  MqttClient line(broker.port(), "#");
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));  // subscribed by now
+
+  line.Publish("i1/cam", std::string(2'000'000, 'x'));
+  auto m = line.On("t1/rejected");
+  ASSERT_TRUE(m) << "an oversize image got no answer";
+  auto j = nlohmann::json::parse(m->payload);
+  EXPECT_EQ(j["status"], 413) << j.dump();
+  EXPECT_EQ(j["code"], "too_large");
+  EXPECT_FALSE(m->retained);
+
+  // A station called "rejected" publishes as default; user properties cannot rename the source.
+  line.Publish("i1/rejected", Png(true), {{"source", "forged"}, {"topic", "forged"}});
+  m = line.On("t1/default");
+  ASSERT_TRUE(m) << "no result";
+  j = nlohmann::json::parse(m->payload);
+  EXPECT_EQ(j["metadata"]["source"], "mqtt");
+  EXPECT_EQ(j["metadata"]["topic"], "i1/rejected");
+  {
+    MqttClient later(broker.port(), "t1/rejected");
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_EQ(later.Count("t1/rejected"), 0u) << "something retained on the rejections topic";
+  }
+
+  // Settings written around the API (an old database, a script) that would loop: the bridge never
+  // takes what a product publishes as an image.
+  ASSERT_TRUE(h.svc->store().PutProduct({"b", "patch", {{"mqtt", {{"topic", "i1"}, {"input_topic", "t1"}}}}, "", ""}).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  line.Publish("i1/cam", "garbage");
+  line.Publish("t1/cam", "garbage");
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(line.Count("t1/rejected"), 1u) << "rejections fed each other";
+  EXPECT_EQ(line.Count("i1/rejected"), 1u) << "rejections fed each other (one: the test's own image from station \"rejected\")";
 }
 
 TEST(Mqtt, AnUnreachableBrokerOrABadUrlIsAClearErrorAtStart) {
