@@ -10,6 +10,7 @@
 #include "server/api.h"
 #include "server/log.h"
 #include "server/mqtt.h"
+#include "server/webhook_target.h"
 
 namespace zeroqc::cli {
 namespace {
@@ -23,8 +24,9 @@ std::filesystem::path DefaultWebDir() {
 }
 
 // A product's engine: the command-line engine flags as defaults, the product's settings on top.
-ProductEngineFactory ProductEngines(EngineFlags flags, std::filesystem::path data_dir) {
+ProductEngineFactory ProductEngines(EngineFlags flags, std::filesystem::path data_dir, bool allow_private_models) {
   if (flags.cache_dir.empty() && !flags.no_cache) flags.cache_dir = (data_dir / "cache").string();
+  flags.vlm.allow_private_addresses = allow_private_models;  // checked again at each connection
   return [flags](const Product& p, const std::vector<std::filesystem::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
     EngineFlags f = flags;
     const auto& s = p.settings;
@@ -97,6 +99,9 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--hot-folder-product", a->svc.hot_folder_product, "the product of hot-folder images");
   cmd->add_flag("--allow-private-webhooks", a->svc.allow_private_webhooks,
                 "let products send webhooks to loopback, private and link-local addresses (refused by default)");
+  cmd->add_flag("--allow-private-models", a->svc.allow_private_models,
+                "let model calls (--base-url, products' base_url) go to loopback, private and link-local addresses, "
+                "e.g. Ollama on this machine (refused by default)");
   cmd->add_option("--webhook-attempts", a->svc.webhook_attempts, "deliveries tried before the dead-letter list (default 5)")->check(CLI::Range(1, 100));
   cmd->add_option("--webhook-backoff", a->svc.webhook_backoff_ms, "first webhook retry delay in ms, doubling (default 1000)")->check(CLI::Range(0, 3'600'000));
   cmd->add_option("--mqtt", a->mqtt.url,
@@ -121,7 +126,16 @@ void RegisterServe(CLI::App& app) {
     c.data_dir = a->data;
     c.limits = a->engine.limits();
     c.limits.max_bytes = a->max_upload;
-    c.make_engine = ProductEngines(a->engine, c.data_dir);
+    c.make_engine = ProductEngines(a->engine, c.data_dir, c.allow_private_models);
+    if (!c.allow_private_models && a->engine.provider == "ollama" && a->engine.vlm.base_url.empty()) {
+      log::Error("start_failed", "--provider ollama talks to this machine (127.0.0.1:11434): add --allow-private-models");
+      throw ExitStatus{kExitBadArguments};
+    }
+    if (!a->engine.vlm.base_url.empty())
+      if (auto t = CheckOutboundUrl(a->engine.vlm.base_url, c.allow_private_models, "--base-url", "--allow-private-models"); !t.ok()) {
+        log::Error("start_failed", t.message());
+        throw ExitStatus{kExitBadArguments};
+      }
     c.backbones = BackboneNames();
     {  // the server's own choice, when it is one of the named ones
       const std::string chosen = a->engine.ChosenBackbone();

@@ -438,6 +438,11 @@ class Routes {
     if (!mqtt.ok()) return Error(r, 400, "bad_request", mqtt.status().message());
     if (auto c = CheckMqttTopicsAgainst(p.name, *mqtt, svc_.store().ListProducts()); !c.ok()) return Error(r, 400, "bad_request", c.message());
     if (auto c = CheckProductSettings(p.engine, p.settings); !c.ok()) return Error(r, 400, "bad_request", c.message());
+    if (!svc_.config().allow_private_models && p.settings.value("provider", "") == "ollama" && !p.settings.contains("base_url"))
+      return Error(r, 400, "bad_request", "settings.provider ollama without a base_url talks to this machine; start serve with --allow-private-models to permit it");
+    if (auto u = p.settings.find("base_url"); u != p.settings.end())
+      if (auto t = CheckOutboundUrl(*u, svc_.config().allow_private_models, "settings.base_url", "--allow-private-models"); !t.ok())
+        return Error(r, 400, "bad_request", t.message());
     p.webhook_url = body.value("webhook_url", "");
     p.webhook_secret = body.value("webhook_secret", "");
     if (!p.webhook_url.empty())

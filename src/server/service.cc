@@ -534,7 +534,7 @@ void Service::WebhookLoop() {
       const std::string body = nlohmann::json({{"event", "inspection.finished"}, {"inspection", *j}}).dump();
       auto r = HttpPost(d.url, {{"Content-Type", "application/json"}, {"X-Zeroqc-Event", "inspection.finished"},
                                 {"X-Zeroqc-Delivery", std::to_string(d.id)}, {"X-Zeroqc-Signature", "sha256=" + WebhookSignature(d.secret, body)}},
-                        body, cfg_.webhook_timeout_ms);
+                        body, cfg_.webhook_timeout_ms, cfg_.allow_private_webhooks);
       if (r.error.empty() && r.status >= 200 && r.status < 300) {
         store_->DeliveryDone(d.id);
       } else {

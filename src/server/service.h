@@ -40,6 +40,7 @@ struct ServiceConfig {
   int webhook_backoff_ms = 1000;  // doubles per attempt
   int webhook_timeout_ms = 10000;
   bool allow_private_webhooks = false;  // webhooks to loopback, private and link-local addresses
+  bool allow_private_models = false;    // a product's base_url there (Ollama on this machine needs it)
   std::filesystem::path hot_folder;  // empty: no hot-folder ingest
   std::string hot_folder_product;
   ProductEngineFactory make_engine;

@@ -9,13 +9,13 @@
 
 namespace zeroqc {
 
-// True for loopback, private (RFC 1918, fc00::/7), link-local, carrier-grade NAT, unspecified and
-// multicast addresses, IPv4-mapped IPv6 included. `ip` is a numeric IPv4 or IPv6 address.
-bool IsPrivateAddress(const std::string& ip);
-
 // OK when `url` is http(s) and its host (a literal or every address it resolves to now) is public,
 // or when `allow_private`. A name that does not resolve now is accepted (checked again on delivery
 // by nobody: document it). kInvalidArgument with the reason otherwise.
 Status CheckWebhookTarget(const std::string& url, bool allow_private);
+// The same for any URL serve sends to (`field` and `flag` name the setting and the flag in messages):
+// a model's base_url with --allow-private-models. Delivery checks the address actually connected to
+// again (HttpOptions::allow_private), so a name that resolves differently later gains nothing.
+Status CheckOutboundUrl(const std::string& url, bool allow_private, const std::string& field, const std::string& flag);
 
 }  // namespace zeroqc

@@ -1,5 +1,7 @@
 #include "vlm/provider.h"
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <random>
 #include <thread>
@@ -39,8 +41,19 @@ HttpProvider::HttpProvider(ProviderOptions o, const std::string& default_base_ur
 
 HttpProvider::Failure HttpProvider::Classify(const HttpResponse& r) const {
   const bool retry = r.status == 429 || r.status == 500 || r.status == 502 || r.status == 503 || r.status == 504;
-  std::string snippet = r.body.substr(0, 300);
-  return {retry, "HTTP " + std::to_string(r.status) + ": " + snippet};
+  // Only a model API's own error message is repeated: whatever else the endpoint sent (a web page,
+  // a file, an internal service's answer) is not shown to the callers who read inspection errors.
+  std::string said;
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (j.is_object()) {
+    const auto& e = j.contains("error") ? j["error"] : j;
+    if (e.is_string()) said = e.get<std::string>();
+    else if (e.is_object() && e.contains("message") && e["message"].is_string()) said = e["message"].get<std::string>();
+    else if (e.is_object() && e.contains("Message") && e["Message"].is_string()) said = e["Message"].get<std::string>();
+  }
+  if (said.size() > 300) said = said.substr(0, 300) + "...";
+  return {retry, "HTTP " + std::to_string(r.status) +
+                     (said.empty() ? " (a " + std::to_string(r.body.size()) + "-byte body that is no model API error, not shown)" : ": " + said)};
 }
 
 StatusOr<VlmReply> HttpProvider::Complete(const VlmRequest& request) {
@@ -50,7 +63,7 @@ StatusOr<VlmReply> HttpProvider::Complete(const VlmRequest& request) {
   for (int attempt = 1; attempt <= opt_.max_attempts; ++attempt) {
     auto call = Build(request);  // rebuilt each time: signatures carry the time
     if (!call.ok()) return call.status();
-    HttpResponse r = HttpPost(call->url, call->headers, call->body, opt_.timeout_ms);
+    HttpResponse r = HttpPost(call->url, call->headers, call->body, opt_.timeout_ms, opt_.allow_private_addresses);
     waited_ms += r.elapsed_ms;
     bool retryable;
     if (!r.error.empty()) {
@@ -58,7 +71,9 @@ StatusOr<VlmReply> HttpProvider::Complete(const VlmRequest& request) {
       last = (r.timed_out ? "timed out after " + std::to_string(opt_.timeout_ms) + " ms" : r.error);
     } else if (r.status >= 200 && r.status < 300) {
       auto reply = Parse(r.body);
-      if (!reply.ok()) return Status(Code::kCorrupt, name() + " answered with an unexpected body: " + reply.status().message());
+      if (!reply.ok())  // the parser's message may quote the body: not repeated
+        return Status(Code::kCorrupt, name() + " answered with a " + std::to_string(r.body.size()) +
+                                          "-byte body that is not its API's answer");
       reply->attempts = attempt;
       reply->latency_ms = waited_ms;
       return reply;

@@ -52,6 +52,7 @@ struct ProviderOptions {
   int max_attempts = 3;
   int backoff_ms = 500;      // first retry delay; doubles, with jitter
   std::string credentials_home;  // Bedrock: where ~/.aws lives (tests); empty: $HOME
+  bool allow_private_addresses = true;  // serve: false unless --allow-private-models (see HttpPost)
 };
 
 class Provider {

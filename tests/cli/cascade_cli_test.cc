@@ -103,6 +103,12 @@ struct Serve {
     c.set_bearer_token_auth(token.c_str());
     c.set_read_timeout(120, 0);
   }
+  ~Serve() {  // a test that stopped at an assertion still stops its server (else ctest waits on it)
+    if (pid > 0 && waitpid(pid, nullptr, WNOHANG) == 0) {
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  }
 };
 
 Serve StartServe(const fs::path& dir) {
@@ -112,7 +118,8 @@ Serve StartServe(const fs::path& dir) {
   if (key.status != 0) return s;
   s.token = key.out.substr(0, key.out.find('\n'));
   std::tie(s.pid, s.port) = SpawnWithPort({testing::ZeroqcBinary().string(), "serve", "--data", (dir / "data").string(), "--port", "0",
-                                           "--cache", (testing::BinaryDir() / "test-cache").string()});
+                                           "--cache", (testing::BinaryDir() / "test-cache").string(),
+                                           "--allow-private-models"});  // the fake model is on 127.0.0.1
   return s;
 }
 

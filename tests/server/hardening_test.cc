@@ -185,5 +185,28 @@ TEST_P(Hardening, AFileMovedNowhereIsNotSubmittedAgainAfterARestart) {
   }
 }
 
+// Finding 3: a base_url at http://127.0.0.1:.../internal was accepted and received the images, while
+// the same host as a webhook_url was refused. Now the same address policy holds for both (the
+// provider checks the connected address again: Providers.PrivateAddressesAreRefusedAtConnect).
+TEST_P(Hardening, ModelEndpointsFollowTheWebhookAddressPolicy) {
+  for (bool allowed : {false, true}) {
+    Harness h([&](ServiceConfig& c) { c.allow_private_models = allowed; });
+    for (const std::string settings : {R"({"base_url":"http://127.0.0.1:9/internal"})", R"({"base_url":"http://169.254.169.254/latest"})",
+                                       R"({"base_url":"http://[::1]:11434"})", R"({"base_url":"http://localhost:11434"})",
+                                       R"({"provider":"ollama","model":"qwen2.5vl:7b"})"}) {
+      auto r = h.Client(h.admin).Post("/v1/products", R"({"name":"p","engine":"vlm","settings":)" + settings + "}", "application/json");
+      ASSERT_TRUE(r);
+      if (allowed) {
+        EXPECT_TRUE(r->status == 201 || r->status == 200) << settings << " -> " << r->body;
+      } else {
+        EXPECT_EQ(r->status, 400) << settings;
+        EXPECT_NE(r->body.find("--allow-private-models"), std::string::npos) << settings << " -> " << r->body;
+      }
+    }
+    EXPECT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"q","engine":"vlm","settings":{"base_url":"file:///etc/passwd#"}})",
+                                     "application/json")->status, 400) << "file:// never";
+  }
+}
+
 }  // namespace
 }  // namespace zeroqc

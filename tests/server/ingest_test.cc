@@ -20,6 +20,7 @@
 #include "server/log.h"
 #include "server/mqtt.h"
 #include "server/webhook_target.h"
+#include "vlm/http.h"
 
 namespace zeroqc {
 namespace {

@@ -282,7 +282,46 @@ TEST(Providers, GarbageBodyIsAnErrorNotAnAnswer) {
   auto p = MakeProvider("openai", Options(server.url(), "gpt-4o"));
   auto reply = (*p)->Complete(f.Request());
   ASSERT_FALSE(reply.ok());
-  EXPECT_NE(reply.status().message().find("unexpected body"), std::string::npos) << reply.status().message();
+  EXPECT_NE(reply.status().message().find("not its API's answer"), std::string::npos) << reply.status().message();
+  EXPECT_EQ(reply.status().message().find("proxy error"), std::string::npos) << "the body is not repeated";
+}
+
+// Issue 27, finding 3: a base_url aimed at another endpoint made every inspection's error quote what
+// that endpoint answered (a file, an internal page) to any reader. Only a model API's own error
+// message is repeated now.
+TEST(Providers, ErrorsRepeatOnlyAModelApisOwnMessage) {
+  Fixture f;
+  FakeModelServer server([&](const SeenRequest& q, int, httplib::Response& res) {
+    res.status = q.path.find("json") != std::string::npos ? 400 : 404;
+    if (res.status == 400) res.set_content(R"({"error":{"message":"model 'x' not found","type":"invalid_request_error"}})", "application/json");
+    else res.set_content("root:SECRET:19000:0:99999:7:::\n", "text/plain");
+  });
+  auto p = MakeProvider("openai", Options(server.url(), "gpt-4o"));
+  auto reply = (*p)->Complete(f.Request());
+  ASSERT_FALSE(reply.ok());
+  EXPECT_NE(reply.status().message().find("HTTP 404"), std::string::npos) << reply.status().message();
+  EXPECT_EQ(reply.status().message().find("SECRET"), std::string::npos) << reply.status().message();
+  auto q = MakeProvider("openai", Options(server.url() + "/json", "gpt-4o"));
+  reply = (*q)->Complete(f.Request());
+  ASSERT_FALSE(reply.ok());
+  EXPECT_NE(reply.status().message().find("HTTP 400: model 'x' not found"), std::string::npos) << reply.status().message();
+}
+
+// Finding 3: with private addresses not allowed (serve without --allow-private-models), nothing is
+// sent to a loopback address, whether named by number or by name, checked at connect time.
+TEST(Providers, PrivateAddressesAreRefusedAtConnect) {
+  Fixture f;
+  FakeModelServer server([&](const SeenRequest&, int, httplib::Response& res) { res.set_content("{}", "application/json"); });
+  for (const std::string host : {"127.0.0.1", "localhost"}) {
+    auto o = Options("http://" + host + ":" + server.url().substr(server.url().rfind(':') + 1), "gpt-4o");
+    o.allow_private_addresses = false;
+    o.max_attempts = 1;
+    auto p = MakeProvider("openai", o);
+    auto reply = (*p)->Complete(f.Request());
+    ASSERT_FALSE(reply.ok());
+    EXPECT_NE(reply.status().message().find("a loopback, private or link-local address"), std::string::npos) << reply.status().message();
+  }
+  EXPECT_TRUE(server.requests().empty()) << "a request reached the private address";
 }
 
 TEST(Providers, MissingModelOrCredentialsFailEarly) {
