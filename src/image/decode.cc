@@ -7,6 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include "image/integrity.h"
 #include "image/probe.h"
 
 namespace zeroqc {
@@ -61,6 +62,9 @@ StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& l
     return Unsupported("the " + header->format + " file also carries a DICOM signature: refused");
   if (!EndsWhole(bytes, header->format))
     return Incomplete("the " + header->format + " file is truncated (no end marker): it may still be being written");
+  // Whole, not mended: a damaged file decodes "fine" with grey where data was missing.
+  if (limits.check_complete)
+    if (auto whole = CheckComplete(bytes, header->format); !whole.ok()) return whole;
   const int d = ReductionFor(*header, limits);
   const int flags = d == 8 ? cv::IMREAD_REDUCED_COLOR_8 : d == 4 ? cv::IMREAD_REDUCED_COLOR_4
                     : d == 2 ? cv::IMREAD_REDUCED_COLOR_2 : cv::IMREAD_COLOR;

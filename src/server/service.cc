@@ -113,9 +113,11 @@ StatusOr<std::string> Service::Submit(NewInspection n, std::string_view bytes) {
 }
 
 StatusOr<std::string> Service::StoreImage(std::string_view bytes) {
-  // Decoded to be sure it is an image; a JPEG at 1/8 scale (every coefficient is still read).
+  // Decoded to be sure it is an image, and whole (nothing a decoder would mend: a cut scan, a bad
+  // CRC); a JPEG at 1/8 scale (every coefficient is still read).
   ImageLimits check = cfg_.limits;
   check.decode_side = 1;
+  check.check_complete = true;
   auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, check);
   if (!img.ok()) return img.status();
   return store_->blobs().Put(bytes, Ext(img->format));
@@ -143,7 +145,9 @@ StatusOr<int64_t> Service::ReferenceFromInspection(const std::string& inspection
   std::ifstream in(store_->blobs().PathOf(*blob), std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), {});
   if (bytes.empty()) return IoError("the image of inspection " + inspection + " cannot be read");
-  auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, cfg_.limits);
+  ImageLimits whole = cfg_.limits;
+  whole.check_complete = true;
+  auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, whole);
   if (!img.ok()) return Status(img.status().code(), "the image of inspection " + inspection + " cannot be a reference: " + img.status().message());
   const std::string name = (*j)["image_name"].is_string() && !(*j)["image_name"].get<std::string>().empty() ? (*j)["image_name"].get<std::string>()
                                                                                                             : inspection;

@@ -243,5 +243,66 @@ TEST(Decode, TruncatedJpegAndPngAreIncompleteNotGrey) {
   }
 }
 
+// Issue 27, finding 5: the first half of a JPEG with its end marker appended decoded with a grey
+// lower half (libjpeg only warned), and could become a reference. Whatever a decoder would mend is
+// refused now: a cut JPEG scan, a PNG chunk with a wrong CRC, a PNG whose image data stops early.
+std::vector<uint8_t> PngChunk(const std::string& type, const std::string& data, bool good_crc) {
+  std::vector<uint8_t> c;
+  const uint32_t n = uint32_t(data.size());
+  for (int s = 24; s >= 0; s -= 8) c.push_back(uint8_t(n >> s));
+  c.insert(c.end(), type.begin(), type.end());
+  c.insert(c.end(), data.begin(), data.end());
+  uint32_t crc = 0xFFFFFFFFu;  // CRC-32 of type and data, as the PNG specification computes it
+  for (size_t i = 4; i < c.size(); ++i) {
+    crc ^= c[i];
+    for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+  }
+  crc = ~crc ^ (good_crc ? 0u : 1u);
+  for (int s = 24; s >= 0; s -= 8) c.push_back(uint8_t(crc >> s));
+  return c;
+}
+
+TEST(Decode, WhatADecoderWouldMendIsCorrupt) {
+  ImageLimits strict;
+  strict.check_complete = true;
+  cv::Mat img(300, 300, CV_8UC3);
+  cv::randu(img, 0, 255);
+  for (int progressive : {0, 1}) {
+    std::vector<uint8_t> whole;
+    cv::imencode(".jpg", img, whole, {cv::IMWRITE_JPEG_PROGRESSIVE, progressive});
+    ASSERT_TRUE(DecodeImage(whole, strict).ok());
+    std::vector<uint8_t> mended(whole.begin(), whole.begin() + whole.size() / 2);
+    mended.push_back(0xFF), mended.push_back(0xD9);
+    ASSERT_TRUE(DecodeImage(mended).ok()) << "libjpeg mends it (else this test shows nothing)";
+    auto r = DecodeImage(mended, strict);
+    ASSERT_FALSE(r.ok()) << "progressive " << progressive;
+    EXPECT_EQ(r.status().code(), Code::kCorrupt);
+    EXPECT_NE(r.status().message().find("the jpeg data is damaged"), std::string::npos) << r.status().message();
+  }
+  std::vector<uint8_t> png;
+  cv::imencode(".png", img, png);
+  // The last 12 bytes are IEND: a text chunk goes before it, with a right or a wrong CRC.
+  auto with_text = [&](bool good) {
+    std::vector<uint8_t> b(png.begin(), png.end() - 12);
+    auto chunk = PngChunk("tEXt", std::string("Comment\0made by a test", 23), good);
+    b.insert(b.end(), chunk.begin(), chunk.end());
+    b.insert(b.end(), png.end() - 12, png.end());
+    return b;
+  };
+  EXPECT_TRUE(DecodeImage(with_text(true), strict).ok());
+  EXPECT_TRUE(DecodeImage(with_text(false)).ok()) << "libpng mends it";
+  auto r = DecodeImage(with_text(false), strict);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorrupt);
+  EXPECT_NE(r.status().message().find("the png data is damaged"), std::string::npos) << r.status().message();
+  // Half of the image data, then IEND.
+  const auto iend = PngChunk("IEND", "", true);
+  std::vector<uint8_t> half(png.begin(), png.begin() + png.size() / 2);
+  half.insert(half.end(), iend.begin(), iend.end());
+  r = DecodeImage(half, strict);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().message();
+}
+
 }  // namespace
 }  // namespace zeroqc

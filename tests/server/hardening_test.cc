@@ -208,5 +208,28 @@ TEST_P(Hardening, ModelEndpointsFollowTheWebhookAddressPolicy) {
   }
 }
 
+// Finding 5: the first half of a JPEG with FFD9 appended got 202 and decoded with a grey lower half
+// (libjpeg warned "premature end of data segment"); a review could then make it a reference.
+TEST_P(Hardening, AnImageADecoderWouldMendIsRefused) {
+  Harness h;
+  h.Product("brush");
+  cv::Mat img(240, 320, CV_8UC3);
+  cv::randu(img, 0, 255);
+  std::vector<uint8_t> whole;
+  cv::imencode(".jpg", img, whole);
+  std::string mended(whole.begin(), whole.begin() + whole.size() / 2);
+  mended += "\xFF\xD9";
+  httplib::MultipartFormDataItems items = {{"image", mended, "part.jpg", "image/jpeg"}, {"product", "brush", "", ""}};
+  auto r = h.Client(h.writer).Post("/v1/inspections", items);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 422) << r->body;
+  EXPECT_NE(r->body.find("corrupt_image"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("premature end of data segment"), std::string::npos) << r->body;
+  httplib::MultipartFormDataItems ref = {{"image", mended, "ref.jpg", "image/jpeg"}};
+  EXPECT_EQ(h.Client(h.admin).Post("/v1/products/brush/references", ref)->status, 422) << "nor as a reference";
+  items[0].content = std::string(whole.begin(), whole.end());
+  EXPECT_EQ(h.Client(h.writer).Post("/v1/inspections", items)->status, 202) << "the whole file is fine";
+}
+
 }  // namespace
 }  // namespace zeroqc
