@@ -11,7 +11,8 @@ namespace zeroqc {
 // What went wrong, coarsely: callers map it to exit codes or HTTP statuses.
 // kIncomplete: data that ends early (a file perhaps still being written); corrupt to a client.
 // kConflict: the request collides with the state it would change (a reference already taught).
-enum class Code { kOk, kInvalidArgument, kNotFound, kIoError, kUnsupported, kTooLarge, kCorrupt, kIncomplete, kInternal, kUnavailable, kConflict };
+// kNoSpace: the disk (or the database's) is full: nothing was stored.
+enum class Code { kOk, kInvalidArgument, kNotFound, kIoError, kUnsupported, kTooLarge, kCorrupt, kIncomplete, kInternal, kUnavailable, kConflict, kNoSpace };
 
 class Status {
  public:
@@ -38,6 +39,7 @@ inline Status Incomplete(std::string m) { return {Code::kIncomplete, std::move(m
 inline Status Internal(std::string m) { return {Code::kInternal, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {Code::kUnavailable, std::move(m)}; }
 inline Status Conflict(std::string m) { return {Code::kConflict, std::move(m)}; }
+inline Status NoSpace(std::string m) { return {Code::kNoSpace, std::move(m)}; }
 
 // Either a value or the Status that explains why there is none.
 template <class T>

@@ -70,11 +70,12 @@ class Routes {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start).count();
       const std::string route = RouteOf(req);
       svc_.CountRequest(route, res.status, s);
-      // A 503 is a deliberate answer (queue full, busy, database away: each logged where it is decided),
+      // A 503 or 507 is a deliberate answer (queue full, busy, database away, disk full: each logged where it is decided),
       // and /readyz's is what a probe asks for: a warning, or nothing. Other 5xx are errors.
       const nlohmann::json fields = {{"method", req.method}, {"route", route}, {"status", res.status}, {"duration_ms", 1000 * s}};
-      if (res.status == 503 && route != "GET /readyz") log::Warn("http_unavailable", route + " answered 503", fields);
-      else if (res.status >= 500 && res.status != 503) log::Error("http_error", route + " answered " + std::to_string(res.status), fields);
+      const bool deliberate = res.status == 503 || res.status == 507;
+      if (deliberate && route != "GET /readyz") log::Warn("http_unavailable", route + " answered " + std::to_string(res.status), fields);
+      else if (res.status >= 500 && !deliberate) log::Error("http_error", route + " answered " + std::to_string(res.status), fields);
     });
     On("GET", "/healthz", {"/healthz"}, [](const httplib::Request&, httplib::Response& res) { Json(res, 200, {{"status", "ok"}}); });
     On("GET", "/readyz", {"/readyz"}, [this](const httplib::Request&, httplib::Response& res) {
@@ -134,7 +135,7 @@ class Routes {
         r.set_header("Retry-After", "5");
         return Error(r, 503, "busy", c.status().message());
       }
-      if (!c.ok()) return Error(r, HttpStatusOf(c.status().code()), CodeName(c.status().code()), c.status().message());
+      if (!c.ok()) return Fail(r, c.status());
       Json(r, 200, *c);
     }));
     On("GET", R"(/v1/products/([^/]+)/versions)", {"/v1/products/{name}/versions"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
@@ -145,7 +146,7 @@ class Routes {
          auto p = FindProduct(q, r);
          if (!p) return;
          auto v = svc_.store().Rollback(p->name, std::stoll(q.matches[2]), Actor(key));
-         if (!v.ok()) return Error(r, HttpStatusOf(v.status().code()), CodeName(v.status().code()), v.status().message());
+         if (!v.ok()) return Fail(r, v.status());
          svc_.InvalidateEngine(p->name);
          Json(r, 200, {{"version", *v}, {"rolled_back_to", std::stoll(q.matches[2])}, {"product", ProductJson(*svc_.store().GetProduct(p->name))}});
        }));
@@ -234,6 +235,20 @@ class Routes {
     };
   }
 
+  // A Status as the answer. The service's own failures (internal, I/O) are logged whole and answered
+  // without their detail (it may name paths or SQL); a full disk also turns readiness off.
+  void Fail(httplib::Response& r, const Status& s) {
+    if (s.code() == Code::kNoSpace) {
+      svc_.StorageFull();
+      r.set_header("Retry-After", "30");
+    }
+    if (s.code() == Code::kInternal || s.code() == Code::kIoError) {
+      log::Error("internal_error", s.message());
+      return Error(r, 500, "internal", "an internal error: the server's log has the detail");
+    }
+    Error(r, HttpStatusOf(s.code()), CodeName(s.code()), s.message());
+  }
+
   std::optional<nlohmann::json> Inspection(const httplib::Request& q, httplib::Response& r) {
     const std::string id = q.matches[1];
     if (!std::regex_match(id, kInspectionId)) return Error(r, 404, "not_found", "no inspection " + id), std::nullopt;
@@ -273,7 +288,7 @@ class Routes {
   // Parses a request body within `limits`; answers 400 or 413 itself when it cannot.
   std::optional<nlohmann::json> Body(std::string_view text, const JsonLimits& limits, const char* what, httplib::Response& r) {
     auto j = ParseBoundedJson(text, limits, what);
-    if (!j.ok()) return Error(r, HttpStatusOf(j.status().code()), CodeName(j.status().code()), j.status().message()), std::nullopt;
+    if (!j.ok()) return Fail(r, j.status()), std::nullopt;
     return *j;
   }
 
@@ -310,7 +325,7 @@ class Routes {
     auto id = svc_.Submit(n, u->bytes);
     if (!id.ok()) {
       if (id.status().code() == Code::kUnavailable) r.set_header("Retry-After", "1");
-      return Error(r, HttpStatusOf(id.status().code()), CodeName(id.status().code()), id.status().message());
+      return Fail(r, id.status());
     }
     if (q.get_param_value("wait") == "true" && svc_.TryBeginWait()) {  // else: 202 at once, poll Location
       int ms = 60000;
@@ -399,7 +414,7 @@ class Routes {
     nlohmann::json added;
     if (teach) {
       auto ref = svc_.ReferenceFromInspection((*j)["id"], reviewer);
-      if (!ref.ok()) return Error(r, HttpStatusOf(ref.status().code()), CodeName(ref.status().code()), ref.status().message());
+      if (!ref.ok()) return Fail(r, ref.status());
       const std::string product = (*j)["product"];
       added = {{"id", *ref}, {"version", svc_.store().Revision(product)},
                {"image", "/v1/products/" + product + "/references/" + std::to_string(*ref) + "/image"}};
@@ -409,11 +424,11 @@ class Routes {
     if (!named.empty()) {
       auto described = svc_.DescribeDefects((*j)["id"], std::move(named));
       if (!described.ok())
-        return Error(r, HttpStatusOf(described.status().code()), CodeName(described.status().code()), described.status().message());
+        return Fail(r, described.status());
       named = std::move(*described);
     }
     auto s = svc_.store().AddReview((*j)["id"], body["verdict"], body.value("comment", ""), reviewer, (*j)["product"], named);
-    if (!s.ok()) return Error(r, 500, "internal", s.message());
+    if (!s.ok()) return Fail(r, s);
     auto out = *svc_.store().GetInspection((*j)["id"]);
     if (teach) out["added_reference"] = added;
     Json(r, 201, out);
@@ -487,7 +502,7 @@ class Routes {
                       (*n)["min_similarity"].get<double>() >= -1 && (*n)["min_similarity"].get<double>() <= 1;
       if (!ok) return Error(r, 400, "bad_request", "settings.naming: {\"min_similarity\": -1 <= s <= 1} (cosine to a named defect type)");
     }
-    if (auto s = svc_.store().PutProduct(p, Actor(key)); !s.ok()) return Error(r, 500, "internal", s.message());
+    if (auto s = svc_.store().PutProduct(p, Actor(key)); !s.ok()) return Fail(r, s);
     svc_.InvalidateEngine(p.name);
     Json(r, existed ? 200 : 201, ProductJson(p));
   }
@@ -498,7 +513,7 @@ class Routes {
     auto u = ReadUploadOr(q, r);
     if (!u) return;
     auto id = svc_.AddReference(p->name, u->bytes, u->filename, Actor(key));
-    if (!id.ok()) return Error(r, HttpStatusOf(id.status().code()), CodeName(id.status().code()), id.status().message());
+    if (!id.ok()) return Fail(r, id.status());
     Json(r, 201, {{"id", *id}, {"filename", u->filename}, {"image", "/v1/products/" + p->name + "/references/" + std::to_string(*id) + "/image"}});
   }
 
@@ -519,6 +534,7 @@ int HttpStatusOf(Code c) {
     case Code::kInvalidArgument: return 400;
     case Code::kUnavailable: return 503;
     case Code::kConflict: return 409;
+    case Code::kNoSpace: return 507;
     default: return 500;
   }
 }
@@ -533,6 +549,7 @@ const char* CodeName(Code c) {
     case Code::kInvalidArgument: return "bad_request";
     case Code::kUnavailable: return "queue_full";
     case Code::kConflict: return "conflict";
+    case Code::kNoSpace: return "insufficient_storage";
     default: return "internal";
   }
 }

@@ -1,5 +1,8 @@
 #include "server/blobs.h"
 
+#include <cerrno>
+#include <cstring>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -46,24 +49,28 @@ Status BlobStore::WriteLocal(const std::filesystem::path& path, std::string_view
   std::filesystem::create_directories(path.parent_path(), ec);
   static std::atomic<uint64_t> counter{0};
   const auto tmp = path.string() + ".tmp" + std::to_string(getpid()) + "." + std::to_string(counter++);
+  // Messages name no server path (they reach API callers); a full disk is its own code (507).
+  auto failed = [&](int err) {
+    ::unlink(tmp.c_str());
+    if (err == ENOSPC || err == EDQUOT) return NoSpace("the server's disk is full: the image was not stored");
+    return IoError(std::string("the image cannot be stored: ") + std::strerror(err));
+  };
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return IoError("cannot write " + tmp);
+  if (fd < 0) return failed(errno);
   size_t off = 0;
   while (off < bytes.size()) {
     ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
     if (n <= 0) {
+      const int err = n < 0 ? errno : ENOSPC;
       ::close(fd);
-      ::unlink(tmp.c_str());
-      return IoError("cannot write " + tmp + " (disk full?)");
+      return failed(err);
     }
     off += size_t(n);
   }
-  const bool synced = ::fsync(fd) == 0;
+  const int synced = ::fsync(fd) == 0 ? 0 : errno;
   ::close(fd);
-  if (!synced || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return IoError("cannot store " + path.string());
-  }
+  if (synced) return failed(synced);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) return failed(errno);
   int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);  // make the rename durable
   if (dir >= 0) ::fsync(dir), ::close(dir);
   return Status::Ok();

@@ -60,7 +60,14 @@ class PostgresDb : public Db {
       in_tx_ = begin || (in_tx_ && !end);
       return Status::Ok();
     }
+    if (DiskFull(r.get())) return NoSpace("the database's disk is full: nothing was stored");
     return Internal(std::string("database: ") + PQerrorMessage(conn_));
+  }
+
+  // SQLSTATE class 53 (insufficient resources): 53100 disk_full.
+  static bool DiskFull(const PGresult* r) {
+    const char* state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : nullptr;
+    return state && std::string(state) == "53100";
   }
 
   StatusOr<DbRows> Query(const std::string& sql, const std::vector<DbValue>& args) override {
@@ -93,6 +100,7 @@ class PostgresDb : public Db {
       if (st == PGRES_COMMAND_OK) return DbRows{};
       if (st == PGRES_TUPLES_OK) return Rows(r.get());
       if (read && attempt == 0 && !in_tx_ && PQstatus(conn_) != CONNECTION_OK) continue;
+      if (DiskFull(r.get())) return NoSpace("the database's disk is full: nothing was stored");
       return Internal(std::string("database: ") + PQresultErrorMessage(r.get()) + " in: " + sql);
     }
   }

@@ -1,6 +1,8 @@
 // The embedded store: SQLite in WAL mode, one process per data folder.
 #include <sqlite3.h>
 
+#include <cerrno>
+
 #include "server/db.h"
 
 namespace zeroqc {
@@ -13,12 +15,19 @@ class SqliteDb : public Db {
   }
   Dialect dialect() const override { return Dialect::kSqlite; }
 
+  // A full disk is kNoSpace (507, readiness off until space returns); anything else is internal.
+  Status Failed(const std::string& message) const {
+    if (sqlite3_errcode(db_) == SQLITE_FULL || sqlite3_system_errno(db_) == ENOSPC)
+      return NoSpace("the server's disk is full: nothing was stored");
+    return Internal(message);
+  }
+
   Status Exec(const std::string& sql) override {
     char* err = nullptr;
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
       std::string m = err ? err : "unknown error";
       sqlite3_free(err);
-      return Internal("database: " + m);
+      return Failed("database: " + m);
     }
     return Status::Ok();
   }
@@ -40,7 +49,7 @@ class SqliteDb : public Db {
     for (;;) {
       int rc = sqlite3_step(st);
       if (rc == SQLITE_DONE) break;
-      if (rc != SQLITE_ROW) return Internal(std::string("database: ") + sqlite3_errmsg(db_));
+      if (rc != SQLITE_ROW) return Failed(std::string("database: ") + sqlite3_errmsg(db_));
       std::vector<DbValue> row;
       for (int c = 0; c < sqlite3_column_count(st); ++c) {
         switch (sqlite3_column_type(st, c)) {

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -88,6 +89,13 @@ Service::~Service() {
 }
 
 StatusOr<std::string> Service::Submit(NewInspection n, std::string_view bytes) {
+  auto id = SubmitChecked(std::move(n), bytes);
+  if (!id.ok() && id.status().code() == Code::kNoSpace) StorageFull();
+  return id;
+}
+
+StatusOr<std::string> Service::SubmitChecked(NewInspection n, std::string_view bytes) {
+  if (StorageStillFull()) return NoSpace("the server's disk is full: nothing is accepted until space is freed");
   if (!store_->GetProduct(n.product)) return NotFound("unknown product '" + n.product + "': create it with POST /v1/products");
   // Reserve the queue slot first, atomically: checking then inserting let parallel uploads
   // overshoot --queue. A refused upload gives its slot back. A shared queue is counted in the
@@ -126,6 +134,7 @@ StatusOr<std::string> Service::StoreImage(std::string_view bytes) {
 StatusOr<int64_t> Service::AddReference(const std::string& product, std::string_view bytes, const std::string& filename,
                                          const std::string& actor) {
   auto blob = StoreImage(bytes);
+  if (!blob.ok() && blob.status().code() == Code::kNoSpace) StorageFull();
   if (!blob.ok()) return blob.status();
   return store_->AddReference(product, *blob, filename.substr(0, 255), actor);  // engines follow the new version
 }
@@ -416,11 +425,42 @@ StatusOr<Service::EngineAt> Service::EngineFor(const std::string& name) {
   return EngineAt{engine, revision};
 }
 
+namespace {
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+void Service::StorageFull() {
+  storage_full_ = true;
+  storage_full_at_ms_ = NowMs();
+  if (NowMs() - storage_warned_at_ms_.exchange(NowMs()) < 10000) return;
+  log::Error("disk_full", std::string(cfg_.db_url.empty() ? "the data folder's disk" : "the database's disk") +
+                              " is full: uploads get 507, /readyz says not ready and queued work waits until space is freed");
+}
+
+bool Service::StorageStillFull() {
+  if (!storage_full_) return false;
+  const int64_t since = NowMs() - storage_full_at_ms_;
+  bool back = since >= 5000;
+  if (cfg_.db_url.empty() && since >= 500) {
+    struct statvfs fs{};
+    back = statvfs(cfg_.data_dir.c_str(), &fs) == 0 && int64_t(fs.f_bavail) * int64_t(fs.f_frsize) >= (1 << 20);
+  }
+  if (back && storage_full_.exchange(false)) log::Info("disk_space_back", "storage has room again: accepting uploads and resuming work");
+  return !back;
+}
+
 void Service::WorkerLoop() {
   // Claims past this many mean the image itself kills its worker (or it keeps being killed): it
   // is failed instead of taking every worker down in turn.
   constexpr int kMaxClaims = 3;
   while (!stop_) {
+    if (StorageStillFull()) {  // nothing could be stored: a claim would fail, or its result would
+      std::unique_lock lock(mu_);
+      work_cv_.wait_for(lock, std::chrono::milliseconds(250), [&] { return stop_.load(); });
+      continue;
+    }
     auto item = store_->ClaimNext(worker_id_, cfg_.lease_seconds);
     if (!item) {
       if (store_->shared()) queued_ = 0;  // other processes' workers took this one's uploads
@@ -472,9 +512,20 @@ void Service::Process(const WorkItem& item) {
     std::vector<uint8_t> jpg;
     cv::imencode(".jpg", DrawOverlay(img.bgr, insp.heatmap, insp.result), jpg, {cv::IMWRITE_JPEG_QUALITY, 85});
     if (auto b = store_->blobs().Put({reinterpret_cast<const char*>(jpg.data()), jpg.size()}, "jpg"); b.ok()) overlay = *b;
+    else if (b.status().code() == Code::kNoSpace) StorageFull();
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (Status f = store_->Finish(item.id, worker_id_, insp.result, overlay, version); !f.ok()) {
+  Status f = store_->Finish(item.id, worker_id_, insp.result, overlay, version);
+  // A full disk: the result is kept here and stored once there is room (the claim is this worker's
+  // still; were it taken meanwhile, the store says so below and the other worker's result counts).
+  for (bool said = false; f.code() == Code::kNoSpace && !stop_; f = store_->Finish(item.id, worker_id_, insp.result, overlay, version)) {
+    StorageFull();
+    if (!said)
+      log::Error("disk_full", "inspection " + item.id + ": its result waits in memory until the disk has room", {{"inspection", item.id}});
+    said = true;
+    while (StorageStillFull() && !stop_) std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  if (!f.ok()) {
     log::Warn(f.code() == Code::kUnavailable ? "lease_lost" : "finish_failed", "inspection " + item.id + ": result not stored: " + f.message(),
               {{"inspection", item.id}, {"product", item.product}, {"worker", worker_id_}, {"error", f.message()}});
     std::lock_guard lock(metrics_mu_);

@@ -114,7 +114,12 @@ class Service {
 
   std::string MetricsText();
   void CountRequest(const std::string& route, int status, double seconds);
-  bool ready() const { return ready_.load(); }
+  // Started, and storage not full.
+  bool ready() { return ready_.load() && !StorageStillFull(); }
+  // The disk (or the database's) is full: uploads get 507, readiness is off and workers pause (a
+  // result that could not be stored is kept and stored again) until space returns: 1 MB free in
+  // the data folder (SQLite), or 5 s later (PostgreSQL: the next write tells).
+  void StorageFull();
 
  private:
   explicit Service(ServiceConfig c) : cfg_(std::move(c)) {}
@@ -143,6 +148,10 @@ class Service {
   std::atomic<int64_t> submitting_{0};  // uploads between the queue check and their insert
   std::atomic<int> waiters_{0};
   std::atomic<bool> stop_{false}, ready_{false};
+  bool StorageStillFull();
+  StatusOr<std::string> SubmitChecked(NewInspection n, std::string_view image_bytes);
+  std::atomic<bool> storage_full_{false};
+  std::atomic<int64_t> storage_full_at_ms_{0}, storage_warned_at_ms_{0};
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_, webhook_cv_;
   std::vector<std::thread> threads_;

@@ -262,5 +262,104 @@ TEST(ServeProcess, AHugePngStaysWithinBoundedMemory) {
   waitpid(server.pid, nullptr, 0);
 }
 
+// Issue 27, finding 14: on a full disk an upload got 500 "internal" naming the server's blob path,
+// and queued work stalled with no log line while /readyz said ready. The data folder here is a
+// 4 MB tmpfs in a private mount namespace (unshare: no root needed), nearly filled by a file the
+// test removes later.
+TEST(ServeProcess, AFullDiskIs507NotReadyAndRecovers) {
+  REQUIRE_BACKBONE();
+  const fs::path dir = testing::TempDir(), disk = dir / "disk";
+  fs::create_directories(disk);
+  const std::string bin = testing::ZeroqcBinary().string(), cache = (testing::BinaryDir() / "test-cache").string();
+  const std::string script =
+      "mount -t tmpfs -o size=4m none " + disk.string() + " && dd if=/dev/zero of=" + disk.string() +
+      "/filler bs=1024 count=2600 2>/dev/null && "
+      "(while [ ! -e " + dir.string() + "/free ]; do sleep 0.1; done; rm -f " + disk.string() + "/filler) & " +
+      bin + " keys create --scope admin --name t --data " + disk.string() + "/data > " + dir.string() + "/key && exec " + bin +
+      " serve --data " + disk.string() + "/data --port 0 --lease 2 --cache " + cache + " 2>" + dir.string() + "/serve.log";
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    execl("/usr/bin/unshare", "unshare", "--map-root-user", "--mount", "sh", "-c", script.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  struct Cleanup {
+    pid_t pid;
+    fs::path dir;
+    ~Cleanup() {
+      std::ofstream(dir / "free") << "";  // the filler's watcher ends too
+      kill(pid, SIGTERM);
+      waitpid(pid, nullptr, 0);
+    }
+  } cleanup{pid, dir};
+  FILE* f = fdopen(out[0], "r");
+  char line[64] = {0};
+  int port = 0;
+  if (fgets(line, sizeof line, f)) std::sscanf(line, "port %d", &port);
+  fclose(f);
+  ASSERT_GT(port, 0) << "serve did not start in the namespace";
+  std::string token;
+  std::ifstream(dir / "key") >> token;
+  httplib::Client c("127.0.0.1", port);
+  c.set_bearer_token_auth(token.c_str());
+  c.set_read_timeout(60, 0);
+  ASSERT_EQ(c.Post("/v1/products", R"({"name":"disc"})", "application/json")->status, 201);
+  httplib::MultipartFormDataItems ref = {{"image", PartPng(0, false), "ref.png", "image/png"}};
+  ASSERT_EQ(c.Post("/v1/products/disc/references", ref)->status, 201);
+
+  // Noise does not compress: each upload takes its size on the disk.
+  std::vector<std::string> accepted;
+  std::optional<httplib::Response> full;
+  for (int i = 0; i < 40; ++i) {
+    cv::Mat noise(300, 300, CV_8UC3);
+    cv::randu(noise, 0, 255);
+    std::vector<uint8_t> png;
+    cv::imencode(".png", noise, png);
+    httplib::MultipartFormDataItems items = {{"image", std::string(png.begin(), png.end()), "p.png", "image/png"}, {"product", "disc", "", ""}};
+    auto r = c.Post("/v1/inspections", items);
+    ASSERT_TRUE(r);
+    if (r->status == 202) accepted.push_back(nlohmann::json::parse(r->body)["id"]);
+    else {
+      full = *r;
+      break;
+    }
+  }
+  ASSERT_TRUE(full.has_value()) << "the disk never filled";
+  EXPECT_EQ(full->status, 507) << full->body;
+  EXPECT_NE(full->body.find("insufficient_storage"), std::string::npos) << full->body;
+  EXPECT_NE(full->body.find("disk is full"), std::string::npos) << full->body;
+  EXPECT_EQ(full->body.find(disk.string()), std::string::npos) << "a server path in the answer: " << full->body;
+  EXPECT_EQ(full->body.find("/data"), std::string::npos) << full->body;
+  auto ready = c.Get("/readyz");
+  EXPECT_EQ(ready->status, 503) << ready->body;
+  {
+    std::ifstream log(dir / "serve.log");
+    const std::string text((std::istreambuf_iterator<char>(log)), {});
+    EXPECT_NE(text.find("is full: uploads get 507"), std::string::npos) << text;
+  }
+
+  std::ofstream(dir / "free") << "";  // space returns
+  for (int i = 0; i < 100 && c.Get("/readyz")->status != 200; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(c.Get("/readyz")->status, 200) << "ready again once there is room";
+  httplib::MultipartFormDataItems items = {{"image", PartPng(1, false), "p.png", "image/png"}, {"product", "disc", "", ""}};
+  auto again = c.Post("/v1/inspections", items);
+  ASSERT_EQ(again->status, 202) << again->body;
+  accepted.push_back(nlohmann::json::parse(again->body)["id"]);
+  for (const auto& id : accepted) {  // nothing accepted was lost or left stalled
+    std::string status;
+    for (int i = 0; i < 600 && status != "done"; ++i) {
+      auto r = c.Get(("/v1/inspections/" + id).c_str());
+      ASSERT_TRUE(r && r->status == 200) << id;
+      status = nlohmann::json::parse(r->body)["status"];
+      if (status != "done") std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_EQ(status, "done") << id;
+  }
+}
+
 }  // namespace
 }  // namespace zeroqc
