@@ -43,7 +43,10 @@ int ReductionFor(const ImageHeader& h, const ImageLimits& limits) {
 
 }  // namespace
 
-StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& limits) {
+namespace {
+
+// Everything that can be known before decoding: size limits, format, the end marker.
+StatusOr<ImageHeader> Screen(std::span<const uint8_t> bytes, const ImageLimits& limits) {
   if (static_cast<int64_t>(bytes.size()) > limits.max_bytes)
     return TooLarge("the file has " + std::to_string(bytes.size()) + " bytes, the limit is " +
                     std::to_string(limits.max_bytes));
@@ -62,6 +65,28 @@ StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& l
     return Unsupported("the " + header->format + " file also carries a DICOM signature: refused");
   if (!EndsWhole(bytes, header->format))
     return Incomplete("the " + header->format + " file is truncated (no end marker): it may still be being written");
+  return header;
+}
+
+}  // namespace
+
+StatusOr<std::string> VerifyImage(std::span<const uint8_t> bytes, const ImageLimits& limits) {
+  auto header = Screen(bytes, limits);
+  if (!header.ok()) return header.status();
+  if (header->format == "jpeg" || header->format == "png") {
+    if (auto whole = CheckComplete(bytes, header->format); !whole.ok()) return whole;
+    return header->format;
+  }
+  ImageLimits decode = limits;
+  decode.check_complete = false;
+  auto img = DecodeImage(bytes, decode);
+  if (!img.ok()) return img.status();
+  return img->format;
+}
+
+StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& limits) {
+  auto header = Screen(bytes, limits);
+  if (!header.ok()) return header.status();
   // Whole, not mended: a damaged file decodes "fine" with grey where data was missing.
   if (limits.check_complete)
     if (auto whole = CheckComplete(bytes, header->format); !whole.ok()) return whole;

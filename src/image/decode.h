@@ -37,6 +37,10 @@ struct Image {
 
 StatusOr<Image> DecodeImage(std::span<const uint8_t> bytes, const ImageLimits& limits = {});
 StatusOr<Image> LoadImage(const std::filesystem::path& path, const ImageLimits& limits = {});
+// That `bytes` are an image within the limits and whole (as check_complete), without keeping its
+// pixels: JPEG and PNG are read row by row (memory: a row, not the image: an 81-megapixel PNG costs
+// kilobytes), other formats decoded. The format, or what DecodeImage would refuse it for.
+StatusOr<std::string> VerifyImage(std::span<const uint8_t> bytes, const ImageLimits& limits = {});
 
 // Image files directly in `dir` (by extension), sorted by name.
 StatusOr<std::vector<std::filesystem::path>> ListImages(const std::filesystem::path& dir);

@@ -48,6 +48,25 @@ std::string MimeOfBlob(const std::string& blob) {
 
 bool StartsWith(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
+// A name shown on the page, in results and on the PLC's side: printable, no spaces at either end
+// ("anomaly " would pass for the engine's own "anomaly"), no C1 controls, and none of Unicode's
+// direction controls (U+200E/F, U+202A-E, U+2066-9), which reorder what the reader sees.
+bool DefectNameOk(const std::string& n) {
+  if (n.empty() || n.size() > 64 || n.front() == ' ' || n.back() == ' ') return false;
+  std::string lower = n;
+  for (char& c : lower) c = char(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "anomaly") return false;
+  for (size_t i = 0; i < n.size(); ++i) {
+    const auto c = static_cast<unsigned char>(n[i]);
+    if (c < 0x20 || c == 0x7f) return false;
+    const auto c1 = i + 1 < n.size() ? static_cast<unsigned char>(n[i + 1]) : 0, c2 = i + 2 < n.size() ? static_cast<unsigned char>(n[i + 2]) : 0;
+    if (c == 0xC2 && c1 >= 0x80 && c1 <= 0x9F) return false;                                    // C1 controls
+    if (c == 0xE2 && c1 == 0x80 && (c2 == 0x8E || c2 == 0x8F || (c2 >= 0xAA && c2 <= 0xAE))) return false;
+    if (c == 0xE2 && c1 == 0x81 && c2 >= 0xA6 && c2 <= 0xA9) return false;
+  }
+  return true;
+}
+
 // 128 random bits as hex: the secret that the front adds to every request it forwards.
 std::string RandomToken() {
   std::random_device rd;
@@ -77,6 +96,17 @@ class Routes {
       if (deliberate && route != "GET /readyz") log::Warn("http_unavailable", route + " answered " + std::to_string(res.status), fields);
       else if (res.status >= 500 && !deliberate) log::Error("http_error", route + " answered " + std::to_string(res.status), fields);
     });
+    // An answer with no body of ours (an unknown route, a request cpp-httplib refused) still says
+    // what went wrong, in the same JSON shape as every other error.
+    http_.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      if (res.status == 404) Error(res, 404, "not_found", "no such route for " + req.method + " (the routes: /openapi.json)");
+      else if (res.status == 405) Error(res, 405, "bad_request", "this method is not served here");
+      else if (res.status == 413) Error(res, 413, "too_large", "the request body is over the limit");
+      else if (res.status >= 500) Error(res, res.status, "internal", "an internal error");
+      else Error(res, res.status, "bad_request", "a malformed HTTP request");
+      return httplib::Server::HandlerResponse::Handled;
+    }));
     On("GET", "/healthz", {"/healthz"}, [](const httplib::Request&, httplib::Response& res) { Json(res, 200, {{"status", "ok"}}); });
     On("GET", "/readyz", {"/readyz"}, [this](const httplib::Request&, httplib::Response& res) {
       const bool ok = svc_.ready() && svc_.store().schema_version() == Store::kSchemaVersion;
@@ -377,9 +407,10 @@ class Routes {
           return Error(r, 400, "bad_request", shape);
         DefectExample e;
         e.name = x["name"];
-        if (e.name.empty() || e.name.size() > 64 || e.name == "anomaly" ||
-            std::any_of(e.name.begin(), e.name.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
-          return Error(r, 400, "bad_request", "a defect name is 1-64 printable characters, and not 'anomaly'");
+        if (!DefectNameOk(e.name))
+          return Error(r, 400, "bad_request",
+                       "a defect name is 1-64 printable characters without spaces at either end, no direction controls, "
+                       "and not 'anomaly' (in any case)");
         int* fields[] = {&e.box.x_min, &e.box.y_min, &e.box.x_max, &e.box.y_max};
         const char* names[] = {"x_min", "y_min", "x_max", "y_max"};
         for (int k = 0; k < 4; ++k) {
@@ -393,6 +424,10 @@ class Routes {
       if (!named.empty() && body["verdict"] != "NOK") return Error(r, 400, "bad_request", "defects are named in a review that says NOK");
       if (!named.empty() && (*j)["status"] != "done") return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
     }
+    // A review judges a result: one of a part still queued or running would become its final verdict
+    // before the machine's, which then contradicts it.
+    if ((*j)["status"] != "done" && (*j)["status"] != "failed")
+      return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
     if (body.contains("add_to_references") && !body["add_to_references"].is_boolean())
       return Error(r, 400, "bad_request", "'add_to_references' must be true or false");
     const bool teach = body.value("add_to_references", false);

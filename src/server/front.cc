@@ -84,8 +84,15 @@ Head ParseHead(std::string_view head, const FrontLimits& limits) {
     if (eol == std::string_view::npos) eol = head.size();
     std::string_view line = head.substr(pos, eol - pos);
     pos = eol + 2;
-    if (first) {
+    if (first) {  // METHOD SP target SP HTTP/1.x, the method a token, the target without spaces
       first = false;
+      const size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
+      const bool token = sp1 != std::string_view::npos && sp1 > 0 &&
+                         std::all_of(line.begin(), line.begin() + sp1, [](char c) { return std::isupper(static_cast<unsigned char>(c)); });
+      if (!token || sp2 == sp1 || sp2 == sp1 + 1 || line.substr(sp2 + 1, 7) != "HTTP/1." || line.size() != sp2 + 9) {
+        h.error = Answer(400, "Bad Request", "bad_request", "a malformed request line: send METHOD /path HTTP/1.1");
+        return h;
+      }
       h.kept.append(line).append("\r\n");
       continue;
     }

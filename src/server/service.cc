@@ -121,14 +121,11 @@ StatusOr<std::string> Service::SubmitChecked(NewInspection n, std::string_view b
 }
 
 StatusOr<std::string> Service::StoreImage(std::string_view bytes) {
-  // Decoded to be sure it is an image, and whole (nothing a decoder would mend: a cut scan, a bad
-  // CRC); a JPEG at 1/8 scale (every coefficient is still read).
-  ImageLimits check = cfg_.limits;
-  check.decode_side = 1;
-  check.check_complete = true;
-  auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, check);
-  if (!img.ok()) return img.status();
-  return store_->blobs().Put(bytes, Ext(img->format));
+  // Read through to be sure it is an image, and whole (nothing a decoder would mend: a cut scan, a
+  // bad CRC), row by row: parallel uploads of huge images do not each hold their pixels.
+  auto format = VerifyImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, cfg_.limits);
+  if (!format.ok()) return format.status();
+  return store_->blobs().Put(bytes, Ext(*format));
 }
 
 StatusOr<int64_t> Service::AddReference(const std::string& product, std::string_view bytes, const std::string& filename,

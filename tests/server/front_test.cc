@@ -196,6 +196,11 @@ TEST(Front, ChunkedAndContinuedBodiesArriveWholeAndBrokenFramingsAreRefused) {
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 3.0) << "refused from the header, not after reading";
   std::string folded = Request("127.0.0.1", port, "GET /healthz HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n");
   EXPECT_EQ(StatusOf(folded), 400) << folded;
+  for (const std::string line : {"FOO", "GET /healthz", "get /healthz HTTP/1.1", "GET  HTTP/1.1", "GET /a b HTTP/1.1x"}) {
+    std::string malformed = Request("127.0.0.1", port, line + "\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(StatusOf(malformed), 400) << line;
+    EXPECT_NE(malformed.find("a malformed request line"), std::string::npos) << line << ": " << malformed;
+  }
   EXPECT_EQ(StatusOf(Request("127.0.0.1", port, kHealth)), 200) << "and the server is still there";
 }
 

@@ -231,5 +231,36 @@ TEST_P(Hardening, AnImageADecoderWouldMendIsRefused) {
   EXPECT_EQ(h.Client(h.writer).Post("/v1/inspections", items)->status, 202) << "the whole file is fine";
 }
 
+// Finding 15's smaller items: defect names "Anomaly", "anomaly " and U+202E were accepted; a plain
+// review of a running inspection became its final verdict; a malformed request or an unknown route
+// got a bare answer with no JSON error.
+TEST_P(Hardening, NamesReviewsAndBareErrors) {
+  Harness h(nullptr, /*gate_open=*/false);  // inspections wait at the gate: one stays running
+  h.Product("brush");
+  auto queued = h.Upload(h.writer, "brush", Png(true), false);
+  ASSERT_EQ(queued->status, 202);
+  const std::string id = nlohmann::json::parse(queued->body)["id"];
+  auto early = h.Client(h.writer).Post(("/v1/inspections/" + id + "/review").c_str(), R"({"verdict":"OK"})", "application/json");
+  EXPECT_EQ(early->status, 409) << early->body;
+  h.open.set_value();
+  EXPECT_EQ(h.WaitDone(id)["verdict"], "NOK");
+  EXPECT_EQ(h.Client(h.writer).Post(("/v1/inspections/" + id + "/review").c_str(), R"({"verdict":"OK"})", "application/json")->status, 201);
+
+  for (const std::string name : {"Anomaly", "ANOMALY", "anomaly ", " scratch", "scr\u202Eatch", "a\u2066b", "x\u0085y"}) {
+    const std::string body = R"({"verdict":"NOK","defects":[{"name":")" + name + R"(","box":{"x_min":1,"y_min":1,"x_max":9,"y_max":9}}]})";
+    auto r = h.Client(h.writer).Post(("/v1/inspections/" + id + "/review").c_str(), body, "application/json");
+    EXPECT_EQ(r->status, 400) << name << " -> " << r->body;
+    EXPECT_NE(r->body.find("defect name"), std::string::npos) << r->body;
+  }
+
+  auto unknown = h.Client(h.reader).Get("/v1/nothing");
+  EXPECT_EQ(unknown->status, 404);
+  EXPECT_NE(unknown->body.find("\"not_found\""), std::string::npos) << "no JSON error: " << unknown->body;
+  httplib::Client raw("127.0.0.1", h.api->port());
+  auto bad = raw.Get("/healthz", {{"X-Bad", "\x01"}});  // a request the front passes, httplib's parser refuses or serves
+  ASSERT_TRUE(bad);
+  EXPECT_FALSE(bad->body.empty()) << bad->status;
+}
+
 }  // namespace
 }  // namespace zeroqc
