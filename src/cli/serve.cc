@@ -99,6 +99,9 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--hot-folder-product", a->svc.hot_folder_product, "the product of hot-folder images");
   cmd->add_flag("--allow-private-webhooks", a->svc.allow_private_webhooks,
                 "let products send webhooks to loopback, private and link-local addresses (refused by default)");
+  cmd->add_option("--auth-failure-burst", a->svc.auth_failure_burst,
+                  "failed authentications one address may make at once, then 1 per second (default 10; then 429)")
+      ->check(CLI::Range(1.0, 1e9));
   cmd->add_flag("--allow-private-models", a->svc.allow_private_models,
                 "let model calls (--base-url, products' base_url) go to loopback, private and link-local addresses, "
                 "e.g. Ollama on this machine (refused by default)");

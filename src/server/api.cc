@@ -80,6 +80,16 @@ class Routes {
  public:
   Routes(Service& s, httplib::Server& h, std::filesystem::path web) : svc_(s), http_(h), web_(std::move(web)) {}
 
+  // The methods served at `path`, as an Allow header lists them ("GET, POST"); empty: none.
+  std::string AllowedAt(const std::string& path) const {
+    std::set<std::string> methods;
+    for (const auto& [m, templ, re] : route_patterns_)
+      if (std::regex_match(path, re)) methods.insert(m);
+    std::string allow;
+    for (const auto& m : methods) allow += (allow.empty() ? "" : ", ") + m;
+    return allow;
+  }
+
   // (method, path as web/openapi.json names it) of every route registered.
   std::vector<std::pair<std::string, std::string>> routes;
 
@@ -98,8 +108,15 @@ class Routes {
     });
     // An answer with no body of ours (an unknown route, a request cpp-httplib refused) still says
     // what went wrong, in the same JSON shape as every other error.
-    http_.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+    http_.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      // A path that is served, with another method (TRACE, PUT, ...): 405 and what is allowed.
+      const std::string allow = AllowedAt(req.path);
+      if (!allow.empty() && (res.status == 404 || res.status == 400) && (", " + allow + ", ").find(", " + req.method + ", ") == std::string::npos) {
+        res.set_header("Allow", allow);
+        Error(res, 405, "method_not_allowed", req.method + " is not served here; " + allow + " are");
+        return httplib::Server::HandlerResponse::Handled;
+      }
       if (res.status == 404) Error(res, 404, "not_found", "no such route for " + req.method + " (the routes: /openapi.json)");
       else if (res.status == 405) Error(res, 405, "bad_request", "this method is not served here");
       else if (res.status == 413) Error(res, 413, "too_large", "the request body is over the limit");
@@ -369,12 +386,23 @@ class Routes {
   }
 
   void ListInspections(const httplib::Request& q, httplib::Response& r) {
+    for (const char* k : {"product", "verdict", "since", "limit", "cursor"})
+      if (q.has_param(k) && q.get_param_value(k).empty()) return Error(r, 400, "bad_request", std::string(k) + " is empty: leave it out");
     InspectionFilter f;
     f.product = q.get_param_value("product");
     f.verdict = q.get_param_value("verdict");
     f.since = q.get_param_value("since");
-    if (q.has_param("limit")) f.limit = std::atoi(q.get_param_value("limit").c_str());
-    if (q.has_param("cursor")) f.before_seq = std::atoll(q.get_param_value("cursor").c_str());
+    if (q.has_param("limit")) {
+      const std::string l = q.get_param_value("limit");
+      if (!std::regex_match(l, std::regex("[0-9]{1,3}")) || std::stoi(l) < 1 || std::stoi(l) > 500)
+        return Error(r, 400, "bad_request", "limit is a whole number from 1 to 500");
+      f.limit = std::stoi(l);
+    }
+    if (q.has_param("cursor")) {
+      const std::string c = q.get_param_value("cursor");
+      if (!std::regex_match(c, std::regex("[0-9]{1,18}"))) return Error(r, 400, "bad_request", "cursor is a next_cursor from a previous page");
+      f.before_seq = std::stoll(c);
+    }
     if (!f.verdict.empty() && f.verdict != "OK" && f.verdict != "NOK") return Error(r, 400, "bad_request", "verdict is OK or NOK");
     Json(r, 200, svc_.store().ListInspections(f));
   }
@@ -382,8 +410,14 @@ class Routes {
   void InspectionFile(const httplib::Request& q, httplib::Response& r) {
     const std::string id = q.matches[1];
     if (!std::regex_match(id, kInspectionId)) return Error(r, 404, "not_found", "no inspection " + id);
-    auto blob = svc_.store().InspectionBlob(id, q.matches[2] == "overlay");
-    if (!blob) return Error(r, 404, "not_found", q.matches[2] == "overlay" ? "no overlay (not finished yet?)" : "no inspection " + id);
+    const bool overlay = q.matches[2] == "overlay";
+    auto blob = svc_.store().InspectionBlob(id, overlay);
+    if (!blob && overlay) {  // not yet (409: it will come), or never (a failed inspection has none)
+      auto j = svc_.store().GetInspection(id);
+      if (j && ((*j)["status"] == "queued" || (*j)["status"] == "running"))
+        return Error(r, 409, "conflict", "the inspection has not finished: its overlay comes with its result");
+    }
+    if (!blob) return Error(r, 404, "not_found", overlay ? "no overlay: no inspection " + id + ", or it failed" : "no inspection " + id);
     SendBlob(r, *blob);
   }
 
@@ -620,7 +654,7 @@ StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(Service& service, const st
   const int workers = s->http_->bind_to_any_port("127.0.0.1");
   if (workers <= 0) return IoError("cannot listen on a loopback port for the HTTP workers");
   limits.max_body = int64_t(service.config().limits.max_bytes) * 4 / 3 + 64 * 1024;  // as the workers' own limit
-  auto front = Front::Start(bind, port, workers, token, limits);
+  auto front = Front::Start(bind, port, workers, token, limits, [routes](const std::string& path) { return routes->AllowedAt(path); });
   if (!front.ok()) return front.status();
   s->front_ = std::move(*front);
   s->port_ = s->front_->port();

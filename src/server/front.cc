@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <list>
+#include <set>
 #include <map>
 #include <string_view>
 #include <vector>
@@ -75,7 +76,7 @@ struct Head {
   std::string error;
 };
 
-Head ParseHead(std::string_view head, const FrontLimits& limits) {
+Head ParseHead(std::string_view head, const FrontLimits& limits, const Front::AllowedMethods& allowed) {
   Head h;
   bool first = true, have_length = false;
   const std::string peer = Lower(kPeerHeader), front = Lower(kFrontHeader);
@@ -91,6 +92,14 @@ Head ParseHead(std::string_view head, const FrontLimits& limits) {
                          std::all_of(line.begin(), line.begin() + sp1, [](char c) { return std::isupper(static_cast<unsigned char>(c)); });
       if (!token || sp2 == sp1 || sp2 == sp1 + 1 || line.substr(sp2 + 1, 7) != "HTTP/1." || line.size() != sp2 + 9) {
         h.error = Answer(400, "Bad Request", "bad_request", "a malformed request line: send METHOD /path HTTP/1.1");
+        return h;
+      }
+      static const std::set<std::string_view> kKnown = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+      if (const auto method = line.substr(0, sp1); !kKnown.count(method)) {
+        std::string target(line.substr(sp1 + 1, sp2 - sp1 - 1));
+        const std::string allow = allowed ? allowed(target.substr(0, target.find('?'))) : "";
+        h.error = Answer(405, "Method Not Allowed", "method_not_allowed", std::string(method) + " is not served here",
+                         allow.empty() ? "" : "Allow: " + allow + "\r\n");
         return h;
       }
       h.kept.append(line).append("\r\n");
@@ -219,8 +228,8 @@ struct Conn {
 // The event loop's state: the connections and what they hold.
 class Loop {
  public:
-  Loop(int backend_port, std::string token, FrontLimits limits)
-      : backend_port_(backend_port), token_(std::move(token)), limits_(limits) {}
+  Loop(int backend_port, std::string token, FrontLimits limits, Front::AllowedMethods allowed)
+      : backend_port_(backend_port), token_(std::move(token)), limits_(limits), allowed_(std::move(allowed)) {}
   ~Loop() {
     while (!conns_.empty()) Close(conns_.begin());
   }
@@ -402,7 +411,7 @@ class Loop {
                              std::to_string(limits_.header_timeout.count()) + " ms"));
       return true;
     }
-    c.head = ParseHead(std::string_view(c.in).substr(0, end), limits_);
+    c.head = ParseHead(std::string_view(c.in).substr(0, end), limits_, allowed_);
     if (!c.head.error.empty()) return Refuse(c, std::move(c.head.error)), true;
     if (!Hold(c, c.head.chunked ? 0 : c.head.length))
       return Refuse(c, Answer(503, "Service Unavailable", "busy", "the server is receiving too many uploads at once: retry shortly",
@@ -531,6 +540,7 @@ class Loop {
   const int backend_port_;
   const std::string token_;
   const FrontLimits limits_;
+  const Front::AllowedMethods allowed_;
   std::list<Conn> conns_;  // stable addresses: the poll set points into it
   std::map<std::string, int> per_address_;
   int64_t budget_used_ = 0;
@@ -540,9 +550,9 @@ class Loop {
 }  // namespace
 
 StatusOr<std::unique_ptr<Front>> Front::Start(const std::string& bind, int port, int backend_port, std::string token,
-                                              FrontLimits limits) {
+                                              FrontLimits limits, AllowedMethods allowed) {
   auto f = std::unique_ptr<Front>(new Front());
-  f->backend_port_ = backend_port, f->token_ = std::move(token), f->limits_ = limits;
+  f->backend_port_ = backend_port, f->token_ = std::move(token), f->limits_ = limits, f->allowed_ = std::move(allowed);
   addrinfo hints{}, *found = nullptr;
   hints.ai_family = AF_UNSPEC, hints.ai_socktype = SOCK_STREAM, hints.ai_flags = AI_PASSIVE;
   const std::string where = bind + ":" + std::to_string(port);
@@ -570,7 +580,7 @@ StatusOr<std::unique_ptr<Front>> Front::Start(const std::string& bind, int port,
 }
 
 void Front::Run() {
-  Loop loop(backend_port_, token_, limits_);
+  Loop loop(backend_port_, token_, limits_, allowed_);
   std::vector<pollfd> fds;
   std::vector<Conn*> owners;
   while (!stop_) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -35,8 +36,11 @@ class Front {
  public:
   // Listens on bind:port (port 0: any free port) and forwards each complete request, one per
   // connection, to 127.0.0.1:backend_port with the two headers above.
+  // `allowed(path)`: the methods served at a path ("GET, POST"), empty when none: a method the
+  // workers do not know at all (TRACE, QUERY, ...) is answered 405 here, with that Allow header.
+  using AllowedMethods = std::function<std::string(const std::string& path)>;
   static StatusOr<std::unique_ptr<Front>> Start(const std::string& bind, int port, int backend_port,
-                                                std::string token, FrontLimits limits);
+                                                std::string token, FrontLimits limits, AllowedMethods allowed);
   ~Front();
   int port() const { return port_; }
   void Stop();  // Thread-safe; closes every connection.
@@ -50,6 +54,7 @@ class Front {
   int backend_port_ = 0;
   std::string token_;
   FrontLimits limits_;
+  AllowedMethods allowed_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -1,5 +1,7 @@
 #include "server/upload.h"
 
+#include <set>
+
 #include "core/base64.h"
 
 namespace zeroqc {
@@ -59,6 +61,11 @@ StatusOr<Upload> ReadUpload(const httplib::Request& q) {
   } else {
     return Unsupported("send multipart/form-data, application/json or image/*, not '" + type + "'");
   }
+  // A field no route reads is a mistake the caller should hear of (a typo'd "part-id" would vanish).
+  static const std::set<std::string> kFields = {"product", "batch", "part_id", "station", "metadata", "filename"};
+  for (const auto& [k, v] : u.fields.items())
+    if (!kFields.count(k))
+      return InvalidArgument("unknown upload field '" + k.substr(0, 64) + "' (fields: image, product, batch, part_id, station, metadata, filename)");
   ZQ_RETURN_IF_ERROR(ReadMetadata(u));
   return u;
 }
