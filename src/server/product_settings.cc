@@ -3,57 +3,72 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <regex>
 #include <set>
+#include <vector>
+#include <algorithm>
 
 namespace zeroqc {
 namespace {
 
 using json = nlohmann::json;
 
+// A setting: the engines it applies to and its JSON Schema, which is both what the check below
+// enforces and what web/openapi.json describes (a test holds the two equal).
 struct Rule {
-  std::set<std::string> engines;  // the engines it applies to
-  std::function<bool(const json&)> ok;
+  std::set<std::string> engines;
+  json schema;
   const char* expect;  // what it may be, for the message
 };
 
-bool Number(const json& v, double lo, double hi, bool open_low = false) {
-  if (!v.is_number()) return false;
-  const double x = v.get<double>();
-  return std::isfinite(x) && (open_low ? x > lo : x >= lo) && x <= hi;
-}
-bool Integer(const json& v, int64_t lo, int64_t hi) {
-  return v.is_number_integer() && v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
-}
-bool OneOf(const json& v, std::set<std::string> choices) { return v.is_string() && choices.count(v.get<std::string>()); }
-bool Text(const json& v) { return v.is_string() && !v.get<std::string>().empty() && v.get<std::string>().size() <= 256; }
-
 const std::set<std::string> kPatch{"patch", "cascade"}, kModel{"vlm", "cascade"}, kAll{"patch", "vlm", "cascade"};
 
+// The JSON Schema words the rules use: type (number, integer, string), minimum, maximum,
+// exclusiveMinimum, enum, minLength, maxLength, pattern. Numbers must be finite.
+bool Valid(const json& schema, const json& v) {
+  const std::string type = schema.value("type", "");
+  if (type == "number" || type == "integer") {
+    if (type == "integer" ? !v.is_number_integer() : !v.is_number()) return false;
+    const double x = v.get<double>();
+    if (!std::isfinite(x)) return false;
+    if (schema.contains("minimum") && x < schema["minimum"].get<double>()) return false;
+    if (schema.contains("exclusiveMinimum") && x <= schema["exclusiveMinimum"].get<double>()) return false;
+    if (schema.contains("maximum") && x > schema["maximum"].get<double>()) return false;
+  } else if (type == "string") {
+    if (!v.is_string()) return false;
+    const std::string& t = v.get_ref<const std::string&>();
+    if (schema.contains("minLength") && t.size() < schema["minLength"].get<size_t>()) return false;
+    if (schema.contains("maxLength") && t.size() > schema["maxLength"].get<size_t>()) return false;
+    if (schema.contains("pattern") && !std::regex_search(t, std::regex(schema["pattern"].get<std::string>()))) return false;
+  } else {
+    return false;
+  }
+  if (schema.contains("enum") && std::find(schema["enum"].begin(), schema["enum"].end(), v) == schema["enum"].end()) return false;
+  return true;
+}
+
 const std::map<std::string, Rule>& Rules() {
+  auto number = [](double lo, double hi) { return json{{"type", "number"}, {"minimum", lo}, {"maximum", hi}}; };
+  auto above = [](double lo, double hi) { return json{{"type", "number"}, {"exclusiveMinimum", lo}, {"maximum", hi}}; };
+  auto choice = [](std::vector<std::string> c) { return json{{"type", "string"}, {"enum", c}}; };
+  const json text = {{"type", "string"}, {"minLength", 1}, {"maxLength", 256}};
   static const std::map<std::string, Rule> rules = {
       // A threshold below 1e-6 (5e-324, say) turns every part NOK; above 1e6 nothing is.
-      {"threshold", {kPatch, [](const json& v) { return Number(v, 1e-6, 1e6); }, "a number from 1e-6 to 1e6"}},
-      {"threshold_sigmas", {kPatch, [](const json& v) { return Number(v, 0, 20); }, "a number from 0 to 20"}},
-      {"low", {{"cascade"}, [](const json& v) { return Number(v, 0, 100, true); }, "a number above 0, at most 100 (threshold units)"}},
-      {"high", {{"cascade"}, [](const json& v) { return Number(v, 0, 100, true); }, "a number above 0, at most 100 (threshold units)"}},
-      {"explain", {{"cascade"}, [](const json& v) { return OneOf(v, {"nok", "uncertain"}); }, "\"nok\" or \"uncertain\""}},
-      {"model_references", {kModel, [](const json& v) { return Integer(v, 1, 64); }, "an integer from 1 to 64"}},
-      {"provider", {kModel, [](const json& v) { return OneOf(v, {"bedrock", "openai", "ollama"}); }, "bedrock, openai or ollama"}},
-      {"box_format", {kModel, [](const json& v) { return OneOf(v, {"norm1000", "norm1000-yx", "pixels"}); }, "norm1000, norm1000-yx or pixels"}},
-      {"model", {kModel, Text, "a model id (1-256 characters)"}},
-      {"region", {kModel, Text, "an AWS region (1-256 characters)"}},
-      {"profile", {kModel, Text, "a prompt profile name (1-256 characters)"}},
+      {"threshold", {kPatch, number(1e-6, 1e6), "a number from 1e-6 to 1e6"}},
+      {"threshold_sigmas", {kPatch, number(0, 20), "a number from 0 to 20"}},
+      {"low", {{"cascade"}, above(0, 100), "a number above 0, at most 100 (threshold units)"}},
+      {"high", {{"cascade"}, above(0, 100), "a number above 0, at most 100 (threshold units)"}},
+      {"explain", {{"cascade"}, choice({"nok", "uncertain"}), "\"nok\" or \"uncertain\""}},
+      {"model_references", {kModel, {{"type", "integer"}, {"minimum", 1}, {"maximum", 64}}, "an integer from 1 to 64"}},
+      {"provider", {kModel, choice({"bedrock", "openai", "ollama"}), "bedrock, openai or ollama"}},
+      {"box_format", {kModel, choice({"norm1000", "norm1000-yx", "pixels"}), "norm1000, norm1000-yx or pixels"}},
+      {"model", {kModel, text, "a model id (1-256 characters)"}},
+      {"region", {kModel, text, "an AWS region (1-256 characters)"}},
+      {"profile", {kModel, text, "a prompt profile name (1-256 characters)"}},
       // Who may make a reviewed part a reference: a reference moves the threshold for every later part.
-      {"reviews_add_references", {kAll, [](const json& v) { return OneOf(v, {"admin", "write"}); }, "\"admin\" (the default) or \"write\""}},
+      {"reviews_add_references", {kAll, choice({"admin", "write"}), "\"admin\" (the default) or \"write\""}},
       // Only a web endpoint: a file:// URL made every error quote a server file to any reader.
-      {"base_url",
-       {kModel,
-        [](const json& v) {
-          if (!Text(v)) return false;
-          const std::string u = v.get<std::string>();
-          return u.rfind("http://", 0) == 0 || u.rfind("https://", 0) == 0;
-        },
-        "an http:// or https:// URL"}},
+      {"base_url", {kModel, {{"type", "string"}, {"minLength", 1}, {"maxLength", 256}, {"pattern", "^https?://"}}, "an http:// or https:// URL"}},
   };
   return rules;
 }
@@ -75,11 +90,21 @@ Status CheckProductSettings(const std::string& engine, const nlohmann::json& set
     }
     if (!rule->second.engines.count(engine))
       return InvalidArgument("settings." + key + " does not apply to the " + engine + " engine");
-    if (!rule->second.ok(value)) return InvalidArgument("settings." + key + ": " + rule->second.expect);
+    if (!Valid(rule->second.schema, value)) return InvalidArgument("settings." + key + ": " + rule->second.expect);
   }
   if (settings.contains("low") && settings.contains("high") && settings["low"].get<double>() >= settings["high"].get<double>())
     return InvalidArgument("settings.low must be below settings.high");
   return Status::Ok();
+}
+
+nlohmann::json ProductSettingRules() {
+  json out = json::object();
+  for (const auto& [key, rule] : Rules()) {
+    json s = rule.schema;
+    s["x-engines"] = std::vector<std::string>(rule.engines.begin(), rule.engines.end());
+    out[key] = s;
+  }
+  return out;
 }
 
 }  // namespace zeroqc

@@ -16,4 +16,10 @@ namespace zeroqc {
 // kInvalidArgument names the first bad setting and what it may be.
 Status CheckProductSettings(const std::string& engine, const nlohmann::json& settings);
 
+// Those plain settings as JSON Schema properties ({"threshold": {"type": "number", ...,
+// "x-engines": ["cascade", "patch"]}, ...}): the one definition that the check enforces and
+// web/openapi.json's ProductInput.settings repeats (Api.ProductSettingsSchemaIsTheDescriptions holds
+// them equal).
+nlohmann::json ProductSettingRules();
+
 }  // namespace zeroqc

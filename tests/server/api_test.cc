@@ -15,6 +15,7 @@
 
 #include "server/api_harness.h"
 #include "server/log.h"
+#include "server/product_settings.h"
 #include "server/webhook_target.h"
 
 namespace zeroqc {
@@ -377,6 +378,27 @@ TEST_P(Api, ProductSettingsAreCheckedWhenWritten) {
 }
 
 // Issue 10, finding 1: metadata or settings nested 100000 deep crashed the server (stack).
+// Issue 27: the settings' schema is written once (src/server/product_settings.cc) and the
+// description repeats it: the check and web/openapi.json cannot drift apart.
+TEST(ProductSettings, SchemaIsTheDescriptions) {
+  std::ifstream in(testing::SourceDir() / "web/openapi.json");
+  const auto described = nlohmann::json::parse(in)["components"]["schemas"]["ProductInput"]["properties"]["settings"];
+  EXPECT_EQ(described.value("additionalProperties", true), false) << "unknown settings are refused";
+  const nlohmann::json rules = ProductSettingRules();
+  for (const auto& [key, schema] : rules.items()) {
+    ASSERT_TRUE(described["properties"].contains(key)) << key << " is not described; add: " << schema.dump();
+    auto d = described["properties"][key];
+    d.erase("description");
+    EXPECT_EQ(d, schema) << key << ": the description says " << d.dump() << ", the check " << schema.dump();
+  }
+  // And every described setting is checked, here or beside it in the API.
+  for (const auto& [key, schema] : described["properties"].items()) {
+    const bool checked = rules.contains(key) ||
+                         std::set<std::string>{"line_window", "foreground", "rotations", "backbone", "naming", "auto_references", "mqtt"}.count(key);
+    EXPECT_TRUE(checked) << key;
+  }
+}
+
 TEST_P(Api, DeeplyNestedJsonIsRefusedNotACrash) {
   Harness h;
   h.Product("brush");
