@@ -48,6 +48,10 @@ std::string MimeOfBlob(const std::string& blob) {
 
 bool StartsWith(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
+// The largest request body: an image at the upload limit, base64 in a JSON upload, and headroom.
+// The workers' limit and the front's, which refuses a larger Content-Length before reading it.
+int64_t MaxRequestBody(const ServiceConfig& c) { return c.limits.max_bytes * 4 / 3 + 64 * 1024; }
+
 // A name shown on the page, in results and on the PLC's side: printable, no spaces at either end
 // ("anomaly " would pass for the engine's own "anomaly"), no C1 controls, and none of Unicode's
 // direction controls (U+200E/F, U+202A-E, U+2066-9), which reorder what the reader sees.
@@ -94,7 +98,7 @@ class Routes {
   std::vector<std::pair<std::string, std::string>> routes;
 
   void Install() {
-    http_.set_payload_max_length(size_t(svc_.config().limits.max_bytes) * 4 / 3 + 64 * 1024);  // base64 JSON headroom (the front's limit too)
+    http_.set_payload_max_length(size_t(MaxRequestBody(svc_.config())));
     http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start).count();
       const std::string route = RouteOf(req);
@@ -653,7 +657,7 @@ StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(Service& service, const st
   });
   const int workers = s->http_->bind_to_any_port("127.0.0.1");
   if (workers <= 0) return IoError("cannot listen on a loopback port for the HTTP workers");
-  limits.max_body = int64_t(service.config().limits.max_bytes) * 4 / 3 + 64 * 1024;  // as the workers' own limit
+  limits.max_body = MaxRequestBody(service.config());
   auto front = Front::Start(bind, port, workers, token, limits, [routes](const std::string& path) { return routes->AllowedAt(path); });
   if (!front.ok()) return front.status();
   s->front_ = std::move(*front);

@@ -20,6 +20,12 @@ Status CheckTopic(const std::string& t, const std::string& what) {
   return Status::Ok();
 }
 
+// Whether topic `a` is `b` or lies below it (what a subscription to "b/#" receives).
+bool Under(const std::string& a, const std::string& b) { return a == b || a.rfind(b + "/", 0) == 0; }
+
+// Whether one of two (set) topics lies under the other: then messages on one reach the other.
+bool Overlap(const std::string& a, const std::string& b) { return !a.empty() && !b.empty() && (Under(a, b) || Under(b, a)); }
+
 struct BrokerUrl {
   std::string host, user, password;
   int port = 1883;
@@ -65,23 +71,20 @@ StatusOr<MqttTopics> ReadMqttSettings(const nlohmann::json& settings) {
   }
   t.topic = m.value("topic", "");
   t.input_topic = m.value("input_topic", "");
-  auto under = [](const std::string& a, const std::string& b) { return a == b || a.rfind(b + "/", 0) == 0; };
-  if (!t.topic.empty() && !t.input_topic.empty() && (under(t.topic, t.input_topic) || under(t.input_topic, t.topic)))
+  if (Overlap(t.topic, t.input_topic))
     return InvalidArgument("settings.mqtt: topic and input_topic may not lie under one another (results would come back as images)");
   return t;
 }
 
 Status CheckMqttTopicsAgainst(const std::string& name, const MqttTopics& mine, const std::vector<Product>& products) {
-  auto under = [](const std::string& a, const std::string& b) { return a == b || a.rfind(b + "/", 0) == 0; };
-  auto clash = [&](const std::string& out, const std::string& in) { return !out.empty() && !in.empty() && (under(out, in) || under(in, out)); };
   for (const auto& p : products) {
     if (p.name == name) continue;
     auto theirs = ReadMqttSettings(p.settings);
     if (!theirs.ok()) continue;
-    if (clash(mine.topic, theirs->input_topic))
+    if (Overlap(mine.topic, theirs->input_topic))
       return InvalidArgument("settings.mqtt.topic '" + mine.topic + "' and product '" + p.name + "''s input_topic '" + theirs->input_topic +
                              "' lie under one another: this product's results and rejections would come back to it as images");
-    if (clash(theirs->topic, mine.input_topic))
+    if (Overlap(theirs->topic, mine.input_topic))
       return InvalidArgument("settings.mqtt.input_topic '" + mine.input_topic + "' and product '" + p.name + "''s topic '" + theirs->topic +
                              "' lie under one another: its results and rejections would come here as images");
   }
@@ -184,15 +187,14 @@ void MqttBridge::Received(const std::string& topic, std::string_view payload, co
   // The product whose input topic is the longest prefix of this topic (the routes of the last
   // sync, as the subscriptions are: no product query per message).
   std::string product, input;
-  auto under = [&](const std::string& t) { return topic == t || topic.rfind(t + "/", 0) == 0; };
   {
     std::lock_guard lock(mu_);
     for (const auto& [t, p] : routes_)
-      if (under(t) && t.size() > input.size()) product = p, input = t;
+      if (Under(topic, t) && t.size() > input.size()) product = p, input = t;
     // What a product published (a result, a rejection) is never an image: the saved settings
     // cannot make such a loop, and this holds even against settings written around the API.
     for (const auto& out : outputs_)
-      if (under(out) && !product.empty()) {
+      if (Under(topic, out) && !product.empty()) {
         product.clear();
         if (auto now = std::chrono::steady_clock::now(); now - last_loop_warning_ > std::chrono::seconds(10)) {
           last_loop_warning_ = now;

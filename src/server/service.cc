@@ -196,14 +196,14 @@ StatusOr<nlohmann::json> Service::Calibration(const std::string& product) {
   // Asking is no way to make the server build: a built engine answers at once, a failed build repeats
   // its error until the product changes, and otherwise the caller waits for the one build in one of
   // the few waiting slots (the HTTP workers stay free) or is told to come back.
-  if (!EngineReady(product)) {
+  auto known = Known(product, store_->Revision(product));
+  if (!known) {
     if (!TryBeginWait())
       return Unavailable("product '" + product + "': its engine is being built for this version: retry in a few seconds");
-    auto engine = EngineFor(product);
+    known = EngineFor(product);
     EndWait();
-    if (!engine.ok()) return engine.status();
   }
-  auto engine = EngineFor(product);
+  const auto& engine = *known;
   if (!engine.ok()) return engine.status();
   nlohmann::json c = engine->engine->Calibration();
   nlohmann::json out = {{"product", product}, {"version", engine->version}, {"engine", engine->engine->name()},
@@ -325,10 +325,11 @@ void Service::InvalidateEngine(const std::string& product) {
   failed_builds_.erase(product);
 }
 
-std::optional<Status> Service::FailedAt(const std::string& product, int64_t revision) {
+std::optional<StatusOr<Service::EngineAt>> Service::Known(const std::string& product, int64_t revision) {
   std::lock_guard lock(engines_mu_);
-  auto it = failed_builds_.find(product);
-  return it != failed_builds_.end() && it->second.revision == revision ? std::optional<Status>(it->second.status) : std::nullopt;
+  if (auto e = engines_.find(product); e != engines_.end() && e->second.revision == revision) return EngineAt{e->second.engine, revision};
+  if (auto f = failed_builds_.find(product); f != failed_builds_.end() && f->second.revision == revision) return f->second.status;
+  return std::nullopt;
 }
 
 Status Service::Failed(const std::string& product, int64_t revision, Status why) {
@@ -337,24 +338,10 @@ Status Service::Failed(const std::string& product, int64_t revision, Status why)
   return why;
 }
 
-bool Service::EngineReady(const std::string& product) {
-  const int64_t revision = store_->Revision(product);
-  std::lock_guard lock(engines_mu_);
-  auto e = engines_.find(product);
-  auto f = failed_builds_.find(product);
-  return (e != engines_.end() && e->second.revision == revision) || (f != failed_builds_.end() && f->second.revision == revision);
-}
-
 StatusOr<Service::EngineAt> Service::EngineFor(const std::string& name) {
   // One small query per job: a product changed through any serve process is rebuilt here once.
   const int64_t revision = store_->Revision(name);
-  auto cached = [&]() -> std::optional<BuiltEngine> {
-    std::lock_guard lock(engines_mu_);
-    auto it = engines_.find(name);
-    return it != engines_.end() ? std::optional<BuiltEngine>(it->second) : std::nullopt;
-  };
-  if (auto e = cached(); e && e->revision == revision) return EngineAt{e->engine, revision};
-  if (auto failed = FailedAt(name, revision)) return *failed;
+  if (auto known = Known(name, revision)) return *known;
   std::shared_ptr<std::mutex> build_mu;
   {
     std::lock_guard lock(engines_mu_);
@@ -363,9 +350,12 @@ StatusOr<Service::EngineAt> Service::EngineFor(const std::string& name) {
     build_mu = m;
   }
   std::lock_guard building(*build_mu);  // workers wanting the same product wait for one build
-  auto have = cached();
-  if (have && have->revision == revision) return EngineAt{have->engine, revision};
-  if (auto failed = FailedAt(name, revision)) return *failed;  // it failed while this one waited
+  if (auto known = Known(name, revision)) return *known;  // built, or failed, while this one waited
+  std::optional<BuiltEngine> have;  // an earlier version's engine, perhaps one reference behind
+  {
+    std::lock_guard lock(engines_mu_);
+    if (auto it = engines_.find(name); it != engines_.end()) have = it->second;
+  }
   const auto t0 = std::chrono::steady_clock::now();
   // The one change since the engine we have is a reference added: derived from it incrementally.
   // The new engine replaces the old one at once; inspections running on the old one finish on it.

@@ -168,9 +168,9 @@ class Service {
     Status status;
   };
   std::map<std::string, FailedBuild> failed_builds_;
-  std::optional<Status> FailedAt(const std::string& product, int64_t revision);
-  Status Failed(const std::string& product, int64_t revision, Status why);  // remembers it; returns it
-  bool EngineReady(const std::string& product);  // built, or failed, for the product's current version  // repeated until the product changes: never rebuilt on demand
+  // The engine built for `revision`, or the status of its failed build; nullopt: neither yet.
+  std::optional<StatusOr<EngineAt>> Known(const std::string& product, int64_t revision);
+  Status Failed(const std::string& product, int64_t revision, Status why);  // remembers it; returns it  // repeated until the product changes: never rebuilt on demand
   std::map<std::string, std::shared_ptr<std::mutex>> build_mu_;  // one build per product at a time
   std::mutex engines_mu_;
   struct Bucket {
