@@ -155,6 +155,7 @@ function changeText(c) {
     case 'add_reference': return 'reference ' + c.filename + ' added' + (c.from_inspection ? ' (from inspection ' + c.from_inspection + ')' : '');
     case 'remove_reference': return 'reference ' + c.filename + ' removed';
     case 'rollback': return 'rolled back to version ' + c.to;
+    case 'retire': return 'retired';
     default: return c.op || '';
   }
 }

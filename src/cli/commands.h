@@ -60,6 +60,10 @@ struct EngineFlags {
 // Zero-shot batches judge each other with InceptionV3: on the suite's test folders lite2 ranked
 // worse there (docs/BENCHMARKS.md, backbones).
 inline constexpr const char* kDefaultBackbone = "lite2";
+// serve's line window: a service sees a line's stream, where the window lifts the few-reference
+// verdicts most (docs/BENCHMARKS.md, the line window at a line's defect share). One-off runs
+// (inspect, bench) keep it off unless asked.
+inline constexpr int kServeLineWindow = 32;
 inline constexpr const char* kDefaultZeroShotBackbone = "inception";
 std::vector<std::string> BackboneNames();
 // A name from BackboneNames, or a path to a spec JSON (anything with a '/' or ending in .json).

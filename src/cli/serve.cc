@@ -1,4 +1,4 @@
-// zeroqc serve: the inspection service; zeroqc keys: API keys for it.
+// zeroqc serve: the inspection service.
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,7 +45,12 @@ ProductEngineFactory ProductEngines(EngineFlags flags, std::filesystem::path dat
       f.cascade_high = s.value("high", f.cascade_high);
       if (s.contains("explain")) f.explain_nok = s["explain"].get<std::string>() == "nok";
       f.model_references = s.value("model_references", f.model_references);
-      f.line_window = s.value("line_window", f.line_window);
+      if (s.contains("line_window")) {
+        f.line_window = s["line_window"].get<int>();
+        if (f.line_window > 0 && !t->threshold) f.threshold = 0;  // the product's window over the server's --threshold
+      } else if (f.threshold > 0 || p.engine == "vlm") {
+        f.line_window = 0;  // a fixed threshold stays as set; the model judges alone
+      }
       f.foreground = s.value("foreground", f.foreground);
       f.backbone = s.value("backbone", f.backbone);
       f.rotations = s.value("rotations", f.rotations);
@@ -114,7 +119,11 @@ void RegisterServe(CLI::App& app) {
   cmd->add_option("--web", a->web, "folder of the web page (default: web/ beside the build)");
   cmd->add_option("--log-format", a->log_format, "text, or json: one JSON object per line (time, level, event, message, ...) (default text)")
       ->check(CLI::IsMember({"text", "json"}));
+  a->engine.line_window = kServeLineWindow;
   a->engine.Register(cmd);
+  cmd->get_option("--line-window")
+      ->description("products' default line window: each part is judged by the last N parts as well as the references "
+                    "(0: off, else 7-128; default " + std::to_string(kServeLineWindow) + "; off where a threshold is fixed; README: the line window)");
   cmd->callback([a] {
     // Signals are taken by this thread alone (sigwait), so that shutdown is orderly.
     sigset_t sigs;
@@ -188,37 +197,6 @@ void RegisterServe(CLI::App& app) {
     log::Info("stopping", "stopping (signal " + std::to_string(sig) + "); queued work resumes at the next start", {{"signal", sig}});
     (*api)->Stop();
     mqtt.reset();  // before the service it reports on
-  });
-}
-
-void RegisterKeys(CLI::App& app) {
-  auto* keys = app.add_subcommand("keys", "API keys of the service");
-  keys->require_subcommand(1);
-  auto* create = keys->add_subcommand("create", "make a key; it is printed once, only its hash is stored");
-  struct Args {
-    std::string data, db, scope = "read", name;
-  };
-  auto a = std::make_shared<Args>();
-  create->add_option("--data", a->data, "the service's data folder (SQLite)");
-  create->add_option("--db", a->db, "the service's PostgreSQL URL (as for serve --db)")->envname("ZEROQC_DB");
-  create->add_option("--scope", a->scope, "read, write (also read) or admin (everything)")->check(CLI::IsMember({"read", "write", "admin"}));
-  create->add_option("--name", a->name, "who or what uses the key");
-  create->callback([a] {
-    if (a->data.empty() == a->db.empty()) {
-      std::cerr << "zeroqc keys: give either the service's --data folder (SQLite) or its --db URL (PostgreSQL)\n";
-      throw ExitStatus{kExitBadArguments};
-    }
-    auto store = Store::Open(a->data, a->db);
-    if (!store.ok()) {
-      std::cerr << "zeroqc keys: " << store.status().message() << "\n";
-      throw ExitStatus{kExitBadArguments};
-    }
-    auto key = (*store)->CreateKey(*ParseScope(a->scope), a->name);
-    if (!key.ok()) {
-      std::cerr << "zeroqc keys: " << key.status().message() << "\n";
-      throw ExitStatus{kExitBadArguments};
-    }
-    std::cout << *key << std::endl;
   });
 }
 

@@ -31,7 +31,7 @@ struct InspectionResult {
   std::string verdict;               // "OK" or "NOK"; empty when error is set
   double score = 0, threshold = 0;
   // Embedded engine: what set the threshold: "references" (their own scores), "line" (the line
-  // window's recent parts) or "batch" (zero-shot); empty for the others.
+  // window's recent parts), "batch" (zero-shot) or "fixed" (a threshold set by hand); empty for the others.
   std::string calibration;
   std::string engine;
   double timing_ms = 0;

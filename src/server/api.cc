@@ -150,7 +150,15 @@ class Routes {
       for (const auto& p : svc_.store().ListProducts()) out.push_back(ProductJson(p));
       Json(r, 200, {{"items", out}});
     }));
-    On("POST", "/v1/products", {"/v1/products"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) { PutProduct(q, r, key); }));
+    On("POST", "/v1/products", {"/v1/products"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) { PostProduct(q, r, key); }));
+    On("PATCH", R"(/v1/products/([^/]+))", {"/v1/products/{name}"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) { PatchProduct(q, r, key); }));
+    On("DELETE", R"(/v1/products/([^/]+))", {"/v1/products/{name}"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) {
+      auto p = FindProduct(q, r);
+      if (!p) return;
+      if (auto s = svc_.store().RetireProduct(p->name, Actor(key)); !s.ok()) return Fail(r, s);
+      svc_.InvalidateEngine(p->name);
+      r.status = 204;
+    }));
     On("GET", R"(/v1/products/([^/]+))", {"/v1/products/{name}"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
       if (auto p = FindProduct(q, r)) Json(r, 200, ProductJson(*p));
     }));
@@ -207,6 +215,33 @@ class Routes {
           if (ref.id == std::stoll(q.matches[2])) return SendBlob(r, ref.blob);
       if (r.status != 404) Error(r, 404, "not_found", "no such reference");
     }));
+    On("GET", "/v1/keys", {"/v1/keys"}, Guard(Scope::kAdmin, [this](auto&, auto& r, auto&) {
+      nlohmann::json items = nlohmann::json::array();
+      for (const auto& k : svc_.store().ListKeys())
+        items.push_back({{"id", k.id}, {"scope", ScopeName(k.scope)}, {"name", k.name}, {"created_at", k.created_at},
+                         {"revoked_at", k.revoked_at.empty() ? nlohmann::json() : nlohmann::json(k.revoked_at)}});
+      Json(r, 200, {{"items", items}});
+    }));
+    On("POST", "/v1/keys", {"/v1/keys"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) {
+      auto body = Body(q.body, {4096, 4}, "the key", r);
+      if (!body) return;
+      if (!body->is_object()) return Error(r, 400, "bad_request", "send a JSON object {scope, name}");
+      for (const auto& [k, v] : body->items())
+        if (k != "scope" && k != "name") return Error(r, 400, "bad_request", k + " is not a key field (scope, name)");
+      if (!StringsOnly(*body, {"scope", "name"}, r)) return;
+      auto scope = ParseScope(body->value("scope", ""));
+      if (!scope.ok()) return Error(r, 400, "bad_request", "scope: read, write (also read) or admin (everything); it is required");
+      const std::string name = body->value("name", "");
+      if (name.size() > 128) return Error(r, 400, "bad_request", "name: at most 128 characters");
+      int64_t id = 0;
+      auto key = svc_.store().CreateKey(*scope, name, &id);
+      if (!key.ok()) return Fail(r, key.status());
+      Json(r, 201, {{"id", id}, {"key", *key}, {"scope", ScopeName(*scope)}, {"name", name}});
+    }));
+    On("DELETE", R"(/v1/keys/(\d{1,18}))", {"/v1/keys/{id}"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) {
+      if (auto s = svc_.store().RevokeKey(std::stoll(q.matches[1])); !s.ok()) return Fail(r, s);
+      r.status = 204;
+    }));
     On("GET", "/v1/webhooks/dead-letters", {"/v1/webhooks/dead-letters"}, Guard(Scope::kAdmin, [this](auto&, auto& r, auto&) {
       Json(r, 200, {{"items", svc_.store().DeadLetters()}});
     }));
@@ -234,6 +269,8 @@ class Routes {
     if (method == "GET") http_.Get(pattern, std::move(h));
     else if (method == "POST") http_.Post(pattern, std::move(h));
     else if (method == "DELETE") http_.Delete(pattern, std::move(h));
+    else if (method == "PATCH") http_.Patch(pattern, std::move(h));
+    else throw std::logic_error("no such method: " + method);
     for (auto& d : documented) routes.emplace_back(method, std::move(d));
   }
 
@@ -507,77 +544,74 @@ class Routes {
     Json(r, 201, out);
   }
 
-  void PutProduct(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
+  ProductPolicy Policy() const {
+    const auto& c = svc_.config();
+    return {c.allow_private_models, c.allow_private_webhooks, c.backbones, c.default_backbone};
+  }
+
+  // A product made by POST or PATCH as it would be stored; false after answering what is wrong.
+  bool Checked(Product& p, httplib::Response& r) {
+    if (!SmallEnough(p.settings, "'settings'", r)) return false;
+    if (auto c = CheckProduct(p, Policy(), svc_.store().ListProducts()); !c.ok()) return Error(r, 400, "bad_request", c.message()), false;
+    return true;
+  }
+
+  // Stores a checked product; `status` on success.
+  void StoreProduct(const Product& p, int status, httplib::Response& r, const ApiKey& key) {
+    if (auto s = svc_.store().PutProduct(p, Actor(key)); !s.ok()) return Fail(r, s);
+    svc_.InvalidateEngine(p.name);
+    Json(r, status, ProductJson(p));
+  }
+
+  // POST /v1/products: a new product. An existing name is 409 unless the body says "replace": true,
+  // which replaces its engine, settings and webhook (a new version; references stay).
+  void PostProduct(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
     auto parsed = Body(q.body, {64 * 1024, 20}, "the product", r);
     if (!parsed) return;
     auto& body = *parsed;
     if (!body.is_object()) return Error(r, 400, "bad_request", "send a JSON object {name, engine, settings, webhook_url, webhook_secret}");
     if (!StringsOnly(body, {"name", "engine", "webhook_url", "webhook_secret"}, r)) return;
+    if (body.contains("replace") && !body["replace"].is_boolean()) return Error(r, 400, "bad_request", "replace must be true or false");
     Product p;
     p.name = body.value("name", "");
-    if (!std::regex_match(p.name, kProductName)) return Error(r, 400, "bad_request", "name: 1-64 of a-z 0-9 _ -, starting with a letter or digit");
     p.engine = body.value("engine", "patch");
-    if (p.engine != "patch" && p.engine != "vlm" && p.engine != "cascade")
-      return Error(r, 400, "bad_request", "engine is patch, vlm or cascade");
     p.settings = body.value("settings", nlohmann::json::object());
-    if (!p.settings.is_object()) return Error(r, 400, "bad_request", "settings must be an object");
-    if (!SmallEnough(p.settings, "'settings'", r)) return;
-    auto mqtt = ReadMqttSettings(p.settings);
-    if (!mqtt.ok()) return Error(r, 400, "bad_request", mqtt.status().message());
-    if (auto c = CheckMqttTopicsAgainst(p.name, *mqtt, svc_.store().ListProducts()); !c.ok()) return Error(r, 400, "bad_request", c.message());
-    if (auto c = CheckProductSettings(p.engine, p.settings); !c.ok()) return Error(r, 400, "bad_request", c.message());
-    if (!svc_.config().allow_private_models && p.settings.value("provider", "") == "ollama" && !p.settings.contains("base_url"))
-      return Error(r, 400, "bad_request", "settings.provider ollama without a base_url talks to this machine; start serve with --allow-private-models to permit it");
-    if (auto u = p.settings.find("base_url"); u != p.settings.end())
-      if (auto t = CheckOutboundUrl(*u, svc_.config().allow_private_models, "settings.base_url", "--allow-private-models"); !t.ok())
-        return Error(r, 400, "bad_request", t.message());
     p.webhook_url = body.value("webhook_url", "");
     p.webhook_secret = body.value("webhook_secret", "");
-    if (!p.webhook_url.empty())
-      if (auto t = CheckWebhookTarget(p.webhook_url, svc_.config().allow_private_webhooks); !t.ok())
-        return Error(r, 400, "bad_request", t.message());
+    if (!Checked(p, r)) return;  // what is wrong with it first, then whether it may replace
     const bool existed = svc_.store().GetProduct(p.name).has_value();
-    if (auto a = p.settings.find("auto_references"); a != p.settings.end()) {
-      const bool ok = a->is_object() && a->size() == 2 && a->contains("max") && (*a)["max"].is_number_integer() && (*a)["max"].get<int64_t>() >= 0 &&
-                      a->contains("margin") && (*a)["margin"].is_number() && (*a)["margin"].get<double>() > 0 && (*a)["margin"].get<double>() <= 1;
-      if (!ok) return Error(r, 400, "bad_request", "settings.auto_references: {\"max\": parts (integer >= 0), \"margin\": 0 < m <= 1}");
+    if (existed && !body.value("replace", false))
+      return Error(r, 409, "conflict",
+                   "product '" + p.name + "' exists: PATCH /v1/products/" + p.name + " changes some of it, or send \"replace\": true to replace all of it");
+    StoreProduct(p, existed ? 200 : 201, r, key);
+  }
+
+  // PATCH /v1/products/{name}: a JSON merge patch (RFC 7396) of engine, settings and webhook: the
+  // fields given change, a setting given as null is removed, the rest stay.
+  void PatchProduct(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
+    auto found = FindProduct(q, r);
+    if (!found) return;
+    auto parsed = Body(q.body, {64 * 1024, 20}, "the change", r);
+    if (!parsed) return;
+    auto& body = *parsed;
+    if (!body.is_object() || body.empty())
+      return Error(r, 400, "bad_request", "send a JSON object with some of {engine, settings, webhook_url, webhook_secret}");
+    for (const auto& [k, v] : body.items())
+      if (k != "engine" && k != "settings" && k != "webhook_url" && k != "webhook_secret")
+        return Error(r, 400, "bad_request", k == "name" ? "a product's name does not change" : k + " is not a product field (engine, settings, webhook_url, webhook_secret)");
+    if (!StringsOnly(body, {"engine", "webhook_url", "webhook_secret"}, r)) return;
+    Product p = *found;
+    p.engine = body.value("engine", p.engine);
+    p.webhook_url = body.value("webhook_url", p.webhook_url);
+    p.webhook_secret = body.value("webhook_secret", p.webhook_secret);
+    const auto s = body.find("settings");
+    if (s != body.end()) {
+      if (!s->is_object()) return Error(r, 400, "bad_request", "settings must be an object (a setting set to null is removed)");
+      p.settings.merge_patch(*s);
     }
-    if (auto w = p.settings.find("line_window"); w != p.settings.end()) {
-      const bool ok = w->is_number_integer() && ((*w) == 0 || ((*w).get<int64_t>() >= PatchEngine::kMinLineWindow && (*w).get<int64_t>() <= PatchEngine::kMaxLineWindow));
-      if (!ok)
-        return Error(r, 400, "bad_request",
-                     "settings.line_window: 0 (off) or " + std::to_string(PatchEngine::kMinLineWindow) + "-" + std::to_string(PatchEngine::kMaxLineWindow) +
-                         " recent parts that judge each new part with the references");
-      if (p.engine == "vlm") return Error(r, 400, "bad_request", "settings.line_window needs the patch or cascade engine");
-    }
-    if (auto f = p.settings.find("foreground"); f != p.settings.end()) {
-      if (!f->is_boolean()) return Error(r, 400, "bad_request", "settings.foreground: true (score the part only, not its background) or false");
-      if (p.engine == "vlm") return Error(r, 400, "bad_request", "settings.foreground needs the patch or cascade engine");
-    }
-    if (auto t = p.settings.find("rotations"); t != p.settings.end()) {
-      if (!t->is_number_integer() || (*t != 1 && *t != 4 && *t != 8))
-        return Error(r, 400, "bad_request", "settings.rotations: 1 (off), 4 or 8 turned copies of every reference, for parts that lie at any angle");
-      if (p.engine == "vlm") return Error(r, 400, "bad_request", "settings.rotations needs the patch or cascade engine");
-    }
-    if (auto b = p.settings.find("backbone"); b != p.settings.end()) {
-      const auto& names = svc_.config().backbones;
-      if (!b->is_string() || std::find(names.begin(), names.end(), b->get<std::string>()) == names.end()) {
-        std::string known;
-        for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
-        return Error(r, 400, "bad_request", "settings.backbone: one of " + known);
-      }
-      if (p.engine == "vlm") return Error(r, 400, "bad_request", "settings.backbone needs the patch or cascade engine");
-    } else if (p.engine != "vlm" && !svc_.config().default_backbone.empty()) {
-      p.settings["backbone"] = svc_.config().default_backbone;
-    }
-    if (auto n = p.settings.find("naming"); n != p.settings.end()) {
-      const bool ok = n->is_object() && n->size() == 1 && n->contains("min_similarity") && (*n)["min_similarity"].is_number() &&
-                      (*n)["min_similarity"].get<double>() >= -1 && (*n)["min_similarity"].get<double>() <= 1;
-      if (!ok) return Error(r, 400, "bad_request", "settings.naming: {\"min_similarity\": -1 <= s <= 1} (cosine to a named defect type)");
-    }
-    if (auto s = svc_.store().PutProduct(p, Actor(key)); !s.ok()) return Fail(r, s);
-    svc_.InvalidateEngine(p.name);
-    Json(r, existed ? 200 : 201, ProductJson(p));
+    // The backbone recorded by default belongs to the embedded engine: a move to the model drops it.
+    if (p.engine == "vlm" && (s == body.end() || !s->contains("backbone"))) p.settings.erase("backbone");
+    if (Checked(p, r)) StoreProduct(p, 200, r, key);
   }
 
   void AddReference(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {

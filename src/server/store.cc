@@ -60,6 +60,10 @@ const std::vector<std::string> kSqliteMigrations = {
     R"(ALTER TABLE refs ADD COLUMN from_inspection TEXT;
        CREATE UNIQUE INDEX refs_from_inspection ON refs(product, from_inspection)
          WHERE from_inspection IS NOT NULL AND removed_at IS NULL;)",
+    // 6: products are retired, not deleted (their inspections and versions stay), and keys are
+    // revoked at a known time.
+    R"(ALTER TABLE products ADD COLUMN retired_at TEXT;
+       ALTER TABLE api_keys ADD COLUMN revoked_at TEXT;)",
 };
 
 const std::vector<std::string> kPostgresMigrations = {
@@ -101,6 +105,8 @@ const std::vector<std::string> kPostgresMigrations = {
     R"(ALTER TABLE refs ADD COLUMN from_inspection TEXT;
        CREATE UNIQUE INDEX refs_from_inspection ON refs(product, from_inspection)
          WHERE from_inspection IS NOT NULL AND removed_at IS NULL;)",
+    R"(ALTER TABLE products ADD COLUMN retired_at TEXT;
+       ALTER TABLE api_keys ADD COLUMN revoked_at TEXT;)",
 };
 
 std::string RandomHex(int bytes) {
@@ -218,11 +224,12 @@ int Store::schema_version() {
   return v.ok() && !v->empty() ? int(Int((*v)[0][0])) : 0;
 }
 
-StatusOr<std::string> Store::CreateKey(Scope scope, const std::string& name) {
+StatusOr<std::string> Store::CreateKey(Scope scope, const std::string& name, int64_t* id) {
   const std::string key = "zq_" + RandomHex(24);
-  auto r = Q("INSERT INTO api_keys(hash, scope, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+  auto r = Q("INSERT INTO api_keys(hash, scope, name, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
              {Sha256Hex(key), std::string(ScopeName(scope)), name, NowIso()});
   if (!r.ok()) return r.status();
+  if (id) *id = r->empty() ? 0 : Int((*r)[0][0]);
   return key;
 }
 
@@ -235,15 +242,57 @@ StatusOr<std::optional<ApiKey>> Store::FindKey(const std::string& token) {
   return std::optional<ApiKey>(ApiKey{Int((*r)[0][0]), *scope, Str((*r)[0][2])});
 }
 
+std::vector<KeyInfo> Store::ListKeys() {
+  std::vector<KeyInfo> out;
+  auto r = Q("SELECT id, scope, name, created_at, revoked, revoked_at FROM api_keys ORDER BY id");
+  if (!r.ok()) return out;
+  for (const auto& row : *r) {
+    auto scope = ParseScope(Str(row[1]));
+    // Keys revoked before revoked_at existed say so without a time.
+    const std::string revoked = Int(row[4]) ? (IsNull(row[5]) ? "unknown" : Str(row[5])) : "";
+    out.push_back({Int(row[0]), scope.ok() ? *scope : Scope::kRead, Str(row[2]), Str(row[3]), revoked});
+  }
+  return out;
+}
+
+Status Store::RevokeKey(int64_t id) {
+  std::lock_guard lock(mu_);
+  ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
+  auto fail = [&](Status s) {
+    (void)db_->Exec("ROLLBACK");
+    return s;
+  };
+  // Under an exclusive claim on the key rows, so that two revocations cannot both pass the check.
+  auto k = db_->Query(std::string("SELECT scope FROM api_keys WHERE id = ?1 AND revoked = 0") +
+                          (db_->dialect() == Dialect::kPostgres ? " FOR UPDATE" : ""), {id});
+  if (!k.ok()) return fail(k.status());
+  if (k->empty()) return fail(NotFound("no key " + std::to_string(id) + " in use"));
+  if (Str((*k)[0][0]) == "admin") {
+    auto admins = db_->Query(std::string("SELECT id FROM api_keys WHERE scope = 'admin' AND revoked = 0") +
+                             (db_->dialect() == Dialect::kPostgres ? " FOR UPDATE" : ""));
+    if (!admins.ok()) return fail(admins.status());
+    if (admins->size() <= 1)
+      return fail(Conflict("key " + std::to_string(id) + " is the last admin key: create another admin key first"));
+  }
+  auto u = db_->Query("UPDATE api_keys SET revoked = 1, revoked_at = ?2 WHERE id = ?1", {id, NowIso()});
+  if (!u.ok()) return fail(u.status());
+  return db_->Exec("COMMIT");
+}
+
 Status Store::PutProduct(const Product& p, const std::string& actor) {
   std::lock_guard lock(mu_);
   ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
-  auto r = db_->Query(R"(INSERT INTO products(name, engine, settings, webhook_url, webhook_secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+  auto was = db_->Query("SELECT retired_at FROM products WHERE name = ?1", {p.name});
+  const bool revived = was.ok() && !was->empty() && !IsNull((*was)[0][0]);
+  auto r = was.ok() ? db_->Query(R"(INSERT INTO products(name, engine, settings, webhook_url, webhook_secret, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                ON CONFLICT(name) DO UPDATE SET engine = ?2, settings = ?3, webhook_url = ?4, webhook_secret = ?5,
-               revision = products.revision + 1 RETURNING revision)",
-                      {p.name, p.engine, p.settings.dump(), p.webhook_url, p.webhook_secret, NowIso()});
+               revision = products.revision + 1, retired_at = NULL RETURNING revision)",
+                                 {p.name, p.engine, p.settings.dump(), p.webhook_url, p.webhook_secret, NowIso()})
+                    : StatusOr<DbRows>(was.status());
+  if (r.ok() && revived)  // a new product under an old name: its references stay in the old versions only
+    r = db_->Query("UPDATE refs SET removed_at = ?2 WHERE product = ?1 AND removed_at IS NULL", {p.name, NowIso()});
   if (r.ok()) {
-    const bool created = Int((*r)[0][0]) == 1;
+    const bool created = was->empty() || revived;
     r = RecordVersion(p.name, actor, {{"op", created ? "create" : "update"}, {"engine", p.engine}, {"settings", p.settings}}, false);
   }
   if (!r.ok()) {
@@ -253,8 +302,21 @@ Status Store::PutProduct(const Product& p, const std::string& actor) {
   return db_->Exec("COMMIT");
 }
 
+Status Store::RetireProduct(const std::string& name, const std::string& actor) {
+  std::lock_guard lock(mu_);
+  ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
+  auto r = db_->Query("UPDATE products SET retired_at = ?2 WHERE name = ?1 AND retired_at IS NULL RETURNING name", {name, NowIso()});
+  if (r.ok() && r->empty()) r = NotFound("no product '" + name + "'");
+  if (r.ok()) r = RecordVersion(name, actor, {{"op", "retire"}});
+  if (!r.ok()) {
+    (void)db_->Exec("ROLLBACK");
+    return r.status();
+  }
+  return db_->Exec("COMMIT");
+}
+
 std::optional<Product> Store::GetProduct(const std::string& name) {
-  auto r = Q("SELECT name, engine, settings, webhook_url, webhook_secret FROM products WHERE name = ?1", {name});
+  auto r = Q("SELECT name, engine, settings, webhook_url, webhook_secret FROM products WHERE name = ?1 AND retired_at IS NULL", {name});
   if (!r.ok() || r->empty()) return std::nullopt;
   const auto& row = (*r)[0];
   return Product{Str(row[0]), Str(row[1]), ParseOr(Str(row[2]), nlohmann::json::object()), Str(row[3]), Str(row[4])};
@@ -262,7 +324,7 @@ std::optional<Product> Store::GetProduct(const std::string& name) {
 
 std::vector<Product> Store::ListProducts() {
   std::vector<Product> out;
-  auto r = Q("SELECT name FROM products ORDER BY name");
+  auto r = Q("SELECT name FROM products WHERE retired_at IS NULL ORDER BY name");
   if (r.ok())
     for (const auto& row : *r)
       if (auto p = GetProduct(Str(row[0]))) out.push_back(*p);

@@ -32,6 +32,13 @@ struct ApiKey {
   std::string name;
 };
 
+// A key as listed: never the key itself (only its hash is stored).
+struct KeyInfo {
+  int64_t id;
+  Scope scope;
+  std::string name, created_at, revoked_at;  // revoked_at empty: in use
+};
+
 struct Product {
   std::string name;
   std::string engine = "patch";
@@ -78,7 +85,7 @@ struct WorkItem {
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 5;
+  static constexpr int kSchemaVersion = 6;
   // `db_url` empty: SQLite in data_dir; else a PostgreSQL URL, and data_dir caches blobs.
   static StatusOr<std::unique_ptr<Store>> Open(const std::filesystem::path& data_dir, const std::string& db_url = "");
 
@@ -88,14 +95,22 @@ class Store {
   int schema_version();
 
   // Keys are shown once; only their SHA-256 is kept.
-  StatusOr<std::string> CreateKey(Scope scope, const std::string& name);
+  StatusOr<std::string> CreateKey(Scope scope, const std::string& name, int64_t* id = nullptr);
   // No key (unknown or revoked): nullopt. kUnavailable: the database did not answer, which says
   // nothing about the key.
   StatusOr<std::optional<ApiKey>> FindKey(const std::string& token);
+  std::vector<KeyInfo> ListKeys();  // oldest first, revoked ones too
+  // kNotFound: no such key, or revoked already. kConflict: it is the last admin key in
+  // use, and nobody could manage the service after it.
+  Status RevokeKey(int64_t id);
 
-  // Creates or changes a product; every change is a new numbered version made by `actor`.
+  // Creates or changes a product; every change is a new numbered version made by `actor`. A
+  // retired product's name starts again as a new product: no references, its history kept.
   Status PutProduct(const Product& p, const std::string& actor = "");
-  std::optional<Product> GetProduct(const std::string& name);
+  // Retires a product: gone from the lists and from inspection, its inspections and versions kept.
+  // kNotFound when there is no such product in use.
+  Status RetireProduct(const std::string& name, const std::string& actor);
+  std::optional<Product> GetProduct(const std::string& name);  // in use only, not retired
   std::vector<Product> ListProducts();
   // `why` is merged into the version's change record (e.g. {"from_inspection": id}). With a
   // from_inspection that is already a current reference of the product: kConflict.

@@ -192,3 +192,41 @@ TEST(Cli, TheBankBuildPrintsProgressUnlessQuiet) {
 
 }  // namespace
 }  // namespace zeroqc
+
+namespace zeroqc::testing {
+namespace {
+
+// Issue 28: a key's scope is always chosen; keys can be listed and revoked from the data folder.
+TEST(Cli, KeysNeedAScopeAndCanBeListedAndRevoked) {
+  auto dir = TempDir();
+  const std::string data = " --data " + (dir / "data").string();
+  auto r = Zeroqc("keys create --name camera" + data);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--scope is required"), std::string::npos) << r.err;
+  ASSERT_EQ(Zeroqc("keys create --scope admin --name ana" + data).status, 0);
+  r = Zeroqc("keys create --scope write --name 'line 3'" + data);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string key = r.out.substr(0, r.out.find('\n'));
+  EXPECT_EQ(key.rfind("zq_", 0), 0u) << key;
+  r = Zeroqc("keys list" + data);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("line 3"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find(key), std::string::npos) << "never the key itself";
+  r = Zeroqc("keys revoke 2" + data);
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = Zeroqc("keys revoke 2" + data);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("no key 2 in use"), std::string::npos) << r.err;
+  r = Zeroqc("keys revoke 1" + data);
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("last admin key"), std::string::npos) << r.err;
+  r = Zeroqc("keys list" + data);
+  const size_t at = r.out.find("line 3");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const std::string line = r.out.substr(r.out.rfind('\n', at) + 1, at - r.out.rfind('\n', at) - 1);
+  EXPECT_EQ(line.find(" - "), std::string::npos) << "revoked, with its time: " << line;
+  EXPECT_EQ(std::count(line.begin(), line.end(), 'Z'), 2) << "made and revoked: " << line;
+}
+
+}  // namespace
+}  // namespace zeroqc::testing

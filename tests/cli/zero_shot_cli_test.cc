@@ -101,5 +101,26 @@ TEST(ZeroShotCli, RefsSuggestNeverPicksThePlantedDefects) {
   EXPECT_FALSE(fs::exists(dir / "refs2"));
 }
 
+// Issue 28: from the toothbrush pool (48 good brushes: blue, red, and 8 yellow ones, 040-047),
+// the "most typical" four were near-identical blue brushes, and every yellow good brush was then a
+// false reject. Covering the batch's variation must take a yellow one.
+TEST(ZeroShotCli, RefsSuggestCoversTheBatchsVariants) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto out = dir / "refs";
+  auto r = Zeroqc("refs suggest --quiet --from " + (testing::Datasets() / "mvtec-toothbrush/train/good").string() +
+                  " --count 4 --out " + out.string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  int copied = 0, yellow = 0;
+  for (const auto& e : fs::directory_iterator(out)) {
+    ++copied;
+    const int n = std::stoi(e.path().stem().string());
+    yellow += n >= 40 && n <= 47;
+  }
+  EXPECT_EQ(copied, 4);
+  EXPECT_GE(yellow, 1) << r.out;
+  EXPECT_LE(yellow, 2) << "covering, not chasing one variant: " << r.out;
+}
+
 }  // namespace
 }  // namespace zeroqc

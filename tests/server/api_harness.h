@@ -125,6 +125,7 @@ struct Harness {
   }
   void Product(const std::string& name, nlohmann::json extra = nlohmann::json::object()) {
     extra["name"] = name;
+    extra["replace"] = true;  // made, or made again with these settings
     auto r = Client(admin).Post("/v1/products", extra.dump(), "application/json");
     ASSERT_TRUE(r && (r->status == 201 || r->status == 200)) << (r ? r->body : "no answer");
     httplib::MultipartFormDataItems items = {{"image", Png(false), "good.png", "image/png"}};

@@ -106,7 +106,7 @@ TEST_P(Hardening, OnlyAdminKeysTeachUnlessTheProductSaysSo) {
   auto bad = h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"reviews_add_references":"anyone"}})", "application/json");
   EXPECT_EQ(bad->status, 400);
   EXPECT_NE(bad->body.find("reviews_add_references"), std::string::npos) << bad->body;
-  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"brush","settings":{"reviews_add_references":"write"}})", "application/json")->status, 200);
+  ASSERT_EQ(h.Client(h.admin).Patch("/v1/products/brush", R"({"settings":{"reviews_add_references":"write"}})", "application/json")->status, 200);
   EXPECT_EQ(teach(h.writer, judged(160))->status, 201) << "the product lets the line teach";
   EXPECT_EQ(references(), 3u);
 }
@@ -194,7 +194,7 @@ TEST_P(Hardening, ModelEndpointsFollowTheWebhookAddressPolicy) {
     for (const std::string settings : {R"({"base_url":"http://127.0.0.1:9/internal"})", R"({"base_url":"http://169.254.169.254/latest"})",
                                        R"({"base_url":"http://[::1]:11434"})", R"({"base_url":"http://localhost:11434"})",
                                        R"({"provider":"ollama","model":"qwen2.5vl:7b"})"}) {
-      auto r = h.Client(h.admin).Post("/v1/products", R"({"name":"p","engine":"vlm","settings":)" + settings + "}", "application/json");
+      auto r = h.Client(h.admin).Post("/v1/products", R"({"name":"p","replace":true,"engine":"vlm","settings":)" + settings + "}", "application/json");
       ASSERT_TRUE(r);
       if (allowed) {
         EXPECT_TRUE(r->status == 201 || r->status == 200) << settings << " -> " << r->body;

@@ -272,6 +272,58 @@ TEST(ServeProcess, AHugePngStaysWithinBoundedMemory) {
   waitpid(server.pid, nullptr, 0);
 }
 
+// Issue 26, item 6: serve judges by the line window unless a product says otherwise. A product's
+// first 7 parts are judged by its references alone, the rest by the line's recent parts too; a
+// product with line_window 0 or a fixed threshold is not, and asking for both is refused at save.
+TEST(ServeProcess, TheLineWindowIsOnByDefault) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  std::string token;
+  ServerProcess server;
+  ASSERT_NO_FATAL_FAILURE(StartWithProduct(dir / "data", &token, &server));
+  auto c = ClientFor(server, token);
+  c.set_read_timeout(60, 0);
+  httplib::MultipartFormDataItems ref = {{"image", PartPng(0, false), "ref.png", "image/png"}};
+  for (const char* p : {R"({"name":"off","settings":{"line_window":0}})", R"({"name":"fixed","settings":{"threshold":0.5}})"}) {
+    ASSERT_EQ(c.Post("/v1/products", p, "application/json")->status, 201) << p;
+    const std::string name = nlohmann::json::parse(p)["name"];
+    ASSERT_EQ(c.Post(("/v1/products/" + name + "/references").c_str(), ref)->status, 201);
+  }
+  auto both = c.Post("/v1/products", R"({"name":"both","settings":{"threshold":0.5,"line_window":16}})", "application/json");
+  ASSERT_EQ(both->status, 400) << both->body;
+  EXPECT_NE(both->body.find("set line_window to 0 with a fixed threshold"), std::string::npos) << both->body;
+
+  auto distinct = [](int i) {  // a different photo each time: the window counts the same pixels once
+    cv::Mat m(256, 256, CV_8UC3, cv::Scalar(90, 90, 90));
+    cv::circle(m, {126 + i % 5, 128 + i % 3}, 80, cv::Scalar(160, 160, 170), cv::FILLED);
+    cv::putText(m, std::to_string(i), {20, 40}, cv::FONT_HERSHEY_SIMPLEX, 0.4, cv::Scalar(100, 100, 100));
+    std::vector<uint8_t> b;
+    cv::imencode(".png", m, b);
+    return std::string(b.begin(), b.end());
+  };
+  std::map<std::string, std::vector<std::string>> seen;
+  for (int i = 0; i < 9; ++i)
+    for (const char* product : {"disc", "off", "fixed"}) {
+      httplib::MultipartFormDataItems items = {{"image", distinct(i), "p.png", "image/png"}, {"product", product, "", ""}};
+      auto r = c.Post("/v1/inspections?wait=true&timeout_ms=60000", items);
+      ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer");
+      seen[product].push_back(nlohmann::json::parse(r->body)["result"].value("calibration", ""));
+    }
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_EQ(seen["disc"][i], i < 7 ? "references" : "line") << "part " << i;
+    EXPECT_EQ(seen["off"][i], "references") << "part " << i;
+    EXPECT_EQ(seen["fixed"][i], "fixed") << "part " << i;
+  }
+  auto calibration = c.Get("/v1/products/disc/calibration");
+  ASSERT_TRUE(calibration && calibration->status == 200);
+  const auto line = nlohmann::json::parse(calibration->body)["calibration"]["line"];
+  EXPECT_EQ(line["window"], 32) << calibration->body;
+  EXPECT_EQ(line["parts"], 9) << calibration->body;
+  EXPECT_FALSE(nlohmann::json::parse(c.Get("/v1/products/off/calibration")->body)["calibration"].contains("line"));
+  kill(server.pid, SIGTERM);
+  waitpid(server.pid, nullptr, 0);
+}
+
 // Issue 27, finding 14: on a full disk an upload got 500 "internal" naming the server's blob path,
 // and queued work stalled with no log line while /readyz said ready. The data folder here is a
 // 4 MB tmpfs in a private mount namespace (unshare: no root needed), nearly filled by a file the

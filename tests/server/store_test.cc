@@ -132,6 +132,55 @@ TEST_P(StoreOn, EveryChangeOfAProductBumpsItsRevision) {
   EXPECT_EQ(st.Revision("brush"), r3) << "nothing changed";
 }
 
+// Issue 28: a retired product leaves the lists but keeps its versions and inspections; its name
+// starts again as a new product with no references. A revoked key stops working, stays listed
+// with its time, and the last admin key cannot be revoked.
+TEST_P(StoreOn, RetiredProductsAndRevokedKeysKeepTheirHistory) {
+  auto s = Open();
+  ASSERT_TRUE(s.ok());
+  Store& st = **s;
+  ASSERT_TRUE(st.PutProduct({"brush", "patch", nlohmann::json::object(), "", ""}, "ana").ok());
+  ASSERT_TRUE(st.AddReference("brush", *st.blobs().Put("good", "png"), "good.png").ok());
+  auto queued = st.Enqueue({"brush", "", "", "", *st.blobs().Put("part", "png"), "part.png"});
+  ASSERT_TRUE(queued.ok());
+  ASSERT_TRUE(st.RetireProduct("brush", "ana").ok());
+  EXPECT_FALSE(st.GetProduct("brush").has_value());
+  EXPECT_TRUE(st.ListProducts().empty());
+  EXPECT_EQ(st.RetireProduct("brush", "ana").code(), Code::kNotFound) << "retired already";
+  EXPECT_EQ(st.RetireProduct("nothing", "ana").code(), Code::kNotFound);
+  EXPECT_TRUE(st.GetInspection(*queued).has_value()) << "its inspections stay";
+  auto versions = st.Versions("brush");
+  ASSERT_EQ(versions.size(), 3u);
+  EXPECT_EQ(versions[0]["change"]["op"], "retire");
+  EXPECT_EQ(versions[0]["actor"], "ana");
+
+  ASSERT_TRUE(st.PutProduct({"brush", "patch", {{"threshold", 0.4}}, "", ""}, "ben").ok());
+  ASSERT_TRUE(st.GetProduct("brush").has_value());
+  EXPECT_TRUE(st.ListReferences("brush").empty()) << "a new product under an old name starts without references";
+  versions = st.Versions("brush");
+  ASSERT_EQ(versions.size(), 4u) << "one history under the name";
+  EXPECT_EQ(versions[0]["change"]["op"], "create");
+
+  int64_t a1 = 0, a2 = 0, w = 0;
+  const auto admin1 = st.CreateKey(Scope::kAdmin, "ana", &a1), admin2 = st.CreateKey(Scope::kAdmin, "ben", &a2);
+  const auto writer = st.CreateKey(Scope::kWrite, "line 3", &w);
+  ASSERT_TRUE(admin1.ok() && admin2.ok() && writer.ok());
+  EXPECT_TRUE(st.RevokeKey(w).ok());
+  EXPECT_FALSE(st.FindKey(*writer)->has_value()) << "revoked at once";
+  EXPECT_EQ(st.RevokeKey(w).code(), Code::kNotFound) << "revoked already";
+  EXPECT_TRUE(st.RevokeKey(a1).ok());
+  const Status last = st.RevokeKey(a2);
+  EXPECT_EQ(last.code(), Code::kConflict) << last.message();
+  EXPECT_TRUE(st.FindKey(*admin2)->has_value()) << "the last admin key still works";
+  auto keys = st.ListKeys();
+  ASSERT_EQ(keys.size(), 3u);
+  EXPECT_EQ(keys[0].name, "ana");
+  EXPECT_FALSE(keys[0].revoked_at.empty());
+  EXPECT_TRUE(keys[1].revoked_at.empty());
+  EXPECT_EQ(keys[2].scope, Scope::kWrite);
+  EXPECT_FALSE(keys[2].revoked_at.empty());
+}
+
 // Two workers with their own folders: a blob one stores, the other reads (fetched into its cache).
 // (PostgreSQL only: one SQLite database has one worker folder.)
 TEST(StorePostgres, BlobsReachEveryWorkerOfASharedDatabase) {

@@ -104,7 +104,22 @@ try {
   await call('POST', '/v1/products', { key: 'write', body: product, type: 'application/json', expect: 403 });
   await call('POST', '/v1/products', { key: 'admin', body: '{"name":"Bad Name"}', type: 'application/json', expect: 400 });
   await call('POST', '/v1/products', { key: 'admin', body: product, type: 'application/json', expect: 201 });
-  await call('POST', '/v1/products', { key: 'admin', body: product, type: 'application/json', expect: 200 });
+  await call('POST', '/v1/products', { key: 'admin', body: product, type: 'application/json', expect: 409 });
+  const replace = JSON.stringify({ ...JSON.parse(product), replace: true });
+  await call('POST', '/v1/products', { key: 'admin', body: replace, type: 'application/json', expect: 200 });
+  await call('PATCH', '/v1/products/sponge', { key: 'admin', body: '{"settings":{"line_window":0}}', type: 'application/json', expect: 200 });
+  await call('PATCH', '/v1/products/sponge', { key: 'admin', body: '{"name":"other"}', type: 'application/json', expect: 400 });
+  await call('PATCH', '/v1/products/nope', { key: 'admin', body: '{"settings":{}}', type: 'application/json', expect: 404 });
+  await call('POST', '/v1/products', { key: 'admin', body: '{"name":"old"}', type: 'application/json', expect: 201 });
+  await call('DELETE', '/v1/products/old', { key: 'admin', expect: 204 });
+  await call('DELETE', '/v1/products/old', { key: 'admin', expect: 404 });
+  await call('GET', '/v1/keys', { key: 'admin', expect: 200 });
+  await call('GET', '/v1/keys', { key: 'write', expect: 403 });
+  await call('POST', '/v1/keys', { key: 'admin', body: '{"name":"no scope"}', type: 'application/json', expect: 400 });
+  const made = await call('POST', '/v1/keys', { key: 'admin', body: '{"scope":"read","name":"dashboard"}', type: 'application/json', expect: 201 });
+  await call('DELETE', `/v1/keys/${made.json.id}`, { key: 'admin', expect: 204 });
+  await call('DELETE', `/v1/keys/${made.json.id}`, { key: 'admin', expect: 404 });
+  await call('DELETE', '/v1/keys/1', { key: 'admin', expect: 409 }); // the one admin key
   await call('GET', '/v1/products', { key: 'read', expect: 200 });
   await call('GET', '/v1/products/sponge', { key: 'read', expect: 200 });
   await call('GET', '/v1/products/nope', { key: 'read', expect: 404 });

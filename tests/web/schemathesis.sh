@@ -22,9 +22,6 @@ cleanup() {
   rm -rf "$DIR"
 }
 trap cleanup EXIT
-for scope in admin write read; do
-  "$BIN" keys create --data "$DIR/data" --scope $scope --name "$scope key" >"$DIR/$scope.key"
-done
 # Limits high enough that the fuzzer meets the API's logic, not the rate limits (tested elsewhere).
 "$BIN" serve --data "$DIR/data" --port 0 --rate 1000000 --burst 1000000 --auth-failure-burst 1000000000 \
   --queue 100000 --cache "${ZEROQC_CACHE:-build/test-cache}" >"$DIR/out" 2>"$DIR/serve.log" &
@@ -33,7 +30,6 @@ for _ in $(seq 100); do grep -q '^port ' "$DIR/out" 2>/dev/null && break; sleep 
 PORT=$(awk '/^port /{print $2}' "$DIR/out")
 [ -n "$PORT" ] || { cat "$DIR/serve.log" >&2; exit 1; }
 URL=http://127.0.0.1:$PORT
-ADMIN=$(cat "$DIR/admin.key")
 # A product with a reference, and one finished inspection: a 64x64 grey PNG made here.
 python3 - "$DIR/part.png" <<'PY'
 import struct, sys, zlib
@@ -43,14 +39,21 @@ chunk = lambda t, d: struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.
 png = b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 2, 0, 0, 0)) + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b'')
 open(sys.argv[1], 'wb').write(png)
 PY
-curl -sf -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' -d '{"name":"sponge"}' "$URL/v1/products" >/dev/null
-curl -sf -H "Authorization: Bearer $ADMIN" -F "image=@$DIR/part.png" "$URL/v1/products/sponge/references" >/dev/null
-curl -sf -H "Authorization: Bearer $ADMIN" -F "image=@$DIR/part.png" -F product=sponge "$URL/v1/inspections?wait=true" >/dev/null
+# Before each run, as the admin run may have retired the product or revoked keys (both are
+# operations it calls): the product made again, and a fresh key of the run's scope.
+seed() {
+  local admin
+  admin=$("$BIN" keys create --data "$DIR/data" --scope admin --name "seed")
+  curl -sf -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' -d '{"name":"sponge","replace":true}' "$URL/v1/products" >/dev/null
+  curl -sf -H "Authorization: Bearer $admin" -F "image=@$DIR/part.png" "$URL/v1/products/sponge/references" >/dev/null
+  curl -sf -H "Authorization: Bearer $admin" -F "image=@$DIR/part.png" -F product=sponge "$URL/v1/inspections?wait=true" >/dev/null
+}
 
 status=0
 for scope in admin write read none; do
+  seed
   auth=()
-  [ $scope != none ] && auth=(-H "Authorization: Bearer $(cat "$DIR/$scope.key")")
+  [ $scope != none ] && auth=(-H "Authorization: Bearer $("$BIN" keys create --data "$DIR/data" --scope $scope --name "$scope key")")
   echo "== schemathesis, $scope key, ${EACH}s, seed $SEED"
   "$ST" run web/openapi.json --url "$URL" "${auth[@]}" --max-time "$EACH" --seed "$SEED" --workers 1 \
     --request-timeout 60 --exclude-checks positive_data_acceptance --no-color --warnings off \

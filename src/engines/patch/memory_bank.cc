@@ -95,9 +95,9 @@ void MemoryBank::UpdateNorms() {
     }
 }
 
-void CoresetSubsample(MemoryBank& bank, double ratio, uint64_t seed) {
+void CoresetSubsample(MemoryBank& bank, double ratio, uint64_t seed, int dims) {
   if (ratio >= 1.0 || bank.rows.empty()) return;
-  const int proj_dim = std::min(128, bank.rows.cols);
+  const int proj_dim = std::min(dims, bank.rows.cols);
   cv::Mat proj(bank.rows.cols, proj_dim, CV_32F);
   cv::RNG rng(seed + 1);
   rng.fill(proj, cv::RNG::NORMAL, 0, 1);

@@ -55,7 +55,8 @@ struct MemoryBank {
 };
 
 // Greedy k-centre coreset: keeps `ratio` of each reference's rows, chosen so that every dropped
-// row is close to a kept one. Distances are computed on a fixed random projection to 128 dims.
-void CoresetSubsample(MemoryBank& bank, double ratio, uint64_t seed = 0);
+// row is close to a kept one. Distances are computed on a fixed random projection to `dims`
+// dimensions (fewer: a faster choice, a little less faithful).
+void CoresetSubsample(MemoryBank& bank, double ratio, uint64_t seed = 0, int dims = 128);
 
 }  // namespace zeroqc

@@ -51,6 +51,10 @@ struct PatchEngineOptions {
   // Line memory (0: off): the last `line_window` parts inspected become peers of the next one, beside
   // the references (see PatchEngine::Inspect). Incompatible with a fixed threshold.
   int line_window = 0;
+  // The share of a remembered part's patches kept (greedy k-centre coreset) for judging later parts:
+  // one search per window part is the window's whole cost. A quarter: 1.6 -> 0.46 s a part with a
+  // window of 32 (toothbrush, 2 cores), for -0.01 suite AUROC (docs/BENCHMARKS.md, the line window).
+  double line_part_fraction = 0.25;
   // Rotated references (1: off; 4 or 8: every reference is also described turned by 360/N degree
   // steps, its patches added to its own): for parts that lie at any angle. Costs N x the bank
   // before the coreset and N x the reference descriptions.
@@ -97,8 +101,9 @@ class PatchEngine : public Engine {
   // parts, each with its own bank and its mutual score (NaN until the window first fills).
   struct LinePart {
     std::string key;  // PixelKey: the same photo inspected twice is one part
-    MemoryBank bank;
+    MemoryBank bank;  // its patches as a peer: a coreset of line_part_fraction of them
     double score;
+    cv::Mat query;    // all its patches, kept only until its own score is known (the window's first fill)
   };
   struct LineMemory {
     std::mutex mu;
@@ -109,6 +114,8 @@ class PatchEngine : public Engine {
   // Zero-shot: the batch's images and their scores, in the order given to Create.
   const std::vector<std::filesystem::path>& batch() const { return batch_paths_; }
   const std::vector<double>& batch_scores() const { return batch_scores_; }
+  // Zero-shot: each batch image's patches (one bank per image, in batch() order).
+  const std::vector<MemoryBank>& batch_banks() const { return batch_; }
   const MemoryBank& bank() const { return bank_; }
   bool loaded_from_cache() const { return from_cache_; }
   const std::filesystem::path& cache_file() const { return cache_file_; }
