@@ -11,6 +11,7 @@
 
 #include "core/json_limits.h"
 #include "engines/patch/patch_engine.h"
+#include "server/api_routes.h"
 #include "server/log.h"
 #include "server/mqtt.h"
 #include "server/product_settings.h"
@@ -22,31 +23,6 @@ namespace {
 
 // When the request being served on this thread arrived (set before routing, read by the logger).
 thread_local std::chrono::steady_clock::time_point request_start;
-
-const std::regex kInspectionId("ins_[0-9a-f]{24}");
-
-// Who did it, in reviews and product versions: the key's name, else its number.
-std::string Actor(const ApiKey& key) { return key.name.empty() ? "key " + std::to_string(key.id) : key.name; }
-const std::regex kProductName("[a-z0-9][a-z0-9_-]{0,63}");
-
-void Error(httplib::Response& res, int status, const std::string& code, const std::string& message) {
-  res.status = status;
-  res.set_content(nlohmann::json({{"error", {{"code", code}, {"message", message}}}}).dump(), "application/json");
-}
-
-void Json(httplib::Response& res, int status, const nlohmann::json& j) {
-  res.status = status;
-  res.set_content(j.dump(), "application/json");
-}
-
-std::string MimeOfBlob(const std::string& blob) {
-  auto ext = blob.substr(blob.rfind('.') + 1);
-  if (ext == "jpg") return "image/jpeg";
-  if (ext == "png" || ext == "bmp" || ext == "webp" || ext == "tiff") return "image/" + ext;
-  return "application/octet-stream";
-}
-
-bool StartsWith(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
 // The largest request body: an image at the upload limit, base64 in a JSON upload, and headroom.
 // The workers' limit and the front's, which refuses a larger Content-Length before reading it.
@@ -80,556 +56,262 @@ std::string RandomToken() {
   return out;
 }
 
-class Routes {
- public:
-  Routes(Service& s, httplib::Server& h, std::filesystem::path web) : svc_(s), http_(h), web_(std::move(web)) {}
-
-  // The methods served at `path`, as an Allow header lists them ("GET, POST"); empty: none.
-  std::string AllowedAt(const std::string& path) const {
-    std::set<std::string> methods;
-    for (const auto& [m, templ, re] : route_patterns_)
-      if (std::regex_match(path, re)) methods.insert(m);
-    std::string allow;
-    for (const auto& m : methods) allow += (allow.empty() ? "" : ", ") + m;
-    return allow;
-  }
-
-  // (method, path as web/openapi.json names it) of every route registered.
-  std::vector<std::pair<std::string, std::string>> routes;
-
-  void Install() {
-    http_.set_payload_max_length(size_t(MaxRequestBody(svc_.config())));
-    http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start).count();
-      const std::string route = RouteOf(req);
-      svc_.CountRequest(route, res.status, s);
-      // A 503 or 507 is a deliberate answer (queue full, busy, database away, disk full: each logged where it is decided),
-      // and /readyz's is what a probe asks for: a warning, or nothing. Other 5xx are errors.
-      const nlohmann::json fields = {{"method", req.method}, {"route", route}, {"status", res.status}, {"duration_ms", 1000 * s}};
-      const bool deliberate = res.status == 503 || res.status == 507;
-      if (deliberate && route != "GET /readyz") log::Warn("http_unavailable", route + " answered " + std::to_string(res.status), fields);
-      else if (res.status >= 500 && !deliberate) log::Error("http_error", route + " answered " + std::to_string(res.status), fields);
-    });
-    // An answer with no body of ours (an unknown route, a request cpp-httplib refused) still says
-    // what went wrong, in the same JSON shape as every other error.
-    http_.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
-      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-      // A path that is served, with another method (TRACE, PUT, ...): 405 and what is allowed.
-      const std::string allow = AllowedAt(req.path);
-      if (!allow.empty() && (res.status == 404 || res.status == 400) && (", " + allow + ", ").find(", " + req.method + ", ") == std::string::npos) {
-        res.set_header("Allow", allow);
-        Error(res, 405, "method_not_allowed", req.method + " is not served here; " + allow + " are");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-      if (res.status == 404) Error(res, 404, "not_found", "no such route for " + req.method + " (the routes: /openapi.json)");
-      else if (res.status == 405) Error(res, 405, "bad_request", "this method is not served here");
-      else if (res.status == 413) Error(res, 413, "too_large", "the request body is over the limit");
-      else if (res.status >= 500) Error(res, res.status, "internal", "an internal error");
-      else Error(res, res.status, "bad_request", "a malformed HTTP request");
-      return httplib::Server::HandlerResponse::Handled;
-    }));
-    On("GET", "/healthz", {"/healthz"}, [](const httplib::Request&, httplib::Response& res) { Json(res, 200, {{"status", "ok"}}); });
-    On("GET", "/readyz", {"/readyz"}, [this](const httplib::Request&, httplib::Response& res) {
-      const bool ok = svc_.ready() && svc_.store().schema_version() == Store::kSchemaVersion;
-      Json(res, ok ? 200 : 503, {{"ready", ok}, {"queue_depth", svc_.store().CountByStatus("queued")}});
-    });
-    On("GET", "/metrics", {"/metrics"}, [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(svc_.MetricsText(), "text/plain; version=0.0.4");
-    });
-
-    On("POST", "/v1/inspections", {"/v1/inspections"}, Guard(Scope::kWrite, [this](auto& q, auto& r, auto&) { PostInspection(q, r); }));
-    On("GET", "/v1/inspections", {"/v1/inspections"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { ListInspections(q, r); }));
-    On("GET", R"(/v1/inspections/([^/]+))", {"/v1/inspections/{id}"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
-      if (auto j = Inspection(q, r)) Json(r, 200, *j);
-    }));
-    On("GET", R"(/v1/inspections/([^/]+)/(image|overlay))", {"/v1/inspections/{id}/image", "/v1/inspections/{id}/overlay"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { InspectionFile(q, r); }));
-    On("POST", R"(/v1/inspections/([^/]+)/review)", {"/v1/inspections/{id}/review"}, Guard(Scope::kWrite, [this](auto& q, auto& r, auto& key) { Review(q, r, key); }));
-
-    On("GET", "/v1/products", {"/v1/products"}, Guard(Scope::kRead, [this](auto&, auto& r, auto&) {
-      nlohmann::json out = nlohmann::json::array();
-      for (const auto& p : svc_.store().ListProducts()) out.push_back(ProductJson(p));
-      Json(r, 200, {{"items", out}});
-    }));
-    On("POST", "/v1/products", {"/v1/products"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) { PostProduct(q, r, key); }));
-    On("PATCH", R"(/v1/products/([^/]+))", {"/v1/products/{name}"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) { PatchProduct(q, r, key); }));
-    On("DELETE", R"(/v1/products/([^/]+))", {"/v1/products/{name}"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) {
-      auto p = FindProduct(q, r);
-      if (!p) return;
-      if (auto s = svc_.store().RetireProduct(p->name, Actor(key)); !s.ok()) return Fail(r, s);
-      svc_.InvalidateEngine(p->name);
-      r.status = 204;
-    }));
-    On("GET", R"(/v1/products/([^/]+))", {"/v1/products/{name}"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
-      if (auto p = FindProduct(q, r)) Json(r, 200, ProductJson(*p));
-    }));
-    On("GET", R"(/v1/products/([^/]+)/references)", {"/v1/products/{name}/references"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
-      if (auto p = FindProduct(q, r)) Json(r, 200, {{"items", ProductJson(*p)["references"]}});
-    }));
-    On("POST", R"(/v1/products/([^/]+)/references)", {"/v1/products/{name}/references"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) { AddReference(q, r, key); }));
-    On("DELETE", R"(/v1/products/([^/]+)/references/(\d{1,18}))", {"/v1/products/{name}/references/{ref}"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) {
-      if (auto p = FindProduct(q, r)) {
-        if (!svc_.RemoveReference(p->name, std::stoll(q.matches[2]), Actor(key))) return Error(r, 404, "not_found", "no such reference");
-        r.status = 204;
-      }
-    }));
-    On("GET", R"(/v1/products/([^/]+)/defect-examples)", {"/v1/products/{name}/defect-examples"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
-      auto p = FindProduct(q, r);
-      if (!p) return;
-      nlohmann::json items = nlohmann::json::array();
-      for (const auto& e : svc_.store().DefectExamples(p->name, false)) items.push_back(DefectExampleJson(e));
-      Json(r, 200, {{"items", items}});
-    }));
-    On("DELETE", R"(/v1/products/([^/]+)/defect-examples/(\d{1,18}))", {"/v1/products/{name}/defect-examples/{example}"},
-       Guard(Scope::kWrite, [this](auto& q, auto& r, auto&) {
-         if (auto p = FindProduct(q, r)) {
-           if (!svc_.store().RemoveDefectExample(p->name, std::stoll(q.matches[2]))) return Error(r, 404, "not_found", "no such defect example");
-           r.status = 204;
-         }
-       }));
-    On("GET", R"(/v1/products/([^/]+)/calibration)", {"/v1/products/{name}/calibration"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
-      auto p = FindProduct(q, r);
-      if (!p) return;
-      auto c = svc_.Calibration(p->name);
-      if (!c.ok() && c.status().code() == Code::kUnavailable) {
-        r.set_header("Retry-After", "5");
-        return Error(r, 503, "busy", c.status().message());
-      }
-      if (!c.ok()) return Fail(r, c.status());
-      Json(r, 200, *c);
-    }));
-    On("GET", R"(/v1/products/([^/]+)/versions)", {"/v1/products/{name}/versions"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
-      if (auto p = FindProduct(q, r)) Json(r, 200, {{"current", svc_.store().Revision(p->name)}, {"items", svc_.store().Versions(p->name)}});
-    }));
-    On("POST", R"(/v1/products/([^/]+)/versions/(\d{1,18})/rollback)", {"/v1/products/{name}/versions/{version}/rollback"},
-       Guard(Scope::kAdmin, [this](auto& q, auto& r, auto& key) {
-         auto p = FindProduct(q, r);
-         if (!p) return;
-         auto v = svc_.store().Rollback(p->name, std::stoll(q.matches[2]), Actor(key));
-         if (!v.ok()) return Fail(r, v.status());
-         svc_.InvalidateEngine(p->name);
-         Json(r, 200, {{"version", *v}, {"rolled_back_to", std::stoll(q.matches[2])}, {"product", ProductJson(*svc_.store().GetProduct(p->name))}});
-       }));
-    On("GET", R"(/v1/products/([^/]+)/references/(\d{1,18})/image)", {"/v1/products/{name}/references/{ref}/image"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
-      if (auto p = FindProduct(q, r))
-        for (const auto& ref : svc_.store().ListReferences(p->name))
-          if (ref.id == std::stoll(q.matches[2])) return SendBlob(r, ref.blob);
-      if (r.status != 404) Error(r, 404, "not_found", "no such reference");
-    }));
-    On("GET", "/v1/keys", {"/v1/keys"}, Guard(Scope::kAdmin, [this](auto&, auto& r, auto&) {
-      nlohmann::json items = nlohmann::json::array();
-      for (const auto& k : svc_.store().ListKeys())
-        items.push_back({{"id", k.id}, {"scope", ScopeName(k.scope)}, {"name", k.name}, {"created_at", k.created_at},
-                         {"revoked_at", k.revoked_at.empty() ? nlohmann::json() : nlohmann::json(k.revoked_at)}});
-      Json(r, 200, {{"items", items}});
-    }));
-    On("POST", "/v1/keys", {"/v1/keys"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) {
-      auto body = Body(q.body, {4096, 4}, "the key", r);
-      if (!body) return;
-      if (!body->is_object()) return Error(r, 400, "bad_request", "send a JSON object {scope, name}");
-      for (const auto& [k, v] : body->items())
-        if (k != "scope" && k != "name") return Error(r, 400, "bad_request", k + " is not a key field (scope, name)");
-      if (!StringsOnly(*body, {"scope", "name"}, r)) return;
-      auto scope = ParseScope(body->value("scope", ""));
-      if (!scope.ok()) return Error(r, 400, "bad_request", "scope: read, write (also read) or admin (everything); it is required");
-      const std::string name = body->value("name", "");
-      if (name.size() > 128) return Error(r, 400, "bad_request", "name: at most 128 characters");
-      int64_t id = 0;
-      auto key = svc_.store().CreateKey(*scope, name, &id);
-      if (!key.ok()) return Fail(r, key.status());
-      Json(r, 201, {{"id", id}, {"key", *key}, {"scope", ScopeName(*scope)}, {"name", name}});
-    }));
-    On("DELETE", R"(/v1/keys/(\d{1,18}))", {"/v1/keys/{id}"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) {
-      if (auto s = svc_.store().RevokeKey(std::stoll(q.matches[1])); !s.ok()) return Fail(r, s);
-      r.status = 204;
-    }));
-    On("GET", "/v1/webhooks/dead-letters", {"/v1/webhooks/dead-letters"}, Guard(Scope::kAdmin, [this](auto&, auto& r, auto&) {
-      Json(r, 200, {{"items", svc_.store().DeadLetters()}});
-    }));
-    if (!web_.empty()) {
-      for (auto [path, file, mime] : {std::tuple{"/", "index.html", "text/html; charset=utf-8"},
-                                      {"/app.js", "app.js", "text/javascript; charset=utf-8"},
-                                      {"/openapi.json", "openapi.json", "application/json"},
-                                      {"/style.css", "style.css", "text/css; charset=utf-8"}}) {
-        On("GET", path, {path}, [this, file = std::string(file), mime = std::string(mime)](const httplib::Request&, httplib::Response& res) {
-          std::ifstream in(web_ / file, std::ios::binary);
-          if (!in) return Error(res, 404, "not_found", "the web page is not installed");
-          res.set_content(std::string((std::istreambuf_iterator<char>(in)), {}), mime);
-        });
-      }
-    }
-    CompileRoutes();
-  }
-
- private:
-  using Handler = std::function<void(const httplib::Request&, httplib::Response&, const ApiKey&)>;
-
-  // Registers a handler and records the paths it serves, so that a test can hold the OpenAPI
-  // description to every route.
-  void On(const std::string& method, const std::string& pattern, std::vector<std::string> documented, httplib::Server::Handler h) {
-    if (method == "GET") http_.Get(pattern, std::move(h));
-    else if (method == "POST") http_.Post(pattern, std::move(h));
-    else if (method == "DELETE") http_.Delete(pattern, std::move(h));
-    else if (method == "PATCH") http_.Patch(pattern, std::move(h));
-    else throw std::logic_error("no such method: " + method);
-    for (auto& d : documented) routes.emplace_back(method, std::move(d));
-  }
-
-  // The route's label for /metrics and the log: a registered route's template ("GET
-  // /v1/inspections/{id}") or "other", never the raw path, so that no caller can add a series or write
-  // into the exposition (a path is any bytes: quotes, newlines).
-  std::string RouteOf(const httplib::Request& req) const {
-    static const std::set<std::string> kMethods = {"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"};
-    const std::string method = kMethods.count(req.method) ? req.method : "OTHER";
-    for (const auto& [m, templ, re] : route_patterns_)
-      if (m == method && std::regex_match(req.path, re)) return method + " " + templ;
-    return method + " other";
-  }
-
-  // Route templates as patterns: each {parameter} one path segment.
-  void CompileRoutes() {
-    for (const auto& [method, templ] : routes)
-      route_patterns_.emplace_back(method, templ, std::regex(std::regex_replace(templ, std::regex("\\{[^}/]+\\}"), "[^/]+")));
-  }
-  std::vector<std::tuple<std::string, std::string, std::regex>> route_patterns_;
-
-  // Authentication, scope and rate limit in front of a handler.
-  httplib::Server::Handler Guard(Scope need, Handler h) {
-    return [this, need, h](const httplib::Request& req, httplib::Response& res) {
-      const std::string auth = req.get_header_value("Authorization");
-      auto refuse = [&](const std::string& why) {
-        if (double wait = svc_.FailedAuthentication(req.get_header_value(kPeerHeader)); wait > 0) {
-          res.set_header("Retry-After", std::to_string(int(std::ceil(wait))));
-          return Error(res, 429, "rate_limited", "too many failed authentications from this address: slow down");
-        }
-        res.set_header("WWW-Authenticate", "Bearer");
-        Error(res, 401, "unauthorized", why);
-      };
-      if (!StartsWith(auth, "Bearer ")) return refuse("send an API key as 'Authorization: Bearer <key>' (zeroqc keys create)");
-      auto found = svc_.store().FindKey(auth.substr(7));
-      if (!found.ok()) {  // the database, not the caller: not a failed authentication
-        log::Warn("database_unavailable", found.status().message());
-        res.set_header("Retry-After", "5");
-        return Error(res, 503, "unavailable", "the service cannot reach its database: try again shortly");
-      }
-      const auto& key = *found;
-      if (!key) return refuse("unknown or revoked API key");
-      if (int(key->scope) < int(need))
-        return Error(res, 403, "forbidden", std::string("this needs a key with scope ") + ScopeName(need) + ", yours is " + ScopeName(key->scope));
-      if (double wait = svc_.RateLimit(key->id); wait > 0) {
-        res.set_header("Retry-After", std::to_string(int(std::ceil(wait))));
-        return Error(res, 429, "rate_limited", "too many requests for this key: slow down");
-      }
-      h(req, res, *key);
-    };
-  }
-
-  // A Status as the answer. The service's own failures (internal, I/O) are logged whole and answered
-  // without their detail (it may name paths or SQL); a full disk also turns readiness off.
-  void Fail(httplib::Response& r, const Status& s) {
-    if (s.code() == Code::kNoSpace) {
-      svc_.StorageFull();
-      r.set_header("Retry-After", "30");
-    }
-    if (s.code() == Code::kInternal || s.code() == Code::kIoError) {
-      log::Error("internal_error", s.message());
-      return Error(r, 500, "internal", "an internal error: the server's log has the detail");
-    }
-    Error(r, HttpStatusOf(s.code()), CodeName(s.code()), s.message());
-  }
-
-  std::optional<nlohmann::json> Inspection(const httplib::Request& q, httplib::Response& r) {
-    const std::string id = q.matches[1];
-    if (!std::regex_match(id, kInspectionId)) return Error(r, 404, "not_found", "no inspection " + id), std::nullopt;
-    auto j = svc_.store().GetInspection(id);
-    if (!j) Error(r, 404, "not_found", "no inspection " + id);
-    return j;
-  }
-
-  std::optional<Product> FindProduct(const httplib::Request& q, httplib::Response& r) {
-    const std::string name = q.matches[1];
-    auto p = std::regex_match(name, kProductName) ? svc_.store().GetProduct(name) : std::nullopt;
-    if (!p) Error(r, 404, "not_found", "no product " + name);
-    return p;
-  }
-
-  void SendBlob(httplib::Response& r, const std::string& blob) {
-    std::ifstream in(svc_.store().blobs().PathOf(blob), std::ios::binary);
-    if (!in) return Error(r, 404, "not_found", "file missing");
-    r.set_content(std::string((std::istreambuf_iterator<char>(in)), {}), MimeOfBlob(blob));
-  }
-
-  nlohmann::json ProductJson(const Product& p) {
-    nlohmann::json refs = nlohmann::json::array();
-    for (const auto& ref : svc_.store().ListReferences(p.name))
-      refs.push_back({{"id", ref.id}, {"filename", ref.filename}, {"image", "/v1/products/" + p.name + "/references/" + std::to_string(ref.id) + "/image"}});
-    return {{"name", p.name}, {"engine", p.engine}, {"settings", p.settings}, {"webhook_url", p.webhook_url}, {"references", refs},
-            {"version", svc_.store().Revision(p.name)}};
-  }
-
-  // Reads an upload or answers the error itself.
-  static std::optional<Upload> ReadUploadOr(const httplib::Request& q, httplib::Response& r) {
-    auto u = ReadUpload(q);
-    if (!u.ok()) return Error(r, HttpStatusOf(u.status().code()), CodeName(u.status().code()), u.status().message()), std::nullopt;
-    return std::move(*u);
-  }
-
-  // Parses a request body within `limits`; answers 400 or 413 itself when it cannot.
-  std::optional<nlohmann::json> Body(std::string_view text, const JsonLimits& limits, const char* what, httplib::Response& r) {
-    auto j = ParseBoundedJson(text, limits, what);
-    if (!j.ok()) return Fail(r, j.status()), std::nullopt;
-    return *j;
-  }
-
-  // Answers 400 naming the first of `keys` present in `body` that is not a string.
-  static bool StringsOnly(const nlohmann::json& body, std::initializer_list<const char*> keys, httplib::Response& r) {
-    for (const char* k : keys)
-      if (body.contains(k) && !body[k].is_string())
-        return Error(r, 400, "bad_request", std::string("'") + k + "' must be a string"), false;
-    return true;
-  }
-
-  static bool SmallEnough(const nlohmann::json& j, const char* what, httplib::Response& r) {
-    auto ok = CheckJsonBounds(j.dump(), kSmallJson, what);  // already parsed: no second parse
-    if (!ok.ok()) return Error(r, HttpStatusOf(ok.code()), CodeName(ok.code()), ok.message()), false;
-    return true;
-  }
-
-  void PostInspection(const httplib::Request& q, httplib::Response& r) {
-    auto u = ReadUploadOr(q, r);
-    if (!u) return;
-    NewInspection n;
-    // A JSON upload's fields are strings: {"product": 5} is a mistake to name, not an unknown product.
-    for (const char* f : {"product", "batch", "part_id", "station"})
-      if (u->fields.contains(f) && !u->fields[f].is_string())
-        return Error(r, 400, "bad_request", std::string("'") + f + "' must be a string");
-    n.product = UploadField(u->fields, "product");
-    if (n.product.empty()) n.product = q.get_param_value("product");
-    if (!std::regex_match(n.product, kProductName)) return Error(r, 400, "bad_request", "a valid 'product' field is required");
-    n.batch = UploadField(u->fields, "batch");
-    n.part_id = UploadField(u->fields, "part_id");
-    n.station = UploadField(u->fields, "station");
-    n.image_name = u->filename.substr(0, 255);
-    if (!u->metadata.is_null()) n.metadata = std::move(u->metadata);
-    auto id = svc_.Submit(n, u->bytes);
-    if (!id.ok()) {
-      if (id.status().code() == Code::kUnavailable) r.set_header("Retry-After", "1");
-      return Fail(r, id.status());
-    }
-    if (q.get_param_value("wait") == "true" && svc_.TryBeginWait()) {  // else: 202 at once, poll Location
-      int ms = 60000;
-      if (q.has_param("timeout_ms")) ms = std::clamp(std::atoi(q.get_param_value("timeout_ms").c_str()), 1, 120000);
-      const bool done = svc_.WaitFor(*id, std::chrono::milliseconds(ms));
-      svc_.EndWait();
-      if (done) return Json(r, 200, *svc_.store().GetInspection(*id));
-    }
-    r.set_header("Location", "/v1/inspections/" + *id);
-    Json(r, 202, {{"id", *id}, {"status", "queued"}, {"links", {{"self", "/v1/inspections/" + *id}}}});
-  }
-
-  void ListInspections(const httplib::Request& q, httplib::Response& r) {
-    for (const char* k : {"product", "verdict", "since", "limit", "cursor"})
-      if (q.has_param(k) && q.get_param_value(k).empty()) return Error(r, 400, "bad_request", std::string(k) + " is empty: leave it out");
-    InspectionFilter f;
-    f.product = q.get_param_value("product");
-    f.verdict = q.get_param_value("verdict");
-    f.since = q.get_param_value("since");
-    if (q.has_param("limit")) {
-      const std::string l = q.get_param_value("limit");
-      if (!std::regex_match(l, std::regex("[0-9]{1,3}")) || std::stoi(l) < 1 || std::stoi(l) > 500)
-        return Error(r, 400, "bad_request", "limit is a whole number from 1 to 500");
-      f.limit = std::stoi(l);
-    }
-    if (q.has_param("cursor")) {
-      const std::string c = q.get_param_value("cursor");
-      if (!std::regex_match(c, std::regex("[0-9]{1,18}"))) return Error(r, 400, "bad_request", "cursor is a next_cursor from a previous page");
-      f.before_seq = std::stoll(c);
-    }
-    if (!f.verdict.empty() && f.verdict != "OK" && f.verdict != "NOK") return Error(r, 400, "bad_request", "verdict is OK or NOK");
-    Json(r, 200, svc_.store().ListInspections(f));
-  }
-
-  void InspectionFile(const httplib::Request& q, httplib::Response& r) {
-    const std::string id = q.matches[1];
-    if (!std::regex_match(id, kInspectionId)) return Error(r, 404, "not_found", "no inspection " + id);
-    const bool overlay = q.matches[2] == "overlay";
-    auto blob = svc_.store().InspectionBlob(id, overlay);
-    if (!blob && overlay) {  // not yet (409: it will come), or never (a failed inspection has none)
-      auto j = svc_.store().GetInspection(id);
-      if (j && ((*j)["status"] == "queued" || (*j)["status"] == "running"))
-        return Error(r, 409, "conflict", "the inspection has not finished: its overlay comes with its result");
-    }
-    if (!blob) return Error(r, 404, "not_found", overlay ? "no overlay: no inspection " + id + ", or it failed" : "no inspection " + id);
-    SendBlob(r, *blob);
-  }
-
-  void Review(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
-    auto j = Inspection(q, r);
-    if (!j) return;
-    auto parsed = Body(q.body, {64 * 1024, 8}, "the review", r);
-    if (!parsed) return;
-    auto& body = *parsed;
-    if (!body.is_object() || !body.contains("verdict") || (body["verdict"] != "OK" && body["verdict"] != "NOK"))
-      return Error(r, 400, "bad_request", "review body: {\"verdict\": \"OK\"|\"NOK\", \"comment\": \"...\", \"reviewer\": \"...\"}");
-    if (!StringsOnly(body, {"comment", "reviewer"}, r)) return;
-    // Named defect regions: examples that name later parts' regions.
-    std::vector<DefectExample> named;
-    if (body.contains("defects")) {
-      const auto& d = body["defects"];
-      const char* shape = "'defects': up to 20 of {\"box\": {\"x_min\", \"y_min\", \"x_max\", \"y_max\"} in image pixels, \"name\": \"1-64 characters\"}";
-      if (!d.is_array() || d.size() > 20) return Error(r, 400, "bad_request", shape);
-      for (const auto& x : d) {
-        if (!x.is_object() || !x.contains("box") || !x["box"].is_object() || !x.contains("name") || !x["name"].is_string())
-          return Error(r, 400, "bad_request", shape);
-        DefectExample e;
-        e.name = x["name"];
-        if (!DefectNameOk(e.name))
-          return Error(r, 400, "bad_request",
-                       "a defect name is 1-64 printable characters without spaces at either end, no direction controls, "
-                       "and not 'anomaly' (in any case)");
-        int* fields[] = {&e.box.x_min, &e.box.y_min, &e.box.x_max, &e.box.y_max};
-        const char* names[] = {"x_min", "y_min", "x_max", "y_max"};
-        for (int k = 0; k < 4; ++k) {
-          const auto& v = x["box"].contains(names[k]) ? x["box"][names[k]] : nlohmann::json();
-          if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 1'000'000)
-            return Error(r, 400, "bad_request", std::string("box.") + names[k] + " must be a whole number of pixels");
-          *fields[k] = int(v.get<int64_t>());
-        }
-        named.push_back(std::move(e));
-      }
-      if (!named.empty() && body["verdict"] != "NOK") return Error(r, 400, "bad_request", "defects are named in a review that says NOK");
-      if (!named.empty() && (*j)["status"] != "done") return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
-    }
-    // A review judges a result: one of a part still queued or running would become its final verdict
-    // before the machine's, which then contradicts it.
-    if ((*j)["status"] != "done" && (*j)["status"] != "failed")
-      return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
-    if (body.contains("add_to_references") && !body["add_to_references"].is_boolean())
-      return Error(r, 400, "bad_request", "'add_to_references' must be true or false");
-    const bool teach = body.value("add_to_references", false);
-    if (teach && body["verdict"] != "OK") return Error(r, 400, "bad_request", "only a part reviewed OK can be added to the references");
-    if (teach && (*j)["status"] != "done") return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
-    if (teach && key.scope != Scope::kAdmin) {  // a reference moves every later verdict: not any line key's call
-      auto product = svc_.store().GetProduct((*j)["product"]);
-      if (!product || product->settings.value("reviews_add_references", "admin") != "write")
-        return Error(r, 403, "forbidden",
-                     "adding a reference by review needs an admin key, unless the product's settings say "
-                     "\"reviews_add_references\": \"write\"");
-    }
-    // Who reviewed is the key's name; only an admin key may record a review on someone's behalf.
-    const std::string own = Actor(key);
-    if (body.contains("reviewer") && key.scope != Scope::kAdmin && body["reviewer"] != own)
-      return Error(r, 403, "forbidden", "'reviewer' is your key's name (" + own + "); only an admin key may set another");
-    const std::string reviewer = body.value("reviewer", own);
-    // The reference first: if the image cannot be one, the review is refused whole and nothing changes.
-    nlohmann::json added;
-    if (teach) {
-      auto ref = svc_.ReferenceFromInspection((*j)["id"], reviewer);
-      if (!ref.ok()) return Fail(r, ref.status());
-      const std::string product = (*j)["product"];
-      added = {{"id", *ref}, {"version", svc_.store().Revision(product)},
-               {"image", "/v1/products/" + product + "/references/" + std::to_string(*ref) + "/image"}};
-    }
-    // The regions are described before anything is stored: a bad box or an engine that cannot
-    // describe regions refuses the review whole.
-    if (!named.empty()) {
-      auto described = svc_.DescribeDefects((*j)["id"], std::move(named));
-      if (!described.ok())
-        return Fail(r, described.status());
-      named = std::move(*described);
-    }
-    auto s = svc_.store().AddReview((*j)["id"], body["verdict"], body.value("comment", ""), reviewer, (*j)["product"], named);
-    if (!s.ok()) return Fail(r, s);
-    auto out = *svc_.store().GetInspection((*j)["id"]);
-    if (teach) out["added_reference"] = added;
-    Json(r, 201, out);
-  }
-
-  ProductPolicy Policy() const {
-    const auto& c = svc_.config();
-    return {c.allow_private_models, c.allow_private_webhooks, c.backbones, c.default_backbone};
-  }
-
-  // A product made by POST or PATCH as it would be stored; false after answering what is wrong.
-  bool Checked(Product& p, httplib::Response& r) {
-    if (!SmallEnough(p.settings, "'settings'", r)) return false;
-    if (auto c = CheckProduct(p, Policy(), svc_.store().ListProducts()); !c.ok()) return Error(r, 400, "bad_request", c.message()), false;
-    return true;
-  }
-
-  // Stores a checked product; `status` on success.
-  void StoreProduct(const Product& p, int status, httplib::Response& r, const ApiKey& key) {
-    if (auto s = svc_.store().PutProduct(p, Actor(key)); !s.ok()) return Fail(r, s);
-    svc_.InvalidateEngine(p.name);
-    Json(r, status, ProductJson(p));
-  }
-
-  // POST /v1/products: a new product. An existing name is 409 unless the body says "replace": true,
-  // which replaces its engine, settings and webhook (a new version; references stay).
-  void PostProduct(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
-    auto parsed = Body(q.body, {64 * 1024, 20}, "the product", r);
-    if (!parsed) return;
-    auto& body = *parsed;
-    if (!body.is_object()) return Error(r, 400, "bad_request", "send a JSON object {name, engine, settings, webhook_url, webhook_secret}");
-    if (!StringsOnly(body, {"name", "engine", "webhook_url", "webhook_secret"}, r)) return;
-    if (body.contains("replace") && !body["replace"].is_boolean()) return Error(r, 400, "bad_request", "replace must be true or false");
-    Product p;
-    p.name = body.value("name", "");
-    p.engine = body.value("engine", "patch");
-    p.settings = body.value("settings", nlohmann::json::object());
-    p.webhook_url = body.value("webhook_url", "");
-    p.webhook_secret = body.value("webhook_secret", "");
-    if (!Checked(p, r)) return;  // what is wrong with it first, then whether it may replace
-    const bool existed = svc_.store().GetProduct(p.name).has_value();
-    if (existed && !body.value("replace", false))
-      return Error(r, 409, "conflict",
-                   "product '" + p.name + "' exists: PATCH /v1/products/" + p.name + " changes some of it, or send \"replace\": true to replace all of it");
-    StoreProduct(p, existed ? 200 : 201, r, key);
-  }
-
-  // PATCH /v1/products/{name}: a JSON merge patch (RFC 7396) of engine, settings and webhook: the
-  // fields given change, a setting given as null is removed, the rest stay.
-  void PatchProduct(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
-    auto found = FindProduct(q, r);
-    if (!found) return;
-    auto parsed = Body(q.body, {64 * 1024, 20}, "the change", r);
-    if (!parsed) return;
-    auto& body = *parsed;
-    if (!body.is_object() || body.empty())
-      return Error(r, 400, "bad_request", "send a JSON object with some of {engine, settings, webhook_url, webhook_secret}");
-    for (const auto& [k, v] : body.items())
-      if (k != "engine" && k != "settings" && k != "webhook_url" && k != "webhook_secret")
-        return Error(r, 400, "bad_request", k == "name" ? "a product's name does not change" : k + " is not a product field (engine, settings, webhook_url, webhook_secret)");
-    if (!StringsOnly(body, {"engine", "webhook_url", "webhook_secret"}, r)) return;
-    Product p = *found;
-    p.engine = body.value("engine", p.engine);
-    p.webhook_url = body.value("webhook_url", p.webhook_url);
-    p.webhook_secret = body.value("webhook_secret", p.webhook_secret);
-    const auto s = body.find("settings");
-    if (s != body.end()) {
-      if (!s->is_object()) return Error(r, 400, "bad_request", "settings must be an object (a setting set to null is removed)");
-      p.settings.merge_patch(*s);
-    }
-    // The backbone recorded by default belongs to the embedded engine: a move to the model drops it.
-    if (p.engine == "vlm" && (s == body.end() || !s->contains("backbone"))) p.settings.erase("backbone");
-    if (Checked(p, r)) StoreProduct(p, 200, r, key);
-  }
-
-  void AddReference(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
-    auto p = FindProduct(q, r);
-    if (!p) return;
-    auto u = ReadUploadOr(q, r);
-    if (!u) return;
-    auto id = svc_.AddReference(p->name, u->bytes, u->filename, Actor(key));
-    if (!id.ok()) return Fail(r, id.status());
-    Json(r, 201, {{"id", *id}, {"filename", u->filename}, {"image", "/v1/products/" + p->name + "/references/" + std::to_string(*id) + "/image"}});
-  }
-
-  Service& svc_;
-  httplib::Server& http_;
-  std::filesystem::path web_;
-};
-
 }  // namespace
+
+namespace api {
+
+void Routes::Install() {
+  http_.set_payload_max_length(size_t(MaxRequestBody(svc_.config())));
+  http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - request_start).count();
+    const std::string route = RouteOf(req);
+    svc_.CountRequest(route, res.status, s);
+    // A 503 or 507 is a deliberate answer (queue full, busy, database away, disk full: each logged where it is decided),
+    // and /readyz's is what a probe asks for: a warning, or nothing. Other 5xx are errors.
+    const nlohmann::json fields = {{"method", req.method}, {"route", route}, {"status", res.status}, {"duration_ms", 1000 * s}};
+    const bool deliberate = res.status == 503 || res.status == 507;
+    if (deliberate && route != "GET /readyz") log::Warn("http_unavailable", route + " answered " + std::to_string(res.status), fields);
+    else if (res.status >= 500 && !deliberate) log::Error("http_error", route + " answered " + std::to_string(res.status), fields);
+  });
+  // An answer with no body of ours (an unknown route, a request cpp-httplib refused) still says
+  // what went wrong, in the same JSON shape as every other error.
+  http_.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    // A path that is served, with another method (TRACE, PUT, ...): 405 and what is allowed.
+    const std::string allow = AllowedAt(req.path);
+    if (!allow.empty() && (res.status == 404 || res.status == 400) && (", " + allow + ", ").find(", " + req.method + ", ") == std::string::npos) {
+      res.set_header("Allow", allow);
+      Error(res, 405, "method_not_allowed", req.method + " is not served here; " + allow + " are");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    if (res.status == 404) Error(res, 404, "not_found", "no such route for " + req.method + " (the routes: /openapi.json)");
+    else if (res.status == 405) Error(res, 405, "bad_request", "this method is not served here");
+    else if (res.status == 413) Error(res, 413, "too_large", "the request body is over the limit");
+    else if (res.status >= 500) Error(res, res.status, "internal", "an internal error");
+    else Error(res, res.status, "bad_request", "a malformed HTTP request");
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  On("GET", "/healthz", {"/healthz"}, [](const httplib::Request&, httplib::Response& res) { Json(res, 200, {{"status", "ok"}}); });
+  On("GET", "/readyz", {"/readyz"}, [this](const httplib::Request&, httplib::Response& res) {
+    const bool ok = svc_.ready() && svc_.store().schema_version() == Store::kSchemaVersion;
+    Json(res, ok ? 200 : 503, {{"ready", ok}, {"queue_depth", svc_.store().CountByStatus("queued")}});
+  });
+  On("GET", "/metrics", {"/metrics"}, [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(svc_.MetricsText(), "text/plain; version=0.0.4");
+  });
+
+  On("POST", "/v1/inspections", {"/v1/inspections"}, Guard(Scope::kWrite, [this](auto& q, auto& r, auto&) { PostInspection(q, r); }));
+  On("GET", "/v1/inspections", {"/v1/inspections"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { ListInspections(q, r); }));
+  On("GET", R"(/v1/inspections/([^/]+))", {"/v1/inspections/{id}"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
+    if (auto j = Inspection(q, r)) Json(r, 200, *j);
+  }));
+  On("GET", R"(/v1/inspections/([^/]+)/(image|overlay))", {"/v1/inspections/{id}/image", "/v1/inspections/{id}/overlay"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { InspectionFile(q, r); }));
+  On("POST", R"(/v1/inspections/([^/]+)/review)", {"/v1/inspections/{id}/review"}, Guard(Scope::kWrite, [this](auto& q, auto& r, auto& key) { Review(q, r, key); }));
+
+  InstallProducts();
+  On("GET", "/v1/webhooks/dead-letters", {"/v1/webhooks/dead-letters"}, Guard(Scope::kAdmin, [this](auto&, auto& r, auto&) {
+    Json(r, 200, {{"items", svc_.store().DeadLetters()}});
+  }));
+  if (!web_.empty()) {
+    for (auto [path, file, mime] : {std::tuple{"/", "index.html", "text/html; charset=utf-8"},
+                                    {"/app.js", "app.js", "text/javascript; charset=utf-8"},
+                                    {"/openapi.json", "openapi.json", "application/json"},
+                                    {"/style.css", "style.css", "text/css; charset=utf-8"}}) {
+      On("GET", path, {path}, [this, file = std::string(file), mime = std::string(mime)](const httplib::Request&, httplib::Response& res) {
+        std::ifstream in(web_ / file, std::ios::binary);
+        if (!in) return Error(res, 404, "not_found", "the web page is not installed");
+        res.set_content(std::string((std::istreambuf_iterator<char>(in)), {}), mime);
+      });
+    }
+  }
+  CompileRoutes();
+}
+
+// Authentication, scope and rate limit in front of a handler.
+httplib::Server::Handler Routes::Guard(Scope need, Handler h) {
+  return [this, need, h](const httplib::Request& req, httplib::Response& res) {
+    const std::string auth = req.get_header_value("Authorization");
+    auto refuse = [&](const std::string& why) {
+      if (double wait = svc_.FailedAuthentication(req.get_header_value(kPeerHeader)); wait > 0) {
+        res.set_header("Retry-After", std::to_string(int(std::ceil(wait))));
+        return Error(res, 429, "rate_limited", "too many failed authentications from this address: slow down");
+      }
+      res.set_header("WWW-Authenticate", "Bearer");
+      Error(res, 401, "unauthorized", why);
+    };
+    if (!StartsWith(auth, "Bearer ")) return refuse("send an API key as 'Authorization: Bearer <key>' (zeroqc keys create)");
+    auto found = svc_.store().FindKey(auth.substr(7));
+    if (!found.ok()) {  // the database, not the caller: not a failed authentication
+      log::Warn("database_unavailable", found.status().message());
+      res.set_header("Retry-After", "5");
+      return Error(res, 503, "unavailable", "the service cannot reach its database: try again shortly");
+    }
+    const auto& key = *found;
+    if (!key) return refuse("unknown or revoked API key");
+    if (int(key->scope) < int(need))
+      return Error(res, 403, "forbidden", std::string("this needs a key with scope ") + ScopeName(need) + ", yours is " + ScopeName(key->scope));
+    if (double wait = svc_.RateLimit(key->id); wait > 0) {
+      res.set_header("Retry-After", std::to_string(int(std::ceil(wait))));
+      return Error(res, 429, "rate_limited", "too many requests for this key: slow down");
+    }
+    h(req, res, *key);
+  };
+}
+
+void Routes::PostInspection(const httplib::Request& q, httplib::Response& r) {
+  auto u = ReadUploadOr(q, r);
+  if (!u) return;
+  NewInspection n;
+  // A JSON upload's fields are strings: {"product": 5} is a mistake to name, not an unknown product.
+  for (const char* f : {"product", "batch", "part_id", "station"})
+    if (u->fields.contains(f) && !u->fields[f].is_string())
+      return Error(r, 400, "bad_request", std::string("'") + f + "' must be a string");
+  n.product = UploadField(u->fields, "product");
+  if (n.product.empty()) n.product = q.get_param_value("product");
+  if (!std::regex_match(n.product, kProductName)) return Error(r, 400, "bad_request", "a valid 'product' field is required");
+  n.batch = UploadField(u->fields, "batch");
+  n.part_id = UploadField(u->fields, "part_id");
+  n.station = UploadField(u->fields, "station");
+  n.image_name = u->filename.substr(0, 255);
+  if (!u->metadata.is_null()) n.metadata = std::move(u->metadata);
+  auto id = svc_.Submit(n, u->bytes);
+  if (!id.ok()) {
+    if (id.status().code() == Code::kUnavailable) r.set_header("Retry-After", "1");
+    return Fail(r, id.status());
+  }
+  if (q.get_param_value("wait") == "true" && svc_.TryBeginWait()) {  // else: 202 at once, poll Location
+    int ms = 60000;
+    if (q.has_param("timeout_ms")) ms = std::clamp(std::atoi(q.get_param_value("timeout_ms").c_str()), 1, 120000);
+    const bool done = svc_.WaitFor(*id, std::chrono::milliseconds(ms));
+    svc_.EndWait();
+    if (done) return Json(r, 200, *svc_.store().GetInspection(*id));
+  }
+  r.set_header("Location", "/v1/inspections/" + *id);
+  Json(r, 202, {{"id", *id}, {"status", "queued"}, {"links", {{"self", "/v1/inspections/" + *id}}}});
+}
+
+void Routes::ListInspections(const httplib::Request& q, httplib::Response& r) {
+  for (const char* k : {"product", "verdict", "since", "limit", "cursor"})
+    if (q.has_param(k) && q.get_param_value(k).empty()) return Error(r, 400, "bad_request", std::string(k) + " is empty: leave it out");
+  InspectionFilter f;
+  f.product = q.get_param_value("product");
+  f.verdict = q.get_param_value("verdict");
+  f.since = q.get_param_value("since");
+  if (q.has_param("limit")) {
+    const std::string l = q.get_param_value("limit");
+    if (!std::regex_match(l, std::regex("[0-9]{1,3}")) || std::stoi(l) < 1 || std::stoi(l) > 500)
+      return Error(r, 400, "bad_request", "limit is a whole number from 1 to 500");
+    f.limit = std::stoi(l);
+  }
+  if (q.has_param("cursor")) {
+    const std::string c = q.get_param_value("cursor");
+    if (!std::regex_match(c, std::regex("[0-9]{1,18}"))) return Error(r, 400, "bad_request", "cursor is a next_cursor from a previous page");
+    f.before_seq = std::stoll(c);
+  }
+  if (!f.verdict.empty() && f.verdict != "OK" && f.verdict != "NOK") return Error(r, 400, "bad_request", "verdict is OK or NOK");
+  Json(r, 200, svc_.store().ListInspections(f));
+}
+
+void Routes::InspectionFile(const httplib::Request& q, httplib::Response& r) {
+  const std::string id = q.matches[1];
+  if (!std::regex_match(id, kInspectionId)) return Error(r, 404, "not_found", "no inspection " + id);
+  const bool overlay = q.matches[2] == "overlay";
+  auto blob = svc_.store().InspectionBlob(id, overlay);
+  if (!blob && overlay) {  // not yet (409: it will come), or never (a failed inspection has none)
+    auto j = svc_.store().GetInspection(id);
+    if (j && ((*j)["status"] == "queued" || (*j)["status"] == "running"))
+      return Error(r, 409, "conflict", "the inspection has not finished: its overlay comes with its result");
+  }
+  if (!blob) return Error(r, 404, "not_found", overlay ? "no overlay: no inspection " + id + ", or it failed" : "no inspection " + id);
+  SendBlob(r, *blob);
+}
+
+void Routes::Review(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
+  auto j = Inspection(q, r);
+  if (!j) return;
+  auto parsed = Body(q.body, {64 * 1024, 8}, "the review", r);
+  if (!parsed) return;
+  auto& body = *parsed;
+  if (!body.is_object() || !body.contains("verdict") || (body["verdict"] != "OK" && body["verdict"] != "NOK"))
+    return Error(r, 400, "bad_request", "review body: {\"verdict\": \"OK\"|\"NOK\", \"comment\": \"...\", \"reviewer\": \"...\"}");
+  if (!StringsOnly(body, {"comment", "reviewer"}, r)) return;
+  // Named defect regions: examples that name later parts' regions.
+  std::vector<DefectExample> named;
+  if (body.contains("defects")) {
+    const auto& d = body["defects"];
+    const char* shape = "'defects': up to 20 of {\"box\": {\"x_min\", \"y_min\", \"x_max\", \"y_max\"} in image pixels, \"name\": \"1-64 characters\"}";
+    if (!d.is_array() || d.size() > 20) return Error(r, 400, "bad_request", shape);
+    for (const auto& x : d) {
+      if (!x.is_object() || !x.contains("box") || !x["box"].is_object() || !x.contains("name") || !x["name"].is_string())
+        return Error(r, 400, "bad_request", shape);
+      DefectExample e;
+      e.name = x["name"];
+      if (!DefectNameOk(e.name))
+        return Error(r, 400, "bad_request",
+                     "a defect name is 1-64 printable characters without spaces at either end, no direction controls, "
+                     "and not 'anomaly' (in any case)");
+      int* fields[] = {&e.box.x_min, &e.box.y_min, &e.box.x_max, &e.box.y_max};
+      const char* names[] = {"x_min", "y_min", "x_max", "y_max"};
+      for (int k = 0; k < 4; ++k) {
+        const auto& v = x["box"].contains(names[k]) ? x["box"][names[k]] : nlohmann::json();
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > 1'000'000)
+          return Error(r, 400, "bad_request", std::string("box.") + names[k] + " must be a whole number of pixels");
+        *fields[k] = int(v.get<int64_t>());
+      }
+      named.push_back(std::move(e));
+    }
+    if (!named.empty() && body["verdict"] != "NOK") return Error(r, 400, "bad_request", "defects are named in a review that says NOK");
+    if (!named.empty() && (*j)["status"] != "done") return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
+  }
+  // A review judges a result: one of a part still queued or running would become its final verdict
+  // before the machine's, which then contradicts it.
+  if ((*j)["status"] != "done" && (*j)["status"] != "failed")
+    return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
+  if (body.contains("add_to_references") && !body["add_to_references"].is_boolean())
+    return Error(r, 400, "bad_request", "'add_to_references' must be true or false");
+  const bool teach = body.value("add_to_references", false);
+  if (teach && body["verdict"] != "OK") return Error(r, 400, "bad_request", "only a part reviewed OK can be added to the references");
+  if (teach && (*j)["status"] != "done") return Error(r, 409, "conflict", "the inspection has not finished: review it when it has");
+  if (teach && key.scope != Scope::kAdmin) {  // a reference moves every later verdict: not any line key's call
+    auto product = svc_.store().GetProduct((*j)["product"]);
+    if (!product || product->settings.value("reviews_add_references", "admin") != "write")
+      return Error(r, 403, "forbidden",
+                   "adding a reference by review needs an admin key, unless the product's settings say "
+                   "\"reviews_add_references\": \"write\"");
+  }
+  // Who reviewed is the key's name; only an admin key may record a review on someone's behalf.
+  const std::string own = Actor(key);
+  if (body.contains("reviewer") && key.scope != Scope::kAdmin && body["reviewer"] != own)
+    return Error(r, 403, "forbidden", "'reviewer' is your key's name (" + own + "); only an admin key may set another");
+  const std::string reviewer = body.value("reviewer", own);
+  // The reference first: if the image cannot be one, the review is refused whole and nothing changes.
+  nlohmann::json added;
+  if (teach) {
+    auto ref = svc_.ReferenceFromInspection((*j)["id"], reviewer);
+    if (!ref.ok()) return Fail(r, ref.status());
+    const std::string product = (*j)["product"];
+    added = {{"id", *ref}, {"version", svc_.store().Revision(product)},
+             {"image", "/v1/products/" + product + "/references/" + std::to_string(*ref) + "/image"}};
+  }
+  // The regions are described before anything is stored: a bad box or an engine that cannot
+  // describe regions refuses the review whole.
+  if (!named.empty()) {
+    auto described = svc_.DescribeDefects((*j)["id"], std::move(named));
+    if (!described.ok())
+      return Fail(r, described.status());
+    named = std::move(*described);
+  }
+  auto s = svc_.store().AddReview((*j)["id"], body["verdict"], body.value("comment", ""), reviewer, (*j)["product"], named);
+  if (!s.ok()) return Fail(r, s);
+  auto out = *svc_.store().GetInspection((*j)["id"]);
+  if (teach) out["added_reference"] = added;
+  Json(r, 201, out);
+}
+
+}  // namespace api
+
+using api::Routes;
+using api::Error;
 
 int HttpStatusOf(Code c) {
   switch (c) {
@@ -660,7 +342,6 @@ const char* CodeName(Code c) {
     default: return "internal";
   }
 }
-
 
 StatusOr<std::unique_ptr<ApiServer>> ApiServer::Start(Service& service, const std::string& bind, int port,
                                                       const std::filesystem::path& web_dir, FrontLimits limits) {
