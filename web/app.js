@@ -52,7 +52,18 @@ async function loadProducts() {
   await productChanged();
 }
 
-async function productChanged() {
+// One reload at a time, in the order asked: a slow earlier reload (a reference added) must not draw
+// its older versions and references over a later one's (that reference removed).
+let reloads = Promise.resolve();
+function productChanged() {
+  const next = reloads.then(reloadProduct, reloadProduct);
+  reloads = next.catch(() => {});
+  return next;
+}
+
+let calibrationAsked = 0;
+
+async function reloadProduct() {
   localStorage.setItem('zeroqc.product', $('product').value);
   $('refs').replaceChildren();
   $('calibration').textContent = '';
@@ -79,11 +90,11 @@ async function loadReferences() {
 }
 
 async function loadCalibration() {
-  const product = $('product').value;
+  const product = $('product').value, asked = ++calibrationAsked;
   $('calibration').textContent = 'calibrating\u2026';
   try {
     const c = await api(productPath() + '/calibration');
-    if ($('product').value !== product) return;
+    if ($('product').value !== product || asked !== calibrationAsked) return;  // a newer one is on its way
     const t = typeof c.threshold === 'number' ? c.threshold.toFixed(3) : 'n/a';
     $('calibration').textContent = 'threshold ' + t + ' (version ' + c.version + ', ' + c.engine + ' engine)' +
       (c.copy_scores && c.copy_scores.length ? '; one reference: scores of its shifted copies ' + c.copy_scores.map((x) => x.toFixed(3)).join(', ') : '');
@@ -96,7 +107,7 @@ async function loadCalibration() {
       }
     }
   } catch (e) {
-    $('calibration').textContent = 'no calibration: ' + e.message;
+    if (asked === calibrationAsked) $('calibration').textContent = 'no calibration: ' + e.message;
   }
 }
 
