@@ -92,6 +92,27 @@ double BestBalancedAccuracy(const std::vector<double>& scores, const std::vector
   return best;
 }
 
+ThresholdChoice BestThreshold(const std::vector<double>& scores, const std::vector<bool>& is_nok) {
+  const auto n_nok = std::count(is_nok.begin(), is_nok.end(), true);
+  const auto n_ok = static_cast<long>(is_nok.size()) - n_nok;
+  if (n_nok == 0 || n_ok == 0) return {};
+  std::vector<double> distinct = scores;
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  // Candidates: below every score, between each pair of neighbours, and at the top (all OK).
+  std::vector<double> cuts{distinct.front() - 1};
+  for (size_t i = 0; i + 1 < distinct.size(); ++i) cuts.push_back((distinct[i] + distinct[i + 1]) / 2);
+  cuts.push_back(distinct.back());
+  ThresholdChoice best{kNaN, -1};
+  for (double t : cuts) {
+    long tp = 0, tn = 0;
+    for (size_t i = 0; i < scores.size(); ++i) (is_nok[i] ? tp : tn) += (scores[i] > t) == is_nok[i];
+    const double ba = (double(tp) / n_nok + double(tn) / n_ok) / 2;
+    if (ba > best.balanced_accuracy + 1e-12) best = {t, ba};
+  }
+  return best;
+}
+
 double PixelAuroc(const std::vector<cv::Mat>& maps, const std::vector<cv::Mat>& masks, int bins) {
   const auto [lo, hi] = ScoreRange(maps);
   // Histograms of defect and normal pixels over score bins, then the ROC area bin by bin.

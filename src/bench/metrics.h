@@ -29,6 +29,14 @@ double Auroc(const std::vector<double>& scores, const std::vector<bool>& is_nok)
 // NaN when either class is empty.
 double BestBalancedAccuracy(const std::vector<double>& scores, const std::vector<bool>& is_nok);
 
+// Where that best balanced accuracy is reached: a threshold halfway between the two neighbouring
+// distinct scores it falls between (the lowest such threshold when several tie). NaNs when either
+// class is empty.
+struct ThresholdChoice {
+  double threshold = std::nan(""), balanced_accuracy = std::nan("");
+};
+ThresholdChoice BestThreshold(const std::vector<double>& scores, const std::vector<bool>& is_nok);
+
 // ROC points (fpr, tpr) from (0,0) to (1,1), one per distinct score threshold.
 std::vector<cv::Point2d> RocCurve(const std::vector<double>& scores, const std::vector<bool>& is_nok);
 

@@ -179,7 +179,14 @@ StatusOr<std::vector<Run>> RunBench(const Dataset& d, const EngineFactory& facto
     if (o.zero_shot) {
       for (const auto& sample : d.samples) batch.push_back(sample.image);
     } else {
-      run.references = DrawShots(d.pool, o.shots == 0 ? d.pool.size() : o.shots, run.seed);
+      const size_t k = o.shots == 0 ? d.pool.size() : o.shots;
+      if (o.draw) {
+        auto drawn = o.draw(d.pool, k, run.seed);
+        if (!drawn.ok()) return Status(drawn.status().code(), "seed " + std::to_string(run.seed) + ": " + drawn.status().message());
+        run.references = *drawn;
+      } else {
+        run.references = DrawShots(d.pool, k, run.seed);
+      }
     }
     report({ri, o.seeds, 0, d.samples.size(), "references"});
     auto t0 = std::chrono::steady_clock::now();

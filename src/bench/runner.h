@@ -74,6 +74,10 @@ struct BenchProgress {
 
 struct BenchOptions {
   size_t shots = 0;  // 0: the whole pool
+  // How each run's references are drawn from the pool (null: a seeded random draw, DrawShots).
+  using Draw = std::function<StatusOr<std::vector<std::filesystem::path>>(const std::vector<std::filesystem::path>& pool,
+                                                                          size_t shots, uint64_t seed)>;
+  Draw draw;
   // Zero-shot: the factory gets the test images themselves (the batch that judges itself) in
   // place of references, and the pool is not used.
   bool zero_shot = false;

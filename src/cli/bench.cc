@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <set>
 
@@ -52,6 +53,10 @@ class ProgressBar {
   std::chrono::steady_clock::time_point start_;
 };
 
+// A line with more false rejects than this is not usable; a calibration gap above this is worth a
+// fixed threshold.
+constexpr double kWarnSpecificity = 0.8, kWarnGap = 0.15;
+
 void PrintSummary(const nlohmann::json& s, const std::filesystem::path& out) {
   auto f = [](const nlohmann::json& v) { return v.is_number() ? v.get<double>() : std::nan(""); };
   std::printf("%-18s %s\n", "dataset", s["dataset"].get<std::string>().c_str());
@@ -59,6 +64,13 @@ void PrintSummary(const nlohmann::json& s, const std::filesystem::path& out) {
   std::printf("%-18s %zu of %zu, %d seed(s)\n", "references", s["shots"].get<size_t>(), s["pool"].get<size_t>(), s["seeds"].get<int>());
   for (const char* k : {"accuracy", "precision", "recall", "specificity", "f1", "balanced_accuracy", "auroc", "pixel_auroc", "pro", "calibration_gap"})
     std::printf("%-18s %.3f  (sd %.3f)\n", k, f(s[k]), f(s["spread"][k]));
+  // What the numbers mean for a setup: most good parts rejected is the references' fault, not the parts'.
+  if (const double spec = f(s["specificity"]); spec < kWarnSpecificity)
+    std::printf("%-18s %.0f%% of the good parts were NOK: the references miss how good parts look (zeroqc refs check)\n",
+                "warning", 100 * (1 - spec));
+  if (const double gap = f(s["calibration_gap"]); gap > kWarnGap)
+    std::printf("%-18s a threshold chosen on these parts would add %.2f balanced accuracy (zeroqc refs check --good --defective)\n",
+                "warning", gap);
   const auto& l = s["latency_ms"];
   std::printf("%-18s p50 %.0f  p90 %.0f  p99 %.0f ms\n", "latency", f(l["p50"]), f(l["p90"]), f(l["p99"]));
   std::printf("%-18s %.2f images/s at %d job(s)\n", "throughput", f(s["throughput_ips"]), s["jobs"].get<int>());
@@ -77,6 +89,33 @@ void PrintSummary(const nlohmann::json& s, const std::filesystem::path& out) {
   }
   std::printf("%-18s %s\n\n", "report", (out / "report.html").c_str());
   std::fflush(stdout);
+}
+
+// --draw cover: each run's references chosen as refs suggest chooses them (ChooseReferences), from a
+// seeded three quarters of the pool standing in for a day's batch, so that seeds differ as days do.
+// Each pool photo is described once, with the backbone the engine uses.
+BenchOptions::Draw CoverDraw(const EngineFlags& flags) {
+  auto looks = std::make_shared<std::map<std::filesystem::path, ImageLook>>();
+  return [flags, looks](const std::vector<std::filesystem::path>& pool, size_t k, uint64_t seed)
+             -> StatusOr<std::vector<std::filesystem::path>> {
+    const auto batch = DrawShots(pool, std::max(k, (3 * pool.size() + 3) / 4), seed);
+    std::vector<std::filesystem::path> missing;
+    for (const auto& p : batch)
+      if (!looks->count(p)) missing.push_back(p);
+    EngineFlags quiet = flags;
+    quiet.quiet = true;
+    auto described = DescribeBatch(missing, quiet, "the pool");
+    if (!described.ok()) return described.status();
+    for (auto& l : *described) looks->emplace(l.path, std::move(l));
+    std::vector<const ImageLook*> day;
+    for (const auto& p : batch)
+      if (auto it = looks->find(p); it != looks->end()) day.push_back(&it->second);
+    const auto choice = ChooseReferences(day, k);
+    std::vector<std::filesystem::path> refs;
+    for (size_t i : choice.chosen) refs.push_back(day[i]->path);
+    std::sort(refs.begin(), refs.end());
+    return refs;
+  };
 }
 
 // A set's name in the suite: its folder's name.
@@ -100,6 +139,7 @@ void RegisterBench(CLI::App& app) {
     bool online = false;
     OnlineOptions on;
     std::optional<double> defect_share;
+    std::string draw = "random";
   };
   auto args = std::make_shared<Args>();
   cmd->add_option("datasets", args->datasets,
@@ -109,6 +149,10 @@ void RegisterBench(CLI::App& app) {
   cmd->add_option("--shots", args->shots,
                   "references drawn from train/good per run (default: all of them); 0: zero-shot, the test images judge "
                   "each other as one batch");
+  cmd->add_option("--draw", args->draw,
+                  "how --shots references are drawn from train/good: random, or cover (as refs suggest picks them, from a seeded three "
+                  "quarters of the pool) (default random)")
+      ->check(CLI::IsMember({"random", "cover"}));
   cmd->add_option("--seeds", args->seeds, "runs, each with its own draw of references (default 1)")->check(CLI::Range(1, 1000));
   cmd->add_option("--seed", args->seed, "seed of the first run; run i uses seed + i (default 1)");
   cmd->add_option("--jobs", args->jobs, "images inspected in parallel (default 1)")->check(CLI::Range(1, 256));
@@ -209,6 +253,7 @@ void RegisterBench(CLI::App& app) {
       opt.limits.max_pixels = args->engine.max_pixels;
       opt.progress = ProgressBar(!args->engine.quiet);
       opt.type_shots = args->type_shots;
+      if (args->draw == "cover") opt.draw = CoverDraw(args->engine);
       auto runs = RunBench(dataset, *factory, opt);
       if (!runs.ok()) {
         std::cerr << "zeroqc bench: " << SetName(dataset.root) << ": " << runs.status().message() << "\n";
@@ -216,6 +261,7 @@ void RegisterBench(CLI::App& app) {
       }
       BenchConfig cfg{args->engine_name, zero_shot ? 0 : runs->front().references.size(), args->seeds, args->jobs};
       auto summary = Summarize(dataset, *runs, cfg);
+      summary["draw"] = args->draw;
       const std::filesystem::path out = suite ? out_root / SetName(dataset.root) : out_root;
       std::filesystem::create_directories(out);
       std::ofstream(out / "metrics.json") << summary.dump(2) << "\n";

@@ -9,6 +9,7 @@
 
 #include "bench/runner.h"
 #include "engines/patch/patch_engine.h"
+#include "engines/patch/reference_choice.h"
 #include "vlm/provider.h"
 
 namespace zeroqc::cli {
@@ -70,6 +71,11 @@ std::vector<std::string> BackboneNames();
 // kNotFound names the choices.
 StatusOr<std::filesystem::path> ResolveBackbone(const std::string& name_or_path);
 
+// Describes photos with the backbone `flags` choose, for choosing or checking references
+// (engines/patch/reference_choice.h); a progress line on stderr headed `what` unless flags.quiet.
+StatusOr<std::vector<ImageLook>> DescribeBatch(const std::vector<std::filesystem::path>& paths, const EngineFlags& flags,
+                                               const std::string& what);
+
 // A product's "threshold" (> 0) and "threshold_sigmas" (>= 0) from its settings object (a
 // zeroqc.json, or a product of the service); `where` names it in errors. Absent keys stay unset.
 struct ThresholdSettings {
@@ -85,9 +91,10 @@ StatusOr<EngineFactory> MakeEngineFactory(const std::string& engine, const Engin
                                           const std::filesystem::path& config_dir, bool zero_shot = false);
 
 // Runs the engine over images, writes JSON Lines to stdout (and to `jsonl` if set) and overlays
-// to `overlay_dir` if set, `jobs` images at a time, lines in input order. Returns the exit status.
+// to `overlay_dir` if set, `jobs` images at a time, lines in input order. Returns the exit status;
+// `nok`, when given, receives how many images were judged NOK.
 int InspectImages(Engine& engine, const std::vector<std::string>& images, const ImageLimits& limits,
-                  const std::string& overlay_dir, std::ostream* jsonl = nullptr, int jobs = 1);
+                  const std::string& overlay_dir, std::ostream* jsonl = nullptr, int jobs = 1, size_t* nok = nullptr);
 
 void RegisterInspect(CLI::App& app);
 void RegisterConvert(CLI::App& app);
@@ -95,6 +102,7 @@ void RegisterDemo(CLI::App& app);
 void RegisterBench(CLI::App& app);
 void RegisterServe(CLI::App& app);
 void RegisterRefs(CLI::App& app);
+void RegisterRefsCheck(CLI::App* refs);  // zeroqc refs check, beside refs suggest
 void RegisterKeys(CLI::App& app);
 
 }  // namespace zeroqc::cli

@@ -1,6 +1,7 @@
 // Engine configuration from flags, environment and per-product files, and the engine factory.
 #include <algorithm>
 #include <cstdlib>
+#include <cstdio>
 #include <fstream>
 
 #include "cli/commands.h"
@@ -50,6 +51,20 @@ StatusOr<std::filesystem::path> ResolveBackbone(const std::string& name) {
                     "; or give a spec file path)");
   }
   return ModelsDir() / ((name == "inception" ? std::string("inception_v3") : name) + ".json");
+}
+
+StatusOr<std::vector<ImageLook>> DescribeBatch(const std::vector<std::filesystem::path>& paths, const EngineFlags& flags,
+                                               const std::string& what) {
+  auto spec_path = ResolveBackbone(flags.ChosenBackbone());
+  if (!spec_path.ok()) return spec_path.status();
+  auto spec = BackboneSpec::Load(*spec_path);
+  if (!spec.ok()) return spec.status();
+  auto net = Backbone::Open(*spec);
+  if (!net.ok()) return net.status();
+  auto looks = DescribeLooks(**net, paths, flags.limits(), [&](size_t done, size_t total) {
+    if (!flags.quiet) std::fprintf(stderr, "\rdescribing %s: %zu/%zu%s", what.c_str(), done, total, done == total ? "\n" : "");
+  });
+  return looks;
 }
 
 void EngineFlags::Register(CLI::App* app) {

@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <iostream>
 #include <mutex>
 #include <opencv2/imgcodecs.hpp>
@@ -10,7 +11,7 @@
 namespace zeroqc::cli {
 
 int InspectImages(Engine& engine, const std::vector<std::string>& images, const ImageLimits& limits,
-                  const std::string& overlay_dir, std::ostream* jsonl, int jobs) {
+                  const std::string& overlay_dir, std::ostream* jsonl, int jobs, size_t* nok) {
   if (!overlay_dir.empty()) std::filesystem::create_directories(overlay_dir);
   std::vector<std::optional<std::string>> lines(images.size());
   std::mutex mu;
@@ -26,6 +27,7 @@ int InspectImages(Engine& engine, const std::vector<std::string>& images, const 
     }
     std::lock_guard lock(mu);
     failed = failed || insp.result.error.has_value();
+    if (nok && insp.result.verdict == "NOK") ++*nok;
     lines[i] = ToJson(insp.result).dump();
     for (; printed < lines.size() && lines[printed]; ++printed) {  // stream in input order
       std::cout << *lines[printed] << std::endl;
@@ -34,6 +36,9 @@ int InspectImages(Engine& engine, const std::vector<std::string>& images, const 
   });
   return failed ? kExitImageFailed : kExitOk;
 }
+
+// Fewer parts than this are no sign either way.
+constexpr size_t kWarnAfterParts = 8;
 
 void RegisterInspect(CLI::App& app) {
   auto* cmd =
@@ -76,7 +81,14 @@ void RegisterInspect(CLI::App& app) {
     if (!factory.ok()) fail(factory.status().message());
     auto engine = (*factory)(batch);
     if (!engine.ok()) fail(engine.status().message());
-    int rc = InspectImages(**engine, args->images, args->engine.limits(), args->overlay, nullptr, args->jobs);
+    size_t nok = 0;
+    int rc = InspectImages(**engine, args->images, args->engine.limits(), args->overlay, nullptr, args->jobs, &nok);
+    // Most parts of a line are good: a run that rejects most of them says more about the references.
+    if (!args->zero_shot && args->images.size() >= kWarnAfterParts && 2 * nok > args->images.size())
+      std::fprintf(stderr,
+                   "zeroqc inspect: warning: %zu of %zu parts are NOK. If most of them are good, the references miss how they "
+                   "look: zeroqc refs check %s --parts FOLDER says which to add\n",
+                   nok, args->images.size(), args->refs.c_str());
     if (rc != kExitOk) throw ExitStatus{rc};
   });
 }

@@ -47,6 +47,16 @@ TEST(Metrics, AurocWithTies) {
   EXPECT_DOUBLE_EQ(Auroc({0.8, 0.4, 0.4, 0.1}, {true, true, false, false}), 0.875);
 }
 
+TEST(Metrics, BestThresholdLiesBetweenTheScoresItSeparates) {
+  const auto t = BestThreshold({1, 2, 9, 10}, {false, false, true, true});
+  EXPECT_DOUBLE_EQ(t.threshold, 5.5);
+  EXPECT_DOUBLE_EQ(t.balanced_accuracy, 1.0);
+  const auto m = BestThreshold({1, 2, 3, 2.5, 4, 5}, {false, false, false, true, true, true});
+  EXPECT_NEAR(m.balanced_accuracy, 5.0 / 6, 1e-12);
+  EXPECT_DOUBLE_EQ(m.threshold, 2.25);  // 2.5 and up NOK: one good part (3) rejected, the lowest of the ties
+  EXPECT_TRUE(std::isnan(BestThreshold({1, 2}, {true, true}).threshold));
+}
+
 TEST(Metrics, BestBalancedAccuracyOverEveryThreshold) {
   // good: 1 2 3, defective: 2.5 4 5 -> "score > 2" gives tpr 1, fpr 1/3: (1 + 2/3) / 2.
   EXPECT_NEAR(BestBalancedAccuracy({1, 2, 3, 2.5, 4, 5}, {false, false, false, true, true, true}), 5.0 / 6, 1e-12);

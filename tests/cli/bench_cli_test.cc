@@ -85,6 +85,40 @@ TEST(BenchCli, WritesMetricsResultsAndReport) {
     EXPECT_NE(html.find(id), std::string::npos) << id;
 }
 
+// A setup that rejects every good part is named as the references' fault, with what to run.
+TEST(BenchCli, WarnsWhenMostGoodPartsAreRejected) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto data = MakeDataset(dir / "plates");
+  auto r = Zeroqc("bench " + data.string() + testing::kCache + " --shots 2 --threshold 0.0001 --no-progress --out " + (dir / "out").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("100% of the good parts were NOK: the references miss how good parts look (zeroqc refs check)"), std::string::npos)
+      << r.out;
+  r = Zeroqc("bench " + data.string() + testing::kCache + " --shots 2 --no-progress --out " + (dir / "out2").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.find("good parts were NOK"), std::string::npos) << r.out;
+}
+
+// --draw cover takes its references as refs suggest would, from a seeded part of the pool.
+TEST(BenchCli, CoverDrawChoosesReferencesFromThePool) {
+  REQUIRE_BACKBONE();
+  auto dir = testing::TempDir();
+  auto data = MakeDataset(dir / "plates");
+  auto r = Zeroqc("bench " + data.string() + testing::kCache + " --shots 2 --seeds 2 --draw cover --no-progress --out " + (dir / "out").string());
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::ifstream mj(dir / "out" / "metrics.json");
+  const auto m = nlohmann::json::parse(mj);
+  EXPECT_EQ(m["draw"], "cover");
+  ASSERT_EQ(m["runs"].size(), 2u) << m.dump();
+  for (const auto& run : m["runs"]) {
+    ASSERT_EQ(run["references"].size(), 2u) << run.dump();
+    for (const auto& ref : run["references"]) EXPECT_TRUE(fs::exists(data / "train" / "good" / fs::path(ref.get<std::string>()).filename()));
+  }
+  r = Zeroqc("bench " + data.string() + " --shots 2 --draw best --out " + (dir / "out2").string());
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--draw"), std::string::npos) << r.err;
+}
+
 TEST(BenchCli, SuiteOfTwoSetsWritesTheSuiteTableAndCalibrationGap) {
   REQUIRE_BACKBONE();
   auto dir = testing::TempDir();
