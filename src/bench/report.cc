@@ -49,6 +49,9 @@ th{background:#f4f4f4} td:first-child,th:first-child{text-align:left} .charts{di
 .nok{color:#b00020;font-weight:600} .ok{color:#08711e;font-weight:600}
 .gallery{display:flex;flex-wrap:wrap;gap:1em} figure{margin:0;width:360px} figure img{width:100%;border:1px solid #ccc}
 figcaption{font-size:12px;color:#333} svg text{font:11px system-ui,sans-serif;fill:#333}
+.verdict{font-size:1.15em;padding:.6em .9em;border-left:6px solid #999;background:#f6f6f6}
+.verdict.ok{border-color:#08711e} .verdict.warn{border-color:#c98a00} .verdict.nok{border-color:#b00020}
+.thumbs{display:flex;flex-wrap:wrap;gap:.5em} .thumbs figure.thumb{width:120px} .thumbs img{width:120px;border:1px solid #ccc}
 )";
 
 void MetricTable(std::ostringstream& h, const nlohmann::json& s) {
@@ -65,10 +68,17 @@ void MetricTable(std::ostringstream& h, const nlohmann::json& s) {
     h << "</tr>\n";
   }
   h << "</table>\n";
-  const auto& c = s["confusion"];
-  h << "<table id=\"confusion\">\n<tr><th>actual \\ predicted</th><th>NOK</th><th>OK</th></tr>\n"
-    << "<tr><td>NOK</td><td>" << Fmt(c["tp"], 1) << "</td><td>" << Fmt(c["fn"], 1) << "</td></tr>\n"
-    << "<tr><td>OK</td><td>" << Fmt(c["fp"], 1) << "</td><td>" << Fmt(c["tn"], 1) << "</td></tr>\n</table>\n";
+  // Counts are whole parts: the first run's, with the mean over seeds beside it when there are several.
+  const auto& c = s["runs"].empty() ? s["confusion"] : s["runs"][0]["confusion"];
+  auto count = [&](const char* k) {
+    std::string out = Fmt(c[k], 0);
+    if (spread) out += " <span class=\"meta\">(mean " + Fmt(s["confusion"][k], 1) + ")</span>";
+    return out;
+  };
+  h << "<table id=\"confusion\">\n<tr><th>actual \\ predicted" << (spread ? ", seed " + std::to_string(s["runs"][0]["seed"].get<uint64_t>()) : "")
+    << "</th><th>NOK</th><th>OK</th></tr>\n"
+    << "<tr><td>NOK</td><td>" << count("tp") << "</td><td>" << count("fn") << "</td></tr>\n"
+    << "<tr><td>OK</td><td>" << count("fp") << "</td><td>" << count("tn") << "</td></tr>\n</table>\n";
   if (s["errors"].get<int>() > 0)
     h << "<p class=\"nok\">" << s["errors"].get<int>() << " image(s) could not be inspected; they count as NOK.</p>\n";
 }
@@ -77,7 +87,16 @@ void CalibrationNote(std::ostringstream& h, const nlohmann::json& s) {
   if (!s.contains("calibration_gap") || !s["calibration_gap"].is_number()) return;
   h << "<p id=\"calibration\">Calibration gap <b>" << Fmt(s["calibration_gap"]) << "</b>: the best threshold for "
     << "these labels would reach a balanced accuracy of " << Fmt(s["best_balanced_accuracy"]) << ", the engine's own "
-    << "threshold (chosen without labels) reaches " << Fmt(s["balanced_accuracy"]) << ".</p>\n";
+    << "threshold (chosen without labels) reaches " << Fmt(s["balanced_accuracy"]) << ".";
+  if (s.contains("scores") && s["scores"]["best_threshold"].is_number())
+    h << " For seed " << s["scores"]["seed"].get<uint64_t>() << " the engine chose <b>" << Fmt(s["scores"]["threshold"])
+      << "</b>; the best threshold is <b id=\"best-threshold\">" << Fmt(s["scores"]["best_threshold"]) << "</b> (balanced accuracy "
+      << Fmt(s["runs"][0]["best_balanced_accuracy"]) << "): to use it, set <code>\"threshold\"</code> in the product's zeroqc.json.";
+  else if (s.contains("scores") && s["scores"]["best_threshold_factor"].is_number())
+    h << " The threshold moved from part to part (a line window); for seed " << s["scores"]["seed"].get<uint64_t>()
+      << " the best would have been <b id=\"best-threshold\">" << Fmt(s["scores"]["best_threshold_factor"], 2)
+      << " &times;</b> the engine's (balanced accuracy " << Fmt(s["runs"][0]["best_balanced_accuracy"]) << ").";
+  h << "</p>\n";
   if (s.contains("scores")) h << ScoreHistogramSvg(s["scores"], "Image scores of the first run (seed " +
                                                      std::to_string(s["scores"]["seed"].get<uint64_t>()) + ")");
 }
@@ -116,7 +135,17 @@ void RocSvg(std::ostringstream& h, const Dataset& d, const std::vector<Run>& run
     for (const auto& p : RocCurve(scores, nok)) h << pad + p.x * plot << "," << 10 + plot - p.y * plot << " ";
     h << "\"/>\n";
   }
-  h << "</svg><figcaption>ROC, image level" << (runs.size() > 1 ? ", one curve per seed" : "") << "</figcaption></figure>\n";
+  if (!runs.empty()) {  // the first run's operating point at the engine's threshold
+    const Confusion& c = runs.front().metrics.confusion;
+    const double fpr = c.fp + c.tn ? double(c.fp) / (c.fp + c.tn) : 0, tpr = c.tp + c.fn ? double(c.tp) / (c.tp + c.fn) : 0;
+    const double x = pad + fpr * plot, y = 10 + plot - tpr * plot;
+    h << "<circle class=\"operating-point\" cx=\"" << x << "\" cy=\"" << y << "\" r=\"5\" fill=\"#b00020\"><title>engine threshold "
+      << Fmt(runs.front().threshold) << ": false-positive rate " << Fmt(fpr, 2) << ", true-positive rate " << Fmt(tpr, 2)
+      << "</title></circle><text x=\"" << std::min(x + 8, double(pad + plot - 110)) << "\" y=\"" << std::max(y + 16, 24.0)
+      << "\">engine threshold " << Fmt(runs.front().threshold) << "</text>\n";
+  }
+  h << "</svg><figcaption>ROC, image level" << (runs.size() > 1 ? ", one curve per seed" : "")
+    << "; the red dot is where the engine's own threshold puts the first run</figcaption></figure>\n";
 }
 
 void LatencySvg(std::ostringstream& h, const nlohmann::json& s) {
@@ -219,14 +248,75 @@ void Gallery(std::ostringstream& h, const Dataset& d, const Run& run, const Repo
   h << "</div>\n";
 }
 
+// The question a report must answer first: can this setup be trusted on this product? In words,
+// from the verdicts at the engine's own threshold, the ranking, and how much the draw of references
+// matters.
+void TrustVerdict(std::ostringstream& h, const nlohmann::json& s) {
+  auto num = [&](const char* k) { return s[k].is_number() ? s[k].get<double>() : std::nan(""); };
+  const double bal = num("balanced_accuracy"), spec = num("specificity"), rec = num("recall"), auroc = num("auroc");
+  const size_t k = s["shots"].get<size_t>();
+  const std::string refs = std::to_string(k) + (k == 1 ? " reference" : " references");
+  auto pct = [](double v) { return Fmt(100 * v, 0) + "%"; };
+  std::string cls, words;
+  if (std::isnan(auroc)) {
+    cls = "unknown", words = "Cannot tell: the test set needs both good and defective parts.";
+  } else if (bal >= 0.9 && spec >= 0.9) {
+    cls = "ok", words = "Trustworthy on these parts: at its own threshold the engine caught " + pct(rec) + " of the defects and passed " +
+                        pct(spec) + " of the good parts, from " + refs + ".";
+  } else if (auroc >= 0.9) {
+    const auto& sc = s.value("scores", nlohmann::json::object());
+    cls = "warn", words = "Usable once the threshold is set: the scores separate good from defective parts (AUROC " + Fmt(auroc, 2) +
+                          "), but the engine's own threshold catches " + pct(rec) + " of the defects and passes " + pct(spec) +
+                          " of the good parts." +
+                          (sc.value("best_threshold", nlohmann::json()).is_number()
+                               ? " The best threshold on these parts is " + Fmt(sc["best_threshold"]) + " (below)."
+                               : std::string(" A threshold chosen on these parts does better (below)."));
+  } else if (spec < 0.8) {
+    cls = "nok", words = "Not yet: " + pct(1 - spec) + " of the good parts are rejected. The " + refs +
+                         " miss how good parts look: add references like the false alarms below (zeroqc refs check).";
+  } else {
+    cls = "nok", words = "Not yet: defects and good parts overlap (AUROC " + Fmt(auroc, 2) + "); from " + refs +
+                         " the engine does not separate them. Add references, or see the README on what the engine can see.";
+  }
+  if (s["seeds"].get<int>() > 1 && s["spread"]["auroc"].is_number() && s["spread"]["auroc"].get<double>() > 0.05)
+    words += " The result depends on which references are drawn (AUROC sd " + Fmt(s["spread"]["auroc"], 2) + " over " +
+             std::to_string(s["seeds"].get<int>()) + " draws): choose them to cover the product's variants (zeroqc refs suggest).";
+  h << "<p id=\"verdict\" class=\"verdict " << cls << "\">" << Escape(words) << "</p>\n";
+}
+
+// The first run's references as thumbnails, the other runs' by name.
+void ReferenceThumbnails(std::ostringstream& h, const std::vector<Run>& runs, const ReportOptions& o) {
+  if (runs.empty() || runs.front().references.empty()) return;
+  const auto& refs = runs.front().references;
+  h << "<h2 id=\"references\">References drawn (seed " << runs.front().seed << ")</h2>\n<div class=\"thumbs\">\n";
+  for (size_t i = 0; i < refs.size() && i < o.thumbnails; ++i) {
+    auto img = LoadImage(refs[i], o.limits);
+    std::string url;
+    if (img.ok()) {
+      cv::Mat t;
+      const double f = 120.0 / std::max(img->bgr.cols, img->bgr.rows);
+      cv::resize(img->bgr, t, {}, f, f, cv::INTER_AREA);
+      std::vector<uint8_t> jpg;
+      cv::imencode(".jpg", t, jpg, {cv::IMWRITE_JPEG_QUALITY, 80});
+      url = "data:image/jpeg;base64," + Base64Encode(jpg);
+    }
+    h << "<figure class=\"thumb\">" << (url.empty() ? "" : "<img alt=\"" + Escape(refs[i].filename().string()) + "\" src=\"" + url + "\">")
+      << "<figcaption>" << Escape(refs[i].filename().string()) << "</figcaption></figure>\n";
+  }
+  if (refs.size() > o.thumbnails) h << "<p class=\"meta\">and " << refs.size() - o.thumbnails << " more</p>\n";
+  h << "</div>\n";
+  if (runs.size() > 1) h << "<p class=\"meta\">Each seed draws its own references: see Runs below.</p>\n";
+}
+
 void RunsTable(std::ostringstream& h, const nlohmann::json& s) {
-  h << "<h2 id=\"runs\">Runs</h2>\n<table>\n<tr><th>seed</th><th>references</th><th>threshold</th><th>accuracy</th>"
+  h << "<h2 id=\"runs\">Runs</h2>\n<table>\n<tr><th>seed</th><th>references</th><th>threshold</th><th>best threshold</th><th>accuracy</th>"
        "<th>AUROC</th><th>errors</th><th>setup ms</th><th>images/s</th></tr>\n";
   for (const auto& r : s["runs"]) {
     std::string refs;
     for (const auto& n : r["references"]) refs += (refs.empty() ? "" : " ") + n.get<std::string>();
-    h << "<tr><td>" << r["seed"].get<uint64_t>() << "</td><td title=\"" << Escape(refs) << "\">" << r["references"].size()
-      << "</td><td>" << Fmt(r["threshold"]) << "</td><td>" << Fmt(r["accuracy"]) << "</td><td>" << Fmt(r["auroc"])
+    const size_t n = r["references"].size();
+    h << "<tr><td>" << r["seed"].get<uint64_t>() << "</td><td>" << (n <= 16 ? Escape(refs) : std::to_string(n) + " (metrics.json lists them)")
+      << "</td><td>" << Fmt(r["threshold"]) << "</td><td>" << Fmt(r.value("best_threshold", nlohmann::json())) << "</td><td>" << Fmt(r["accuracy"]) << "</td><td>" << Fmt(r["auroc"])
       << "</td><td>" << r["errors"].get<int>() << "</td><td>" << Fmt(r["setup_ms"], 0) << "</td><td>"
       << Fmt(r["throughput_ips"], 2) << "</td></tr>\n";
   }
@@ -252,12 +342,27 @@ std::string ScoreHistogramSvg(const nlohmann::json& scores, const std::string& c
   for (double x : nok) ++hn[bin(x)];
   int top = 1;
   for (int i = 0; i < kBins; ++i) top = std::max({top, hg[i], hn[i]});
-  const int w = 460, hgt = 220, pad = 30, plot_w = w - 2 * pad, plot_h = hgt - 50;
+  const int w = 480, hgt = 240, pad = 44, plot_w = w - pad - 16, plot_h = hgt - 70;
   auto x_of = [&](double v) { return pad + (v - lo) / (hi - lo) * plot_w; };
   std::ostringstream h;
   h << "<figure class=\"scores\" style=\"width:auto\"><svg width=\"" << w << "\" height=\"" << hgt << "\" viewBox=\"0 0 " << w
     << " " << hgt << "\">\n<line x1=\"" << pad << "\" y1=\"" << 10 + plot_h << "\" x2=\"" << pad + plot_w << "\" y2=\""
-    << 10 + plot_h << "\" stroke=\"#999\"/>\n";
+    << 10 + plot_h << "\" stroke=\"#999\"/><line x1=\"" << pad << "\" y1=\"10\" x2=\"" << pad << "\" y2=\"" << 10 + plot_h
+    << "\" stroke=\"#999\"/>\n";
+  // Axes: parts per bin up the side, the image score along the bottom.
+  for (int v : {0, top / 2, top}) {
+    if (v == top / 2 && (v == 0 || v == top)) continue;
+    const double y = 10 + plot_h - double(v) / top * plot_h;
+    h << "<line x1=\"" << pad - 4 << "\" y1=\"" << y << "\" x2=\"" << pad << "\" y2=\"" << y << "\" stroke=\"#999\"/><text class=\"y-tick\" x=\""
+      << pad - 8 - 7 * int(std::to_string(v).size()) << "\" y=\"" << y + 4 << "\">" << v << "</text>\n";
+  }
+  h << "<text transform=\"rotate(-90)\" x=\"" << -(10 + plot_h / 2 + 14) << "\" y=\"12\">parts</text>\n";
+  for (int i = 0; i <= 4; ++i) {
+    const double v = lo + (hi - lo) * i / 4, x = x_of(v);
+    h << "<line x1=\"" << x << "\" y1=\"" << 10 + plot_h << "\" x2=\"" << x << "\" y2=\"" << 14 + plot_h
+      << "\" stroke=\"#999\"/><text class=\"x-tick\" x=\"" << x - 14 << "\" y=\"" << 26 + plot_h << "\">" << Fmt(v) << "</text>\n";
+  }
+  h << "<text x=\"" << pad + plot_w / 2 - 30 << "\" y=\"" << 42 + plot_h << "\">image score</text>\n";
   const double bar = double(plot_w) / kBins;
   for (int i = 0; i < kBins; ++i)
     for (auto [count, colour, title] : {std::tuple{hg[i], "#2e9e4d88", "good"}, {hn[i], "#c62f3e88", "defective"}}) {
@@ -270,8 +375,7 @@ std::string ScoreHistogramSvg(const nlohmann::json& scores, const std::string& c
   const double tx = x_of(t);
   h << "<line class=\"threshold\" x1=\"" << tx << "\" y1=\"6\" x2=\"" << tx << "\" y2=\"" << 10 + plot_h
     << "\" stroke=\"#222\" stroke-width=\"2\" stroke-dasharray=\"5 3\"/><text x=\"" << tx + 3 << "\" y=\"16\">threshold "
-    << Fmt(t) << "</text>\n<text x=\"" << pad << "\" y=\"" << hgt - 22 << "\">" << Fmt(lo) << "</text><text x=\""
-    << pad + plot_w - 40 << "\" y=\"" << hgt - 22 << "\">" << Fmt(hi) << "</text><text x=\"" << pad << "\" y=\"" << hgt - 6
+    << Fmt(t) << "</text>\n<text x=\"" << pad << "\" y=\"" << hgt - 6
     << "\"><tspan fill=\"#2e9e4d\">&#9632; good (" << good.size() << ")</tspan> <tspan fill=\"#c62f3e\">&#9632; defective ("
     << nok.size() << ")</tspan></text>\n</svg><figcaption>" << Escape(caption) << "</figcaption></figure>\n";
   return h.str();
@@ -289,6 +393,8 @@ std::string ReportHtml(const nlohmann::json& s, const Dataset& d, const std::vec
     << " references per run &middot; " << s["seeds"].get<int>() << " seed(s) &middot; " << s["images"].get<size_t>()
     << " QC images (" << s["nok_images"].get<size_t>() << " defective) &middot; " << s["jobs"].get<int>() << " job(s) &middot; "
     << date << "<br>" << Escape(d.root.string()) << "</p>\n";
+  TrustVerdict(h, s);
+  ReferenceThumbnails(h, runs, o);
   MetricTable(h, s);
   CalibrationNote(h, s);
   PerTypeTable(h, s);

@@ -14,6 +14,7 @@ namespace zeroqc {
 struct ReportOptions {
   size_t gallery = 8;        // overlays shown; closest calls fill in when there are fewer misses
   int gallery_width = 360;   // pixels per overlay
+  size_t thumbnails = 16;    // references shown as thumbnails
   ImageLimits limits;
 };
 

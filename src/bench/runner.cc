@@ -92,7 +92,14 @@ RunMetrics Evaluate(const Dataset& d, const std::vector<Record>& recs) {
   }
   m.cls = Classify(m.confusion);
   m.auroc = Auroc(scores, nok);
-  m.best_balanced_accuracy = BestBalancedAccuracy(scores, nok);
+  const ThresholdChoice best = BestThreshold(scores, nok);
+  m.best_balanced_accuracy = best.balanced_accuracy;
+  m.best_threshold_factor = best.threshold;
+  const bool one_threshold = std::all_of(recs.begin(), recs.end(), [&](const Record& r) {
+    return r.result.error || std::abs(r.result.threshold - recs.front().result.threshold) < 1e-12;
+  });
+  m.best_threshold = one_threshold && !recs.empty() && recs.front().result.threshold > 0 ? best.threshold * recs.front().result.threshold
+                                                                                          : std::nan("");
   m.calibration_gap = m.best_balanced_accuracy - m.cls.balanced_accuracy;
   std::vector<size_t> all(recs.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;

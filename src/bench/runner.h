@@ -50,6 +50,9 @@ struct RunMetrics {
   double auroc, pixel_auroc, pro;  // NaN when undefined (one class, no masks)
   // Best balanced accuracy over all thresholds minus the one at the engine's own threshold.
   double best_balanced_accuracy, calibration_gap;
+  // Where the best balanced accuracy is reached (BestThreshold): as a multiple of the engine's own
+  // threshold, and as a score when every part had the same threshold (else NaN: a line window's moves).
+  double best_threshold_factor, best_threshold;
   int errors = 0;
   std::map<std::string, TypeMetrics> per_type;
 };

@@ -42,6 +42,8 @@ nlohmann::json RunJson(const Run& r) {
   for (const auto& [key, get] : ScalarMetrics()) j[key] = Number(get(r));
   const Confusion& c = r.metrics.confusion;
   j["confusion"] = {{"tp", c.tp}, {"fp", c.fp}, {"tn", c.tn}, {"fn", c.fn}};
+  j["best_threshold"] = Number(r.metrics.best_threshold);
+  j["best_threshold_factor"] = Number(r.metrics.best_threshold_factor);
   std::vector<double> ms;
   for (const auto& rec : r.records) ms.push_back(rec.latency_ms);
   j["latency_ms"] = LatencyJson(Latency(ms));
@@ -123,7 +125,9 @@ nlohmann::json Summarize(const Dataset& d, const std::vector<Run>& runs, const B
     nlohmann::json good = nlohmann::json::array(), nok = nlohmann::json::array();
     for (const auto& rec : first.records)
       if (!rec.result.error) (d.samples[rec.sample].nok ? nok : good).push_back(rec.result.score);
-    j["scores"] = {{"seed", first.seed}, {"threshold", first.threshold}, {"good", good}, {"nok", nok}};
+    j["scores"] = {{"seed", first.seed}, {"threshold", first.threshold}, {"best_threshold", Number(first.metrics.best_threshold)},
+                   {"best_threshold_factor", Number(first.metrics.best_threshold_factor)},
+                   {"good", good}, {"nok", nok}};
     for (const auto& [type, t] : runs.front().metrics.per_type) {
       std::vector<double> acc, auroc, pix, pro;
       for (const auto& r : runs) {

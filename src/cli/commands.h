@@ -46,7 +46,10 @@ struct EngineFlags {
   // vlm engine
   std::string provider = "bedrock", profile = "generic", box_format;
   ProviderOptions vlm;
-  void Register(CLI::App* app);
+  // The flags a subcommand takes: each shows only what it uses (demo runs the embedded engine on
+  // single images, so neither the batch nor the model flags are its own).
+  enum Parts { kPatchFlags = 1, kBatchFlags = 2, kModelFlags = 4, kAllFlags = 7 };
+  void Register(CLI::App* app, int parts = kAllFlags);
   // Options for a reference folder; `refs_dir/zeroqc.json` may set "threshold" or "threshold_sigmas".
   // The backbone asked for: --backbone, else $ZEROQC_BACKBONE, else the default (zero-shot:
   // kDefaultZeroShotBackbone). A name or a spec path, as ResolveBackbone takes it.

@@ -67,7 +67,7 @@ StatusOr<std::vector<ImageLook>> DescribeBatch(const std::vector<std::filesystem
   return looks;
 }
 
-void EngineFlags::Register(CLI::App* app) {
+void EngineFlags::Register(CLI::App* app, int parts) {
   app->add_flag("--quiet", quiet, "no progress lines on stderr while the memory bank builds");
   app->add_option("--max-pixels", max_pixels, "refuse images with more pixels than this (default 100000000)")->check(CLI::PositiveNumber);
   app->add_option("--backbone", backbone,
@@ -78,14 +78,17 @@ void EngineFlags::Register(CLI::App* app) {
   app->add_option("--threshold", threshold, "fixed OK/NOK threshold instead of the calibrated one")->check(CLI::PositiveNumber);
   app->add_option("--sigmas", sigmas, "calibration strictness: robust spreads above the good parts' scores (default 2; README: --sigmas)")->check(CLI::NonNegativeNumber);
   app->add_option("--bank-size", bank_size, "patches kept in the memory bank; more references are subsampled by a coreset (default 6400)")->check(CLI::Range(64, 10'000'000));
-  app->add_option("--peers", zero_shot_peers, "zero-shot: other images of the batch each image is compared with (default 32; more is slower and steadier)")->check(CLI::Range(2, 100000));
-  app->add_option("--line-window", line_window,
-                  "judge each part by the last N parts inspected as well as the references (0: off, else 7-128; README: the line window)");
+  if (parts & kBatchFlags) {
+    app->add_option("--peers", zero_shot_peers, "zero-shot: other images of the batch each image is compared with (default 32; more is slower and steadier)")->check(CLI::Range(2, 100000));
+    app->add_option("--line-window", line_window,
+                    "judge each part by the last N parts inspected as well as the references (0: off, else 7-128; README: the line window)");
+  }
   app->add_flag("--foreground", foreground,
                 "score the part only, not the background around it (off: it hides defects of a product that fills the frame; README: the foreground mask)");
   app->add_option("--rotations", rotations,
                   "also describe every reference turned by 360/N degree steps, for parts that lie at any angle (1: off, 4 or 8; README: parts at any angle)")
       ->check(CLI::IsMember({1, 4, 8}));
+  if (!(parts & kModelFlags)) return;
   auto* cg = app->add_option_group("cascade engine", "the embedded engine screens, the model judges the uncertain parts (--engine cascade)");
   cg->add_option("--low", cascade_low, "parts scoring under LOW x threshold are OK without the model (default: from the references)")->check(CLI::PositiveNumber);
   cg->add_option("--high", cascade_high, "parts scoring over HIGH x threshold are NOK without the model (default: from the references)")->check(CLI::PositiveNumber);

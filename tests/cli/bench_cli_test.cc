@@ -81,8 +81,24 @@ TEST(BenchCli, WritesMetricsResultsAndReport) {
 
   std::ifstream hin(out / "report.html");
   std::string html((std::istreambuf_iterator<char>(hin)), {});
-  for (const char* id : {"id=\"metrics\"", "id=\"roc\"", "id=\"latency\"", "id=\"gallery\"", "data:image/jpeg;base64,"})
+  for (const char* id : {"id=\"metrics\"", "id=\"roc\"", "id=\"latency\"", "id=\"gallery\"", "data:image/jpeg;base64,",
+                         "id=\"verdict\"", "id=\"references\"", "class=\"operating-point\"", "class=\"y-tick\"", ">parts</text>",
+                         ">image score</text>"})
     EXPECT_NE(html.find(id), std::string::npos) << id;
+  // The report opens with its verdict in words, before any table.
+  EXPECT_LT(html.find("id=\"verdict\""), html.find("<table"));
+  // The first run's references, as thumbnails named by file.
+  for (const auto& ref : m["runs"][0]["references"])
+    EXPECT_NE(html.find("<figcaption>" + ref.get<std::string>() + "</figcaption>"), std::string::npos) << ref;
+  // Whole parts in the confusion matrix: the first run's counts, no "12.0".
+  const auto c = m["runs"][0]["confusion"];
+  const std::string row = "<tr><td>NOK</td><td>" + std::to_string(c["tp"].get<int>()) + " <span";
+  EXPECT_NE(html.find(row), std::string::npos) << row;
+  // The best threshold's value, where every part had the same threshold.
+  ASSERT_TRUE(m["runs"][0]["best_threshold"].is_number()) << m["runs"][0].dump();
+  char best[32];
+  std::snprintf(best, sizeof best, "%.3f", m["runs"][0]["best_threshold"].get<double>());
+  EXPECT_NE(html.find("id=\"best-threshold\">" + std::string(best) + "<"), std::string::npos) << best;
 }
 
 // A setup that rejects every good part is named as the references' fault, with what to run.

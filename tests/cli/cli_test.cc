@@ -34,6 +34,31 @@ TEST(Cli, BadArgumentsExitWithTwo) {
 }
 
 // Backbones by name: the shipped ones run (the default is lite2), an unknown name lists them.
+// Each subcommand's --help lists only the flags it uses, and a flag it would ignore is refused.
+TEST(Cli, EachSubcommandShowsAndTakesOnlyItsOwnFlags) {
+  struct Case {
+    std::string command;
+    std::vector<std::string> has, lacks;
+  };
+  const std::vector<Case> cases = {
+      {"demo", {"--backbone", "--threshold"}, {"--provider", "--explain-nok", "--model", "--peers", "--line-window"}},
+      {"inspect", {"--engine", "--provider", "--low", "--line-window"}, {"--scope", "--draw"}},
+      {"bench", {"--shots", "--draw", "--provider"}, {"--scope", "--parts"}},
+      {"refs suggest", {"--from", "--count", "--backbone"}, {"--provider", "--threshold", "--line-window"}},
+      {"refs check", {"--parts", "--good", "--defective", "--json"}, {"--provider", "--threshold", "--line-window"}},
+      {"keys create", {"--scope"}, {"--backbone", "--provider"}},
+  };
+  for (const auto& c : cases) {
+    auto r = Zeroqc(c.command + " --help");
+    EXPECT_EQ(r.status, 0) << c.command;
+    for (const auto& f : c.has) EXPECT_NE(r.out.find(f), std::string::npos) << c.command << " lacks " << f;
+    for (const auto& f : c.lacks) EXPECT_EQ(r.out.find(f + " "), std::string::npos) << c.command << " shows " << f;
+  }
+  auto r = Zeroqc("demo --provider ollama --explain-nok");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.err.find("--provider"), std::string::npos) << r.err;
+}
+
 TEST(Cli, BackbonesAreChosenByName) {
   REQUIRE_DATASETS();
   REQUIRE_BACKBONE();
@@ -138,12 +163,23 @@ TEST(Cli, DemoWritesResultsAndOverlays) {
                   " --out " + dir.string());
   ASSERT_EQ(r.status, 0) << r.err;
   auto lines = Lines(r.out);
-  EXPECT_EQ(lines.size(), 13u);  // 8 defective parts + 5 references re-inspected
+  EXPECT_EQ(lines.size(), 18u);  // 8 defective parts + 2 good parts for each of the 5 products
+  // It ends with its score, and the good parts it made are there to look at.
+  EXPECT_NE(r.err.find("/8 defects, "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("/10 false alarms"), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::exists(dir / "good-parts" / "metalplate_good2.jpg"));
+  int caught = 0, alarms = 0;
+  for (const auto& l : lines) {
+    const std::string path = l["image"]["path"];
+    (path.find("_nok") != std::string::npos ? caught : alarms) += l["verdict"] == "NOK";
+  }
+  const std::string score = "caught " + std::to_string(caught) + "/8 defects, " + std::to_string(alarms) + "/10 false alarms";
+  EXPECT_NE(r.err.find(score), std::string::npos) << score << " in " << r.err;
   EXPECT_TRUE(std::filesystem::exists(dir / "results.jsonl"));
   EXPECT_NE(r.err.find("results.jsonl"), std::string::npos);
   int overlays = 0;
   for (auto& e : std::filesystem::directory_iterator(dir / "overlays")) overlays += e.path().extension() == ".jpg";
-  EXPECT_EQ(overlays, 13);
+  EXPECT_EQ(overlays, 18);
 }
 
 TEST(Cli, SigmasFlagWinsOverTheProductFile) {
