@@ -287,8 +287,8 @@ class Check {
     std::printf("verdict: %s\n", verdict.c_str());
     for (const auto& r : blocking_) std::printf("  - %s\n", r.c_str());
     for (const auto& n : notes_) std::printf("  note: %s\n", n.c_str());
-    std::printf("threshold %.3f (%s), %zu references:\n", threshold_, fixed_ ? "fixed" : "calibrated from the references",
-                references_.size());
+    std::printf("threshold %.3f (%s), %zu reference%s:\n", threshold_, fixed_ ? "fixed" : "calibrated from the references",
+                references_.size(), references_.size() == 1 ? "" : "s");
     for (const auto& r : references_) {
       std::printf("  %-32s group %d", r["file"].get<std::string>().c_str(), r["group"].get<int>());
       if (r.contains("loo_score"))
