@@ -30,6 +30,9 @@ class Engine {
   virtual std::string name() const = 0;
   // Thread-safe. Never throws: failures come back in result.error.
   virtual Inspection Inspect(const Image& image) = 0;
+  // Judges the part without learning from it: a setup check's photos must not join a line window.
+  // Thread-safe.
+  virtual Inspection InspectAside(const Image& image) { return Inspect(image); }
   // How the engine chose its threshold (e.g. the references' own scores), for reports; null if
   // it has nothing to say.
   virtual nlohmann::json Calibration() const { return nullptr; }

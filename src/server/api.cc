@@ -100,6 +100,10 @@ void Routes::Install() {
     res.set_content(svc_.MetricsText(), "text/plain; version=0.0.4");
   });
 
+  // Who the key is: the page shows only what its scope may do.
+  On("GET", "/v1/whoami", {"/v1/whoami"}, Guard(Scope::kRead, [](auto&, auto& r, auto& key) {
+    Json(r, 200, {{"id", key.id}, {"scope", ScopeName(key.scope)}, {"name", key.name}});
+  }));
   On("POST", "/v1/inspections", {"/v1/inspections"}, Guard(Scope::kWrite, [this](auto& q, auto& r, auto&) { PostInspection(q, r); }));
   On("GET", "/v1/inspections", {"/v1/inspections"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) { ListInspections(q, r); }));
   On("GET", R"(/v1/inspections/([^/]+))", {"/v1/inspections/{id}"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {

@@ -49,6 +49,7 @@ void Routes::InstallProducts() {
          r.status = 204;
        }
      }));
+  On("POST", R"(/v1/products/([^/]+)/score)", {"/v1/products/{name}/score"}, Guard(Scope::kAdmin, [this](auto& q, auto& r, auto&) { ScoreImage(q, r); }));
   On("GET", R"(/v1/products/([^/]+)/calibration)", {"/v1/products/{name}/calibration"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
     auto p = FindProduct(q, r);
     if (!p) return;
@@ -120,8 +121,8 @@ bool Routes::Checked(Product& p, httplib::Response& r) {
 }
 
 // Stores a checked product; `status` on success.
-void Routes::StoreProduct(const Product& p, int status, httplib::Response& r, const ApiKey& key) {
-  if (auto s = svc_.store().PutProduct(p, Actor(key)); !s.ok()) return Fail(r, s);
+void Routes::StoreProduct(const Product& p, int status, httplib::Response& r, const ApiKey& key, const std::string& reason) {
+  if (auto s = svc_.store().PutProduct(p, Actor(key), reason); !s.ok()) return Fail(r, s);
   svc_.InvalidateEngine(p.name);
   Json(r, status, ProductJson(p));
 }
@@ -160,9 +161,11 @@ void Routes::PatchProduct(const httplib::Request& q, httplib::Response& r, const
   if (!body.is_object() || body.empty())
     return Error(r, 400, "bad_request", "send a JSON object with some of {engine, settings, webhook_url, webhook_secret}");
   for (const auto& [k, v] : body.items())
-    if (k != "engine" && k != "settings" && k != "webhook_url" && k != "webhook_secret")
-      return Error(r, 400, "bad_request", k == "name" ? "a product's name does not change" : k + " is not a product field (engine, settings, webhook_url, webhook_secret)");
-  if (!StringsOnly(body, {"engine", "webhook_url", "webhook_secret"}, r)) return;
+    if (k != "engine" && k != "settings" && k != "webhook_url" && k != "webhook_secret" && k != "reason")
+      return Error(r, 400, "bad_request", k == "name" ? "a product's name does not change" : k + " is not a product field (engine, settings, webhook_url, webhook_secret; and reason)");
+  if (!StringsOnly(body, {"engine", "webhook_url", "webhook_secret", "reason"}, r)) return;
+  const std::string reason = body.value("reason", "");
+  if (reason.size() > 500) return Error(r, 400, "bad_request", "reason: at most 500 characters");
   Product p = *found;
   p.engine = body.value("engine", p.engine);
   p.webhook_url = body.value("webhook_url", p.webhook_url);
@@ -174,17 +177,54 @@ void Routes::PatchProduct(const httplib::Request& q, httplib::Response& r, const
   }
   // The backbone recorded by default belongs to the embedded engine: a move to the model drops it.
   if (p.engine == "vlm" && (s == body.end() || !s->contains("backbone"))) p.settings.erase("backbone");
-  if (Checked(p, r)) StoreProduct(p, 200, r, key);
+  if (Checked(p, r)) StoreProduct(p, 200, r, key, reason);
 }
 
 void Routes::AddReference(const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
   auto p = FindProduct(q, r);
   if (!p) return;
+  if (q.is_multipart_form_data() && q.files.count("image") > 1) return AddReferences(*p, q, r, key);
   auto u = ReadUploadOr(q, r);
   if (!u) return;
   auto id = svc_.AddReference(p->name, u->bytes, u->filename, Actor(key));
   if (!id.ok()) return Fail(r, id.status());
   Json(r, 201, {{"id", *id}, {"filename", u->filename}, {"image", "/v1/products/" + p->name + "/references/" + std::to_string(*id) + "/image"}});
+}
+
+// Several "image" parts in one multipart upload: one version for them all (a batch of reference
+// photos from the page is one change, not sixteen).
+void Routes::AddReferences(const Product& p, const httplib::Request& q, httplib::Response& r, const ApiKey& key) {
+  for (const auto& [k, v] : q.files)
+    if (k != "image") return Error(r, 400, "bad_request", "a reference upload takes only 'image' parts, not '" + k.substr(0, 64) + "'");
+  std::vector<std::pair<std::string_view, std::string>> images;
+  auto [from, to] = q.files.equal_range("image");
+  for (auto it = from; it != to; ++it) images.emplace_back(it->second.content, it->second.filename);
+  auto ids = svc_.AddReferences(p.name, images, Actor(key));
+  if (!ids.ok()) return Fail(r, ids.status());
+  nlohmann::json items = nlohmann::json::array();
+  for (size_t i = 0; i < ids->size(); ++i)
+    items.push_back({{"id", (*ids)[i]}, {"filename", images[i].second.substr(0, 255)},
+                     {"image", "/v1/products/" + p.name + "/references/" + std::to_string((*ids)[i]) + "/image"}});
+  Json(r, 201, {{"items", items}, {"version", svc_.store().Revision(p.name)}});
+}
+
+// POST /v1/products/{name}/score: the product's engine judges one photo by its references alone;
+// nothing is stored (the page's setup check of known good and defective photos).
+void Routes::ScoreImage(const httplib::Request& q, httplib::Response& r) {
+  auto p = FindProduct(q, r);
+  if (!p) return;
+  auto u = ReadUploadOr(q, r);
+  if (!u) return;
+  if (!u->fields.empty()) return Error(r, 400, "bad_request", "a score upload takes only the image (and its filename)");
+  auto result = svc_.Score(p->name, u->bytes);
+  if (!result.ok() && result.status().code() == Code::kUnavailable) {
+    r.set_header("Retry-After", "5");
+    return Error(r, 503, "busy", result.status().message());
+  }
+  if (!result.ok()) return Fail(r, result.status());
+  nlohmann::json j = ToJson(*result);
+  j["image"]["path"] = u->filename;
+  Json(r, 200, j);
 }
 
 }  // namespace zeroqc::api

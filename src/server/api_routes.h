@@ -195,7 +195,7 @@ class Routes {
   bool Checked(Product& p, httplib::Response& r);
 
   // Stores a checked product; `status` on success.
-  void StoreProduct(const Product& p, int status, httplib::Response& r, const ApiKey& key);
+  void StoreProduct(const Product& p, int status, httplib::Response& r, const ApiKey& key, const std::string& reason = "");
 
   // POST /v1/products: a new product. An existing name is 409 unless the body says "replace": true,
   // which replaces its engine, settings and webhook (a new version; references stay).
@@ -206,6 +206,8 @@ class Routes {
   void PatchProduct(const httplib::Request& q, httplib::Response& r, const ApiKey& key);
 
   void AddReference(const httplib::Request& q, httplib::Response& r, const ApiKey& key);
+  void AddReferences(const Product& p, const httplib::Request& q, httplib::Response& r, const ApiKey& key);
+  void ScoreImage(const httplib::Request& q, httplib::Response& r);
 
   Service& svc_;
   httplib::Server& http_;

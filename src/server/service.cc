@@ -136,6 +136,37 @@ StatusOr<int64_t> Service::AddReference(const std::string& product, std::string_
   return store_->AddReference(product, *blob, filename.substr(0, 255), actor);  // engines follow the new version
 }
 
+StatusOr<std::vector<int64_t>> Service::AddReferences(const std::string& product,
+                                                      const std::vector<std::pair<std::string_view, std::string>>& images_and_names,
+                                                      const std::string& actor) {
+  std::vector<std::pair<std::string, std::string>> blobs;
+  for (const auto& [bytes, name] : images_and_names) {
+    auto blob = StoreImage(bytes);
+    if (!blob.ok() && blob.status().code() == Code::kNoSpace) StorageFull();
+    if (!blob.ok()) return Status(blob.status().code(), (name.empty() ? std::string("an image") : name) + ": " + blob.status().message());
+    blobs.emplace_back(*blob, name.substr(0, 255));
+  }
+  return store_->AddReferences(product, blobs, actor);
+}
+
+StatusOr<InspectionResult> Service::Score(const std::string& product, std::string_view bytes) {
+  auto known = Known(product, store_->Revision(product));
+  if (!known) {
+    if (!TryBeginWait())
+      return Unavailable("product '" + product + "': its engine is being built for this version: retry in a few seconds");
+    known = EngineFor(product);
+    EndWait();
+  }
+  if (!known->ok()) return known->status();
+  const auto& engine = (*known)->engine;
+  auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()},
+                         ImageLimits{cfg_.limits.max_pixels, cfg_.limits.max_bytes, engine->DecodeSide()});
+  if (!img.ok()) return img.status();
+  InspectionResult r = engine->InspectAside(*img).result;
+  if (r.error) return InvalidArgument(*r.error);
+  return r;
+}
+
 bool Service::RemoveReference(const std::string& product, int64_t id, const std::string& actor) {
   return store_->DeleteReference(product, id, actor);
 }

@@ -84,7 +84,16 @@ class Service {
   // on its next inspection.
   StatusOr<int64_t> AddReference(const std::string& product, std::string_view image_bytes, const std::string& filename,
                                  const std::string& actor = "");
+  // Several at once, as one version: every image is checked and stored before any is added, and the
+  // error names the file that failed.
+  StatusOr<std::vector<int64_t>> AddReferences(const std::string& product,
+                                               const std::vector<std::pair<std::string_view, std::string>>& images_and_names,
+                                               const std::string& actor = "");
   bool RemoveReference(const std::string& product, int64_t id, const std::string& actor = "");
+  // Judges an image with the product's current engine, by its references alone, and stores nothing
+  // (a setup check: known good and defective photos against the threshold). Waits for an engine
+  // build like Calibration.
+  StatusOr<InspectionResult> Score(const std::string& product, std::string_view image_bytes);
   // A reviewed good part joins its product's references (a new version). Its stored image is
   // decoded in full first: one that does not decode is refused (kCorrupt, ...) and nothing changes.
   // Engines that can (the embedded one) take it incrementally: one feature extraction, not a rebuild.

@@ -279,7 +279,7 @@ Status Store::RevokeKey(int64_t id) {
   return db_->Exec("COMMIT");
 }
 
-Status Store::PutProduct(const Product& p, const std::string& actor) {
+Status Store::PutProduct(const Product& p, const std::string& actor, const std::string& reason) {
   std::lock_guard lock(mu_);
   ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
   auto was = db_->Query("SELECT retired_at FROM products WHERE name = ?1", {p.name});
@@ -293,7 +293,9 @@ Status Store::PutProduct(const Product& p, const std::string& actor) {
     r = db_->Query("UPDATE refs SET removed_at = ?2 WHERE product = ?1 AND removed_at IS NULL", {p.name, NowIso()});
   if (r.ok()) {
     const bool created = was->empty() || revived;
-    r = RecordVersion(p.name, actor, {{"op", created ? "create" : "update"}, {"engine", p.engine}, {"settings", p.settings}}, false);
+    nlohmann::json change = {{"op", created ? "create" : "update"}, {"engine", p.engine}, {"settings", p.settings}};
+    if (!reason.empty()) change["reason"] = reason;
+    r = RecordVersion(p.name, actor, change, false);
   }
   if (!r.ok()) {
     (void)db_->Exec("ROLLBACK");
@@ -363,6 +365,30 @@ StatusOr<int64_t> Store::AddReference(const std::string& product, const std::str
   }
   ZQ_RETURN_IF_ERROR(db_->Exec("COMMIT"));
   return id;
+}
+
+StatusOr<std::vector<int64_t>> Store::AddReferences(const std::string& product,
+                                                    const std::vector<std::pair<std::string, std::string>>& blobs_and_names,
+                                                    const std::string& actor) {
+  std::lock_guard lock(mu_);
+  ZQ_RETURN_IF_ERROR(db_->Exec(db_->Begin()));
+  std::vector<int64_t> ids;
+  nlohmann::json names = nlohmann::json::array();
+  StatusOr<DbRows> r = DbRows{};
+  for (const auto& [blob, filename] : blobs_and_names) {
+    r = db_->Query("INSERT INTO refs(product, blob, filename, created_at) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                   {product, blob, filename, NowIso()});
+    if (!r.ok()) break;
+    ids.push_back(Int((*r)[0][0]));
+    names.push_back(filename);
+  }
+  if (r.ok()) r = RecordVersion(product, actor, {{"op", "add_references"}, {"references", ids}, {"filenames", names}});
+  if (!r.ok()) {
+    (void)db_->Exec("ROLLBACK");
+    return r.status();
+  }
+  ZQ_RETURN_IF_ERROR(db_->Exec("COMMIT"));
+  return ids;
 }
 
 // The product's revision goes up by one and the new version is recorded with the product's whole

@@ -106,7 +106,8 @@ class Store {
 
   // Creates or changes a product; every change is a new numbered version made by `actor`. A
   // retired product's name starts again as a new product: no references, its history kept.
-  Status PutProduct(const Product& p, const std::string& actor = "");
+  // `reason`, when given, is recorded in the version (why a threshold was set by hand).
+  Status PutProduct(const Product& p, const std::string& actor = "", const std::string& reason = "");
   // Retires a product: gone from the lists and from inspection, its inspections and versions kept.
   // kNotFound when there is no such product in use.
   Status RetireProduct(const std::string& name, const std::string& actor);
@@ -114,6 +115,9 @@ class Store {
   std::vector<Product> ListProducts();
   // `why` is merged into the version's change record (e.g. {"from_inspection": id}). With a
   // from_inspection that is already a current reference of the product: kConflict.
+  // Several references as one version ({"op": "add_references"}): all or none. Their ids, in order.
+  StatusOr<std::vector<int64_t>> AddReferences(const std::string& product, const std::vector<std::pair<std::string, std::string>>& blobs_and_names,
+                                               const std::string& actor);
   StatusOr<int64_t> AddReference(const std::string& product, const std::string& blob, const std::string& filename,
                                  const std::string& actor = "", const nlohmann::json& why = nullptr);
   std::vector<Reference> ListReferences(const std::string& product);  // the current ones

@@ -319,6 +319,16 @@ TEST(PatchEngine, ALineWindowJudgesEachPartByTheLinesRecentParts) {
   EXPECT_EQ(again.result.verdict, "NOK");
   EXPECT_GT(again.result.score, 0.5 * defect.result.score);
   EXPECT_EQ(again.peer_scores.size(), 7u) << "the window's 7 other parts";
+  // A part judged aside (a setup check) is judged by the references alone and joins no window.
+  auto img = LoadImage(root / "test/good/002.png", {});
+  ASSERT_TRUE(img.ok());
+  const auto aside = (*engine)->InspectAside(*img);
+  EXPECT_TRUE(aside.peer_scores.empty());
+  EXPECT_EQ(aside.result.threshold, (*engine)->threshold());
+  EXPECT_EQ(aside.result.calibration, "references");
+  // Had it joined, the same photo inspected now would find itself in the window (7 other parts).
+  const auto next = InspectFile(**engine, root / "test/good/002.png", {});
+  EXPECT_EQ(next.peer_scores.size(), 8u) << "the aside part is not in the window";
   // An engine grown by a reference goes on with the same line.
   auto grown = (*engine)->WithReference(root / "train/good/020.png");
   ASSERT_TRUE(grown.ok());

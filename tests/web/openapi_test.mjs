@@ -40,7 +40,10 @@ const keys = {};
 for (const scope of ['admin', 'write', 'read'])
   keys[scope] = execFileSync(env.ZEROQC_BIN, ['keys', 'create', '--data', data, '--scope', scope, '--name', scope + ' key']).toString().trim();
 const { server, port, exited } = await startServe(env.ZEROQC_BIN, ['--data', data, '--cache', env.ZEROQC_CACHE,
-  '--max-upload-bytes', '2000000', '--web', path.join(env.SOURCE_DIR, 'web'), '--log-format', 'json'], 'pipe');
+  '--max-upload-bytes', '2000000', '--web', path.join(env.SOURCE_DIR, 'web'), '--log-format', 'json',
+  // Calls follow each other as fast as the machine answers: the per-key bucket (tested on its own in
+  // Hardening) must not turn a fast machine's answers into 429s.
+  '--rate', '1000', '--burst', '1000'], 'pipe');
 let log = '';
 server.stderr.on('data', (d) => { log += d; });
 const base = `http://127.0.0.1:${port}`;
@@ -177,6 +180,41 @@ try {
   await call('DELETE', `/v1/products/sponge/defect-examples/${examples.json.items[0].id}`, { key: 'read', expect: 403 });
   await call('DELETE', `/v1/products/sponge/defect-examples/${examples.json.items[0].id}`, { key: 'write', expect: 204 });
   await call('DELETE', `/v1/products/sponge/defect-examples/${examples.json.items[0].id}`, { key: 'write', expect: 404 });
+  // Who a key is, for the page's controls.
+  const me = await call('GET', '/v1/whoami', { key: 'write', expect: 200 });
+  assert.equal(me.json.scope, 'write');
+  await call('GET', '/v1/whoami', { expect: 401 });
+  // Several reference photos in one upload are one version.
+  const before = (await call('GET', '/v1/products/sponge/versions', { key: 'read', expect: 200 })).json.current;
+  const two = new FormData();
+  two.append('image', new Blob([ref], { type: 'image/jpeg' }), 'batch-1.jpg');
+  two.append('image', new Blob([ref], { type: 'image/jpeg' }), 'batch-2.jpg');
+  const batch = await call('POST', '/v1/products/sponge/references', { key: 'admin', body: two, expect: 201 });
+  assert.equal(batch.json.items.length, 2);
+  assert.equal(batch.json.version, before + 1);
+  const bad = new FormData();
+  bad.append('image', new Blob([ref], { type: 'image/jpeg' }), 'fine.jpg');
+  bad.append('image', new Blob([ref.subarray(0, 5000)], { type: 'image/jpeg' }), 'cut.jpg');
+  const refused = await call('POST', '/v1/products/sponge/references', { key: 'admin', body: bad, expect: 422 });
+  assert.match(refused.json.error.message, /cut\.jpg/);
+  assert.equal((await call('GET', '/v1/products/sponge/versions', { key: 'read', expect: 200 })).json.current, before + 1, 'all or none');
+  for (const r of batch.json.items) await call('DELETE', `/v1/products/sponge/references/${r.id}`, { key: 'admin', expect: 204 });
+  // A photo judged aside: a result, nothing stored.
+  const count = (await call('GET', '/v1/inspections?product=sponge&limit=500', { key: 'read', expect: 200 })).json.items.length;
+  const scored = await call('POST', '/v1/products/sponge/score', { key: 'admin', body: form({}, nok, 'known-bad.jpg'), expect: 200 });
+  assert.equal(scored.json.image.path, 'known-bad.jpg');
+  assert.ok(scored.json.score > 0);
+  await call('POST', '/v1/products/sponge/score', { key: 'write', body: form({}, nok), expect: 403 });
+  await call('POST', '/v1/products/sponge/score', { key: 'admin', body: form({ batch: 'x' }, nok), expect: 400 });
+  await call('POST', '/v1/products/nope/score', { key: 'admin', body: form({}, nok), expect: 404 });
+  assert.equal((await call('GET', '/v1/inspections?product=sponge&limit=500', { key: 'read', expect: 200 })).json.items.length, count, 'stored nothing');
+  // A threshold set by hand, with why.
+  const set = await call('PATCH', '/v1/products/sponge', { key: 'admin', body: JSON.stringify({ settings: { threshold: 0.5, line_window: 0 }, reason: 'from 12 known parts' }), type: 'application/json', expect: 200 });
+  const last = (await call('GET', '/v1/products/sponge/versions', { key: 'read', expect: 200 })).json.items[0];
+  assert.equal(last.change.reason, 'from 12 known parts');
+  assert.equal(set.json.settings.threshold, 0.5);
+  await call('PATCH', '/v1/products/sponge', { key: 'admin', body: JSON.stringify({ settings: { threshold: null }, reason: 'x'.repeat(501) }), type: 'application/json', expect: 400 });
+  await call('PATCH', '/v1/products/sponge', { key: 'admin', body: JSON.stringify({ settings: { threshold: null, line_window: null } }), type: 'application/json', expect: 200 });
   const calibration = await call('GET', '/v1/products/sponge/calibration', { key: 'read', expect: 200 });
   assert.ok(calibration.json.threshold > 0);
   await call('GET', '/v1/products/nope/calibration', { key: 'read', expect: 404 });

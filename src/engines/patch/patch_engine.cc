@@ -445,7 +445,11 @@ nlohmann::json PatchEngine::Calibration() const {
 
 int PatchEngine::DecodeSide() const { return opt_.limits.decode_side; }
 
-Inspection PatchEngine::Inspect(const Image& image) {
+Inspection PatchEngine::Inspect(const Image& image) { return InspectWith(image, false); }
+
+Inspection PatchEngine::InspectAside(const Image& image) { return InspectWith(image, true); }
+
+Inspection PatchEngine::InspectWith(const Image& image, bool aside) {
   const auto t0 = std::chrono::steady_clock::now();
   Inspection out;
   InspectionResult& r = out.result;
@@ -460,7 +464,7 @@ Inspection PatchEngine::Inspect(const Image& image) {
   double threshold = threshold_;
   bool mutual = opt_.zero_shot;  // judged by other parts, not by the references alone
   if (opt_.zero_shot) distances = BatchDistances(image, *g);
-  else if (line_) std::tie(distances, threshold) = LineDistances(image, *g, out), mutual = !out.peer_scores.empty();
+  else if (line_ && !aside) std::tie(distances, threshold) = LineDistances(image, *g, out), mutual = !out.peer_scores.empty();
   else distances = ReferenceDistances(g->descriptors);
   r.threshold = threshold;
   r.calibration = opt_.zero_shot ? "batch" : mutual ? "line" : opt_.threshold ? "fixed" : "references";

@@ -82,6 +82,8 @@ class PatchEngine : public Engine {
   // CalibrateBatch over the window's scores. Before that (warming up) by the references alone.
   // The part then joins the window (the oldest leaves). Parts are judged one at a time.
   Inspection Inspect(const Image& image) override;
+  // By the references alone (their threshold), never joining the line window.
+  Inspection InspectAside(const Image& image) override;
   nlohmann::json Calibration() const override;
   int DecodeSide() const override;
   // One feature extraction and one search: the new part's patches are appended to a copy of the
@@ -123,6 +125,7 @@ class PatchEngine : public Engine {
  private:
   PatchEngine() = default;
   StatusOr<PatchGrid> Describe(const cv::Mat& bgr);
+  Inspection InspectWith(const Image& image, bool aside);
   // A reference's grid; with reference_rotations its turned copies' patches follow its own rows
   // (the first grid_h x grid_w rows stay the upright image's, which leave-one-out scores).
   StatusOr<PatchGrid> DescribeReference(const cv::Mat& bgr);
