@@ -119,6 +119,8 @@ void Routes::Install() {
   if (!web_.empty()) {
     for (auto [path, file, mime] : {std::tuple{"/", "index.html", "text/html; charset=utf-8"},
                                     {"/app.js", "app.js", "text/javascript; charset=utf-8"},
+                                    {"/line.js", "line.js", "text/javascript; charset=utf-8"},
+                                    {"/setup.js", "setup.js", "text/javascript; charset=utf-8"},
                                     {"/openapi.json", "openapi.json", "application/json"},
                                     {"/style.css", "style.css", "text/css; charset=utf-8"}}) {
       On("GET", path, {path}, [this, file = std::string(file), mime = std::string(mime)](const httplib::Request&, httplib::Response& res) {

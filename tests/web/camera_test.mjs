@@ -46,7 +46,7 @@ try {
   page.on('pageerror', (e) => console.error('page error:', e.message));
   await page.goto(base + '/#key=' + key);
   await page.waitForSelector('#product option[value="sponge"]', { state: 'attached' });
-  await page.waitForSelector('#refs img');
+  await page.waitForSelector('#refs img', { state: 'attached' });  // on the setup screen
   await page.click('#start');
   const started = Date.now();
   await page.waitForSelector('body[data-captures="1"]', { timeout: 20000 });

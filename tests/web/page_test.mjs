@@ -35,7 +35,10 @@ async function upload(file) {
   form.append('image', new Blob([fs.readFileSync(file)], { type: 'image/png' }), path.basename(file));
   form.append('product', 'brush');
   form.append('batch', 'B-1');
-  const r = await fetch(base + '/v1/inspections?wait=true', { method: 'POST', headers: auth, body: form });
+  // The page shares the key's rate limit (the default): wait as told when it is spent.
+  let r;
+  while ((r = await fetch(base + '/v1/inspections?wait=true', { method: 'POST', headers: auth, body: form })).status === 429)
+    await new Promise((ok) => setTimeout(ok, 1000 * Number(r.headers.get('Retry-After') || 1)));
   assert.equal(r.status, 200);
   return r.json();
 }
@@ -48,7 +51,8 @@ try {
   page.on('dialog', (d) => d.accept());
   await page.goto(base + '/#key=' + key);
 
-  // Setup on the page: the product, then its reference photo; the threshold is shown.
+  // Setup on the page (the engineer's screen): the product, then its reference photo; the threshold is shown.
+  await page.click('#tab-setup');
   await page.fill('#new-name', 'brush');
   await page.click('#create');
   await page.waitForFunction(() => document.querySelector('#product').value === 'brush');
@@ -68,7 +72,9 @@ try {
   }
   assert.ok(falseAlarm, 'one of these good parts is a false alarm at one reference (else this test proves nothing)');
 
+  await page.click('#tab-line');
   await page.click('#refresh');
+  await page.click('#tab-setup');
   await page.waitForSelector('#versions tbody tr[data-op="add_reference"]');
   assert.equal(await page.locator('#versions tbody tr').count(), 2, 'created, reference added');
 
@@ -80,10 +86,12 @@ try {
   assert.ok(ok + nok >= 3 && nok >= 2, `batch B-1: ${ok} OK, ${nok} NOK`);
   assert.ok(Number(await page.getAttribute('#threshold-line', 'data-threshold')) > 0, 'the threshold line is drawn');
 
-  // Open the false alarm from the history and teach it.
+  // Open the false alarm from the history (the line screen) and teach it.
+  await page.click('#tab-line');
   await page.click(`#history tr[data-id="${falseAlarm.ins.id}"] button`);
   await page.waitForSelector(`#result[data-id="${falseAlarm.ins.id}"]`);
   await page.click('#teach');
+  await page.click('#tab-setup');
   await page.waitForSelector('#versions tbody tr[data-version="3"][data-op="add_reference"]');
   const row = await page.locator('#versions tbody tr[data-version="3"]').innerText();
   assert.match(row, /line lead/, 'who');
@@ -104,14 +112,16 @@ try {
   // Name the defect of a NOK part on the page; the same kind of part later carries the name.
   const defective = await upload(path.join(tb, 'test/defective/000.png'));
   assert.equal(defective.verdict, 'NOK');
+  await page.click('#tab-line');
   await page.click('#refresh');
   await page.click(`#history tr[data-id="${defective.id}"] button`);
   await page.waitForSelector(`#result[data-id="${defective.id}"] li.defect button.name-defect`);
   await page.click('#result .overlay-wrap button.box-hit[data-index="0"]');  // the box on the image
   await page.fill('#result input.defect-name', 'splayed bristles');
   await page.click('#result button.save-name');
-  await page.waitForSelector('#defect-examples li[data-name="splayed bristles"]');
   await page.waitForSelector('#result li.named');
+  await page.click('#tab-setup');
+  await page.waitForSelector('#defect-examples li[data-name="splayed bristles"]');
   const named = await upload(path.join(tb, 'test/defective/000.png'));
   assert.equal(named.result.objects[0].name, 'splayed bristles', JSON.stringify(named.result.objects[0]));
   assert.match(named.result.objects[0].reason, /similarity/);
@@ -123,6 +133,7 @@ try {
   await page.waitForSelector('#versions tbody tr[data-version="6"][data-op="remove_reference"]');
   assert.equal(await page.locator('#refs img').count(), 1);
 
+  await page.click('#tab-line');
   await page.click('#refresh');
   await page.screenshot({ path: path.join(out, 'web-page.png'), fullPage: true });
   console.log('ok: set up, taught, traced, rolled back, named, removed; screenshot', path.join(out, 'web-page.png'));
