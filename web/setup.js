@@ -54,6 +54,13 @@ async function loadCalibration() {
     const t = typeof c.threshold === 'number' ? c.threshold.toFixed(3) : 'n/a';
     $('calibration').textContent = 'threshold ' + t + ' (version ' + c.version + ', ' + c.engine + ' engine' + (check.fixed ? ', set by hand' : '') + ')' +
       (c.copy_scores && c.copy_scores.length ? '; one reference: scores of its shifted copies ' + c.copy_scores.map((x) => x.toFixed(3)).join(', ') : '');
+    // A change of references moves a calibrated threshold: say so, with the value before.
+    if (check.shownThreshold && check.shownThreshold.product === product && check.shownThreshold.version !== c.version &&
+        typeof c.threshold === 'number' && Math.abs(check.shownThreshold.value - c.threshold) > 5e-4) {
+      $('calibration').append(el('span', { class: 'moved' }, ' \u2014 the threshold moved from ' + check.shownThreshold.value.toFixed(3) +
+        ' (version ' + check.shownThreshold.version + ') to ' + c.threshold.toFixed(3)));
+    }
+    if (typeof c.threshold === 'number') check.shownThreshold = { product, version: c.version, value: c.threshold };
     $('calibration').dataset.threshold = String(c.threshold);
     check.calibrated = c.threshold;
     if (check.threshold === null && typeof c.threshold === 'number') check.threshold = c.threshold;

@@ -175,6 +175,13 @@ try {
   assert.match(await added.innerText(), /2 references added: 040\.png, 041\.png/);
   assert.equal(await eng.locator('#versions tbody tr').count(), 4, 'created, 4 references, threshold, 2 references: one version each');
   await eng.waitForFunction(() => document.querySelectorAll('#refs img').length === 6);
+  // The saved threshold is fixed: two more references do not move it, and the page says nothing moved.
+  await eng.waitForFunction(() => /version 4/.test(document.querySelector('#calibration').textContent));
+  assert.equal(await eng.locator('#calibration .moved').count(), 0);
+  // Back to the calibrated threshold: it moves, and the page says from what to what.
+  await eng.click('#calibrated-threshold');
+  await eng.waitForSelector('#calibration .moved');
+  assert.match(await eng.innerText('#calibration .moved'), /moved from \d\.\d{3} \(version 4\) to \d\.\d{3}/);
   await eng.screenshot({ path: path.join(out, 'web-engineer.png'), fullPage: true });
   console.log('ok: operator and engineer screens; screenshots', path.join(out, 'web-operator.png'), path.join(out, 'web-engineer.png'));
 } finally {
