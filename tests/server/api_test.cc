@@ -308,7 +308,14 @@ TEST_P(Api, HealthReadyAndMetrics) {
   auto c = h.Client("");
   EXPECT_EQ(c.Get("/healthz")->status, 200);
   EXPECT_EQ(c.Get("/readyz")->status, 200);
-  auto m = c.Get("/metrics")->body;
+  // A request is counted once its answer is sent (the server's logger): a client can read the
+  // answer first, so the count may come a moment later.
+  std::string m;
+  for (int i = 0; i < 100; ++i) {
+    m = c.Get("/metrics")->body;
+    if (m.find("route=\"POST /v1/inspections\",code=\"200\"") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   for (const char* s : {"zeroqc_http_requests_total{route=\"POST /v1/inspections\",code=\"200\"} 1",
                         "zeroqc_inspections_total{verdict=\"NOK\"} 1", "zeroqc_inspection_duration_seconds_count 1",
                         "zeroqc_http_request_duration_seconds_bucket{le=\"+Inf\"}",
