@@ -54,11 +54,7 @@ void Routes::InstallProducts() {
     auto p = FindProduct(q, r);
     if (!p) return;
     auto c = svc_.Calibration(p->name);
-    if (!c.ok() && c.status().code() == Code::kUnavailable) {
-      r.set_header("Retry-After", "5");
-      return Error(r, 503, "busy", c.status().message());
-    }
-    if (!c.ok()) return Fail(r, c.status());
+    if (!c.ok()) return FailWhileBuilding(r, c.status());
     Json(r, 200, *c);
   }));
   On("GET", R"(/v1/products/([^/]+)/versions)", {"/v1/products/{name}/versions"}, Guard(Scope::kRead, [this](auto& q, auto& r, auto&) {
@@ -217,11 +213,7 @@ void Routes::ScoreImage(const httplib::Request& q, httplib::Response& r) {
   if (!u) return;
   if (!u->fields.empty()) return Error(r, 400, "bad_request", "a score upload takes only the image (and its filename)");
   auto result = svc_.Score(p->name, u->bytes);
-  if (!result.ok() && result.status().code() == Code::kUnavailable) {
-    r.set_header("Retry-After", "5");
-    return Error(r, 503, "busy", result.status().message());
-  }
-  if (!result.ok()) return Fail(r, result.status());
+  if (!result.ok()) return FailWhileBuilding(r, result.status());
   nlohmann::json j = ToJson(*result);
   j["image"]["path"] = u->filename;
   Json(r, 200, j);

@@ -124,6 +124,13 @@ class Routes {
     Error(r, HttpStatusOf(s.code()), CodeName(s.code()), s.message());
   }
 
+  // As Fail, but a product whose engine is still being built is 503 "busy" with Retry-After.
+  void FailWhileBuilding(httplib::Response& r, const Status& s) {
+    if (s.code() != Code::kUnavailable) return Fail(r, s);
+    r.set_header("Retry-After", "5");
+    Error(r, 503, "busy", s.message());
+  }
+
   std::optional<nlohmann::json> Inspection(const httplib::Request& q, httplib::Response& r) {
     const std::string id = q.matches[1];
     if (!std::regex_match(id, kInspectionId)) return Error(r, 404, "not_found", "no inspection " + id), std::nullopt;

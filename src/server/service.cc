@@ -150,15 +150,9 @@ StatusOr<std::vector<int64_t>> Service::AddReferences(const std::string& product
 }
 
 StatusOr<InspectionResult> Service::Score(const std::string& product, std::string_view bytes) {
-  auto known = Known(product, store_->Revision(product));
-  if (!known) {
-    if (!TryBeginWait())
-      return Unavailable("product '" + product + "': its engine is being built for this version: retry in a few seconds");
-    known = EngineFor(product);
-    EndWait();
-  }
-  if (!known->ok()) return known->status();
-  const auto& engine = (*known)->engine;
+  auto known = WaitForEngine(product);
+  if (!known.ok()) return known.status();
+  const auto& engine = known->engine;
   auto img = DecodeImage({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()},
                          ImageLimits{cfg_.limits.max_pixels, cfg_.limits.max_bytes, engine->DecodeSide()});
   if (!img.ok()) return img.status();
@@ -223,18 +217,17 @@ StatusOr<std::vector<DefectExample>> Service::DescribeDefects(const std::string&
   return named;
 }
 
+StatusOr<Service::EngineAt> Service::WaitForEngine(const std::string& product) {
+  if (auto known = Known(product, store_->Revision(product))) return *known;
+  if (!TryBeginWait())
+    return Unavailable("product '" + product + "': its engine is being built for this version: retry in a few seconds");
+  auto built = EngineFor(product);
+  EndWait();
+  return built;
+}
+
 StatusOr<nlohmann::json> Service::Calibration(const std::string& product) {
-  // Asking is no way to make the server build: a built engine answers at once, a failed build repeats
-  // its error until the product changes, and otherwise the caller waits for the one build in one of
-  // the few waiting slots (the HTTP workers stay free) or is told to come back.
-  auto known = Known(product, store_->Revision(product));
-  if (!known) {
-    if (!TryBeginWait())
-      return Unavailable("product '" + product + "': its engine is being built for this version: retry in a few seconds");
-    known = EngineFor(product);
-    EndWait();
-  }
-  const auto& engine = *known;
+  const auto engine = WaitForEngine(product);
   if (!engine.ok()) return engine.status();
   nlohmann::json c = engine->engine->Calibration();
   nlohmann::json out = {{"product", product}, {"version", engine->version}, {"engine", engine->engine->name()},

@@ -144,6 +144,10 @@ class Service {
     int64_t version;  // the product version it was built from
   };
   StatusOr<EngineAt> EngineFor(const std::string& product);
+  // For a caller that must not make the server build: a built engine answers at once, a failed
+  // build repeats its error until the product changes, and otherwise the caller waits for the one
+  // build in one of the few waiting slots (the HTTP workers stay free), or gets kUnavailable.
+  StatusOr<EngineAt> WaitForEngine(const std::string& product);
   // auto_references: an OK part scoring below margin x threshold joins the references (up to max).
   void MaybeAutoReference(const std::string& inspection, const std::string& product, const InspectionResult& r);
   void NameDefects(const std::string& product, Engine& engine, const Image& image, InspectionResult& r);
