@@ -11,6 +11,7 @@
 #include "server/log.h"
 #include "server/mqtt.h"
 #include "server/webhook_target.h"
+#include "station/station.h"
 
 namespace zeroqc::cli {
 namespace {
@@ -77,6 +78,7 @@ void RegisterServe(CLI::App& app) {
     std::string log_format = "text";
     double header_timeout = 10;
     FrontLimits front;
+    std::string station;
   };
   auto a = std::make_shared<Args>();
   cmd->add_option("--data", a->data, "folder for the database, images and caches (with --db: this worker's caches)")->required();
@@ -116,6 +118,8 @@ void RegisterServe(CLI::App& app) {
                   "MQTT broker, mqtt://[user[:password]@]host[:port]: products with settings.mqtt publish results and take images there")
       ->envname("ZEROQC_MQTT");
   cmd->add_option("--mqtt-client-id", a->mqtt.client_id, "this process's MQTT client id (default zeroqc-<host>-<pid>)");
+  cmd->add_option("--station", a->station,
+                  "run a station from this file: a GenICam camera and a PLC over Modbus TCP (docs/STATION.md)");
   cmd->add_option("--web", a->web, "folder of the web page (default: web/ beside the build)");
   cmd->add_option("--log-format", a->log_format, "text, or json: one JSON object per line (time, level, event, message, ...) (default text)")
       ->check(CLI::IsMember({"text", "json"}));
@@ -157,6 +161,15 @@ void RegisterServe(CLI::App& app) {
       }
       if (std::find(c.backbones.begin(), c.backbones.end(), chosen) != c.backbones.end()) c.default_backbone = chosen;
     }
+    std::optional<StationConfig> station_config;
+    if (!a->station.empty()) {  // checked whole before anything starts: one clear line, exit 2
+      auto sc = LoadStation(a->station);
+      if (!sc.ok()) {
+        log::Error("start_failed", sc.status().message());
+        throw ExitStatus{kExitBadArguments};
+      }
+      station_config = *sc;
+    }
     auto svc = Service::Start(c);
     if (!svc.ok()) {
       log::Error("start_failed", svc.status().message());
@@ -177,6 +190,15 @@ void RegisterServe(CLI::App& app) {
       }
       mqtt = std::move(*bridge);
     }
+    std::unique_ptr<Station> station;
+    if (station_config) {
+      auto st = Station::Start(**svc, *station_config);
+      if (!st.ok()) {
+        log::Error("start_failed", st.status().message());
+        throw ExitStatus{kExitBadArguments};
+      }
+      station = std::move(*st);
+    }
     const std::filesystem::path web = a->web.empty() ? DefaultWebDir() : std::filesystem::path(a->web);
     FrontLimits front = a->front;
     front.header_timeout = std::chrono::milliseconds(int64_t(a->header_timeout * 1000));
@@ -195,6 +217,7 @@ void RegisterServe(CLI::App& app) {
     int sig = 0;
     sigwait(&sigs, &sig);
     log::Info("stopping", "stopping (signal " + std::to_string(sig) + "); queued work resumes at the next start", {{"signal", sig}});
+    if (station) station->Stop();  // the parts in hand are finished, their results written to the PLC and stored
     (*api)->Stop();
     mqtt.reset();  // before the service it reports on
   });

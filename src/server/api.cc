@@ -113,6 +113,29 @@ void Routes::Install() {
   On("POST", R"(/v1/inspections/([^/]+)/review)", {"/v1/inspections/{id}/review"}, Guard(Scope::kWrite, [this](auto& q, auto& r, auto& key) { Review(q, r, key); }));
 
   InstallProducts();
+  // The station this process runs (serve --station): its state, its last frame, a software trigger.
+  auto station = [this](httplib::Response& r) {
+    auto* st = svc_.station();
+    if (!st) Error(r, 404, "not_found", "this server runs no station (serve --station FILE)");
+    return st;
+  };
+  On("GET", "/v1/station", {"/v1/station"}, Guard(Scope::kRead, [station](auto&, auto& r, auto&) {
+    if (auto* st = station(r)) Json(r, 200, st->State());
+  }));
+  On("GET", "/v1/station/frame", {"/v1/station/frame"}, Guard(Scope::kRead, [station](auto&, auto& r, auto&) {
+    auto* st = station(r);
+    if (!st) return;
+    const std::string jpg = st->LastFrameJpeg();
+    if (jpg.empty()) return Error(r, 404, "not_found", "the station has taken no frame yet");
+    r.set_header("Cache-Control", "no-store");
+    r.set_content(jpg, "image/jpeg");
+  }));
+  On("POST", "/v1/station/trigger", {"/v1/station/trigger"}, Guard(Scope::kWrite, [station](auto&, auto& r, auto&) {
+    auto* st = station(r);
+    if (!st) return;
+    if (!st->Fire()) return Error(r, 409, "conflict", "this station is triggered by its PLC or the camera's Line0 input, not by the API");
+    Json(r, 202, {{"triggered", true}});
+  }));
   On("GET", "/v1/webhooks/dead-letters", {"/v1/webhooks/dead-letters"}, Guard(Scope::kAdmin, [this](auto&, auto& r, auto&) {
     Json(r, 200, {{"items", svc_.store().DeadLetters()}});
   }));

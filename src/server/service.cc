@@ -518,6 +518,11 @@ void Service::Process(const WorkItem& item) {
     insp.result.image_path = item.image_name;  // the client's name, not our blob path
     NameDefects(item.product, *engine->engine, img, insp.result);
   }
+  FinishJudged(item.id, item.product, img, insp, version, t0);
+}
+
+bool Service::FinishJudged(const std::string& id, const std::string& product, const Image& img, const Inspection& insp, int64_t version,
+                           std::chrono::steady_clock::time_point t0) {
   std::string overlay;
   if (!img.bgr.empty()) {
     std::vector<uint8_t> jpg;
@@ -526,43 +531,72 @@ void Service::Process(const WorkItem& item) {
     else if (b.status().code() == Code::kNoSpace) StorageFull();
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  Status f = store_->Finish(item.id, worker_id_, insp.result, overlay, version);
+  Status f = store_->Finish(id, worker_id_, insp.result, overlay, version);
   // A full disk: the result is kept here and stored once there is room (the claim is this worker's
   // still; were it taken meanwhile, the store says so below and the other worker's result counts).
-  for (bool said = false; f.code() == Code::kNoSpace && !stop_; f = store_->Finish(item.id, worker_id_, insp.result, overlay, version)) {
+  for (bool said = false; f.code() == Code::kNoSpace && !stop_; f = store_->Finish(id, worker_id_, insp.result, overlay, version)) {
     StorageFull();
-    if (!said)
-      log::Error("disk_full", "inspection " + item.id + ": its result waits in memory until the disk has room", {{"inspection", item.id}});
+    if (!said) log::Error("disk_full", "inspection " + id + ": its result waits in memory until the disk has room", {{"inspection", id}});
     said = true;
     while (StorageStillFull() && !stop_) std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
   if (!f.ok()) {
-    log::Warn(f.code() == Code::kUnavailable ? "lease_lost" : "finish_failed", "inspection " + item.id + ": result not stored: " + f.message(),
-              {{"inspection", item.id}, {"product", item.product}, {"worker", worker_id_}, {"error", f.message()}});
+    log::Warn(f.code() == Code::kUnavailable ? "lease_lost" : "finish_failed", "inspection " + id + ": result not stored: " + f.message(),
+              {{"inspection", id}, {"product", product}, {"worker", worker_id_}, {"error", f.message()}});
     std::lock_guard lock(metrics_mu_);
     ++leases_lost_;
-    return;
+    return false;
   }
   {
     std::lock_guard lock(hook_mu_);
-    if (on_finished_) on_finished_(item.id);
+    if (on_finished_) on_finished_(id);
   }
-  MaybeAutoReference(item.id, item.product, insp.result);
+  MaybeAutoReference(id, product, insp.result);
   const auto& r = insp.result;
-  nlohmann::json fields = {{"inspection", item.id}, {"product", item.product}, {"duration_ms", 1000 * s}};
+  nlohmann::json fields = {{"inspection", id}, {"product", product}, {"duration_ms", 1000 * s}};
   if (r.error) {
     fields["error"] = *r.error;
-    log::Warn("inspection_failed", "inspection " + item.id + " (product " + item.product + ") failed: " + *r.error, fields);
+    log::Warn("inspection_failed", "inspection " + id + " (product " + product + ") failed: " + *r.error, fields);
   } else {
     fields["verdict"] = r.verdict, fields["score"] = r.score, fields["threshold"] = r.threshold, fields["objects"] = r.objects.size();
     char text[200];
-    std::snprintf(text, sizeof text, "inspection %s (product %s): %s, score %.3f / %.3f, %zu object(s), %.0f ms", item.id.c_str(),
-                  item.product.c_str(), r.verdict.c_str(), r.score, r.threshold, r.objects.size(), 1000 * s);
+    std::snprintf(text, sizeof text, "inspection %s (product %s): %s, score %.3f / %.3f, %zu object(s), %.0f ms", id.c_str(), product.c_str(),
+                  r.verdict.c_str(), r.score, r.threshold, r.objects.size(), 1000 * s);
     log::Info("inspection_finished", text, fields);
   }
   std::lock_guard lock(metrics_mu_);
   ++verdicts_[insp.result.error ? "error" : insp.result.verdict];
   inspection_seconds_.Add(s);
+  return true;
+}
+
+StatusOr<Service::Judged> Service::InspectNow(const std::string& product, const Image& image) {
+  auto engine = EngineFor(product);
+  if (!engine.ok()) return engine.status();
+  Judged j{engine->engine->Inspect(image), engine->version};
+  NameDefects(product, *engine->engine, image, j.inspection.result);
+  return j;
+}
+
+StatusOr<std::string> Service::Record(NewInspection n, const Image& image, const Inspection& insp, int64_t version) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!image.bgr.empty()) {  // lossless: a part an operator confirms may become a reference
+    std::vector<uint8_t> png;
+    if (!cv::imencode(".png", image.bgr, png)) return Internal("the frame cannot be encoded as PNG");
+    auto blob = store_->blobs().Put({reinterpret_cast<const char*>(png.data()), png.size()}, "png");
+    if (!blob.ok()) {
+      if (blob.status().code() == Code::kNoSpace) StorageFull();
+      return blob.status();
+    }
+    n.image_blob = *blob;
+  }
+  auto id = store_->Enqueue(n, worker_id_, cfg_.lease_seconds);
+  if (!id.ok()) return id.status();
+  if (!FinishJudged(*id, n.product, image, insp, version, t0)) return Unavailable("inspection " + *id + ": its result was not stored");
+  { std::lock_guard lock(mu_); }
+  done_cv_.notify_all();
+  webhook_cv_.notify_one();
+  return *id;
 }
 
 void Service::LeaseLoop() {
@@ -649,6 +683,7 @@ std::string Service::MetricsText() {
   m << "# HELP zeroqc_webhook_dead_letters Webhook deliveries that gave up.\n# TYPE zeroqc_webhook_dead_letters gauge\n"
        "zeroqc_webhook_dead_letters "
     << store_->CountDeadLetters() << "\n";
+  if (auto* station = station_.load()) station->WriteMetrics(m);
   return m.str();
 }
 

@@ -111,6 +111,31 @@ class Service {
   // reference's own score: {product, version, engine, threshold, references: [{id, filename, score}], calibration}.
   StatusOr<nlohmann::json> Calibration(const std::string& product);
 
+  // A frame judged at once by the product's engine (built first if need be), outside the queue: a
+  // station's parts, whose results the PLC waits for. Defects are named as in the queue.
+  struct Judged {
+    Inspection inspection;
+    int64_t version;  // the product version whose engine judged it
+  };
+  StatusOr<Judged> InspectNow(const std::string& product, const Image& image);
+  // Builds the product's engine now if its version changed (a station, idle, before its next part).
+  Status Prepare(const std::string& product) { return EngineFor(product).status(); }
+  // Stores a part judged outside the queue as any inspection (its frame as PNG, the overlay, the
+  // webhook delivery, the MQTT hook, the metrics, auto references): its id. An error result may
+  // come without a frame (image.bgr empty).
+  StatusOr<std::string> Record(NewInspection n, const Image& image, const Inspection& inspection, int64_t version);
+
+  // A station this process runs (serve --station): its state for /v1/station and /metrics.
+  struct StationView {
+    virtual ~StationView() = default;
+    virtual nlohmann::json State() = 0;
+    virtual std::string LastFrameJpeg() = 0;  // empty: no frame yet
+    virtual void WriteMetrics(std::ostream& out) = 0;
+    virtual bool Fire() = 0;  // a software trigger; false when the station has another source
+  };
+  void Attach(StationView* station) { station_ = station; }
+  StationView* station() { return station_; }
+
   // The product was edited: its engine is rebuilt on next use.
   void InvalidateEngine(const std::string& product);
 
@@ -139,6 +164,11 @@ class Service {
   // Queued inspections: counted here for one process, in the database when it is shared.
   int64_t QueueDepth();
   void Process(const WorkItem& item);
+  // Stores a judged inspection this worker holds and tells everyone (hooks, log, metrics); false
+  // when it could not be stored (the claim was lost).
+  bool FinishJudged(const std::string& id, const std::string& product, const Image& img, const Inspection& insp, int64_t version,
+                    std::chrono::steady_clock::time_point t0);
+  std::atomic<StationView*> station_{nullptr};
   struct EngineAt {
     std::shared_ptr<Engine> engine;
     int64_t version;  // the product version it was built from

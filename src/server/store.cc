@@ -502,11 +502,17 @@ bool Store::DeleteReference(const std::string& product, int64_t id, const std::s
   return removed;
 }
 
-StatusOr<std::string> Store::Enqueue(const NewInspection& n) {
+StatusOr<std::string> Store::Enqueue(const NewInspection& n, const std::string& claimed_by, int lease_seconds) {
   const std::string id = "ins_" + RandomHex(12);
-  auto r = Q(R"(INSERT INTO inspections(id, product, batch, part_id, station, metadata, image_blob, image_name, status, created_at)
-               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9))",
-             {id, n.product, n.batch, n.part_id, n.station, n.metadata.dump(), n.image_blob, n.image_name, NowIso()});
+  auto r = claimed_by.empty()
+               ? Q(R"(INSERT INTO inspections(id, product, batch, part_id, station, metadata, image_blob, image_name, status, created_at)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9))",
+                   {id, n.product, n.batch, n.part_id, n.station, n.metadata.dump(), n.image_blob, n.image_name, NowIso()})
+               : Q(R"(INSERT INTO inspections(id, product, batch, part_id, station, metadata, image_blob, image_name, status, created_at,
+                                              worker, claims, lease_until)
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, ?10, 1, )" +
+                       db_->NowSql(lease_seconds) + ")",
+                   {id, n.product, n.batch, n.part_id, n.station, n.metadata.dump(), n.image_blob, n.image_name, NowIso(), claimed_by});
   if (!r.ok()) return r.status();
   return id;
 }
@@ -633,7 +639,7 @@ std::optional<std::string> Store::StatusOf(const std::string& id) {
 
 std::optional<std::string> Store::InspectionBlob(const std::string& id, bool overlay) {
   auto r = Q(overlay ? "SELECT overlay_blob FROM inspections WHERE id = ?1" : "SELECT image_blob FROM inspections WHERE id = ?1", {id});
-  if (!r.ok() || r->empty() || IsNull((*r)[0][0])) return std::nullopt;
+  if (!r.ok() || r->empty() || IsNull((*r)[0][0]) || Str((*r)[0][0]).empty()) return std::nullopt;  // '': a station error without a frame
   return Str((*r)[0][0]);
 }
 

@@ -134,8 +134,10 @@ class Store {
   // It is also the product's current version number (GET /v1/products/{name}/versions).
   int64_t Revision(const std::string& product);
 
-  // Persists a queued inspection (durable when this returns) and gives its id.
-  StatusOr<std::string> Enqueue(const NewInspection& n);
+  // Persists a queued inspection (durable when this returns) and gives its id. With `claimed_by`,
+  // it is stored already running under that worker's lease (a station judges its own frames at
+  // once); should the worker die before Finish, the lease runs out and the stored image is queued.
+  StatusOr<std::string> Enqueue(const NewInspection& n, const std::string& claimed_by = "", int lease_seconds = 0);
   // Claims the oldest queued inspection (or one whose lease expired) for `worker`, leased for
   // `lease_seconds`; nullopt when there is none.
   std::optional<WorkItem> ClaimNext(const std::string& worker, int lease_seconds);

@@ -2,6 +2,8 @@
 
 #include <arv.h>
 
+#include <chrono>
+
 namespace zeroqc {
 namespace {
 
@@ -71,14 +73,19 @@ Camera::~Camera() {
   if (cam_) g_object_unref(cam_);
 }
 
-StatusOr<cv::Mat> Camera::Grab(int timeout_ms, bool fire) {
+StatusOr<cv::Mat> Camera::Grab(int timeout_ms, bool fire, Times* times) {
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
   GError* err = nullptr;
   if (fire) {
+    // A frame that came after an earlier part gave up on it is not this part's: dropped first.
+    while (ArvBuffer* stale = arv_stream_try_pop_buffer(stream_)) arv_stream_push_buffer(stream_, stale);
     arv_camera_software_trigger(cam_, &err);
     if (err) return Unavailable("camera " + id_ + ": software trigger: " + Take(err));
   }
   ArvBuffer* b = arv_stream_timeout_pop_buffer(stream_, guint64(timeout_ms) * 1000);
   if (!b) return Unavailable("camera " + id_ + ": no frame within " + std::to_string(timeout_ms) + " ms");
+  const auto t1 = Clock::now();
   StatusOr<cv::Mat> out = Internal("unread");
   const ArvBufferStatus status = arv_buffer_get_status(b);
   if (status != ARV_BUFFER_STATUS_SUCCESS) {
@@ -90,7 +97,19 @@ StatusOr<cv::Mat> Camera::Grab(int timeout_ms, bool fire) {
     out = FrameToBgr({static_cast<const uint8_t*>(data), size}, arv_buffer_get_image_width(b), arv_buffer_get_image_height(b), format_);
   }
   arv_stream_push_buffer(stream_, b);  // the buffer goes back for the next frame
+  if (times) {
+    times->acquire_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
+    times->convert_ms = std::chrono::duration<double, std::milli>(Clock::now() - t1).count();
+  }
   return out;
+}
+
+bool Camera::Alive() {
+  GError* err = nullptr;
+  (void)arv_camera_get_integer(cam_, "Width", &err);  // a real read: Aravis caches no register by default
+  if (!err) return true;
+  g_error_free(err);
+  return false;
 }
 
 }  // namespace zeroqc

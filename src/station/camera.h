@@ -28,7 +28,13 @@ class Camera {
   // `fire`: send the software trigger first. Waits up to `timeout_ms` for the frame. kCorrupt for a
   // frame that arrived incomplete (lost packets: never inspected as if whole), kUnavailable when none
   // came in time (the camera lost or not triggered).
-  StatusOr<cv::Mat> Grab(int timeout_ms, bool fire);
+  // `times`, when given: milliseconds waiting for the frame (from the trigger) and turning it into BGR.
+  struct Times {
+    double acquire_ms = 0, convert_ms = 0;
+  };
+  StatusOr<cv::Mat> Grab(int timeout_ms, bool fire, Times* times = nullptr);
+  // Asks the camera for a register: false when it does not answer (unplugged, restarted, gone).
+  bool Alive();
   const std::string& device_id() const { return id_; }
   int width() const { return width_; }
   int height() const { return height_; }

@@ -17,12 +17,8 @@ Status Unreachable(const PlcConfig& c, const std::string& what) {
 
 StatusOr<std::unique_ptr<Plc>> Plc::Connect(const PlcConfig& config) {
   std::unique_ptr<Plc> plc(new Plc(config));
+  std::lock_guard lock(plc->mu_);
   ZQ_RETURN_IF_ERROR(plc->Open());
-  uint16_t regs[4];
-  if (modbus_read_registers(plc->ctx_, config.result_register, 4, regs) != 4)
-    return Unreachable(config, "reading the result registers " + std::to_string(config.result_register) + "-" +
-                                   std::to_string(config.result_register + 3));
-  plc->counter_ = regs[3];
   return plc;
 }
 
@@ -39,6 +35,16 @@ Status Plc::Open() {
     Close();
     return s;
   }
+  // Counting on from the PLC's own counter: a restarted station (or PLC) never repeats a value the
+  // PLC has just seen, so a new result always changes it.
+  uint16_t regs[4];
+  if (modbus_read_registers(ctx_, cfg_.result_register, 4, regs) != 4) {
+    Status s = Unreachable(cfg_, "reading the result registers " + std::to_string(cfg_.result_register) + "-" +
+                                     std::to_string(cfg_.result_register + 3));
+    Close();
+    return s;
+  }
+  counter_ = regs[3];
   return Status::Ok();
 }
 
@@ -51,7 +57,8 @@ void Plc::Close() {
 
 StatusOr<std::optional<uint16_t>> Plc::TakeTrigger() {
   std::lock_guard lock(mu_);
-  if (!ctx_ && !Open().ok()) return Unreachable(cfg_, "reconnect");
+  if (!ctx_)
+    if (Status s = Open(); !s.ok()) return s;
   uint8_t coil = 0;
   if (modbus_read_bits(ctx_, cfg_.trigger_coil, 1, &coil) != 1) {
     Status s = Unreachable(cfg_, "reading the trigger coil " + std::to_string(cfg_.trigger_coil));
@@ -76,10 +83,10 @@ StatusOr<std::optional<uint16_t>> Plc::TakeTrigger() {
 Status Plc::WriteResult(PlcVerdict verdict, double score, uint16_t part_id) {
   std::lock_guard lock(mu_);
   const double thousandths = std::isfinite(score) ? std::round(score * 1000) : 0;
-  const uint16_t next = uint16_t(counter_ + 1);
-  const uint16_t regs[4] = {uint16_t(verdict), uint16_t(std::clamp(thousandths, 0.0, 65535.0)), part_id, next};
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!ctx_ && !Open().ok()) continue;
+    const uint16_t next = uint16_t(counter_ + 1);
+    const uint16_t regs[4] = {uint16_t(verdict), uint16_t(std::clamp(thousandths, 0.0, 65535.0)), part_id, next};
     if (modbus_write_registers(ctx_, cfg_.result_register, 4, regs) == 4) {
       counter_ = next;
       return Status::Ok();

@@ -24,6 +24,7 @@ struct PlcConfig {
   int part_id_register = -1;  // holding register with the part's id (-1: none)
   int result_register = 100;  // first of 4 holding registers: verdict, score, part id, counter
   int timeout_ms = 500;       // per request
+  int poll_ms = 5;            // how often the trigger coil is read
 };
 
 // The verdict register's values.
@@ -33,6 +34,8 @@ class Plc {
  public:
   // Connects and reads the counter the PLC holds, so that a restarted station counts on from it.
   static StatusOr<std::unique_ptr<Plc>> Connect(const PlcConfig& config);
+  // Not connected yet: the first request connects (a station starts while its PLC is away).
+  static std::unique_ptr<Plc> Later(const PlcConfig& config) { return std::unique_ptr<Plc>(new Plc(config)); }
   ~Plc();
 
   // The trigger coil: when set, clears it and gives the part id (0 without a part-id register);
@@ -41,11 +44,15 @@ class Plc {
   // Score as thousandths (0-65535), then the counter + 1, in one request. A broken connection is
   // reopened once (a PLC restart); kUnavailable when that fails too.
   Status WriteResult(PlcVerdict verdict, double score, uint16_t part_id);
-  uint16_t counter() const { return counter_; }
+  uint16_t counter() {
+    std::lock_guard lock(mu_);
+    return counter_;
+  }
+  const PlcConfig& config() const { return cfg_; }
 
  private:
   explicit Plc(const PlcConfig& c) : cfg_(c) {}
-  Status Open();
+  Status Open();  // connects and reads the PLC's counter
   void Close();
 
   PlcConfig cfg_;

@@ -33,7 +33,7 @@ StatusOr<double> Number(const nlohmann::json& j, const std::string& key, const s
 }
 
 StatusOr<CameraSettings> ParseCamera(const nlohmann::json& j) {
-  ZQ_RETURN_IF_ERROR(OnlyKeys(j, "camera", {"id", "exposure_us", "gain", "pixel_format", "roi"}));
+  ZQ_RETURN_IF_ERROR(OnlyKeys(j, "camera", {"id", "exposure_us", "gain", "pixel_format", "roi", "timeout_ms"}));
   CameraSettings c;
   if (j.contains("id")) {
     if (!j["id"].is_string()) return InvalidArgument("camera.id must be a string (the GenICam device id; leave it out for the first camera found)");
@@ -48,6 +48,11 @@ StatusOr<CameraSettings> ParseCamera(const nlohmann::json& j) {
     auto v = Number(j, "gain", "camera", 0, 1000);
     if (!v.ok()) return v.status();
     c.gain = *v;
+  }
+  if (j.contains("timeout_ms")) {
+    auto v = Int(j, "timeout_ms", "camera", 10, 60000);
+    if (!v.ok()) return v.status();
+    c.timeout_ms = *v;
   }
   if (j.contains("pixel_format")) {
     if (!j["pixel_format"].is_string()) return InvalidArgument("camera.pixel_format must be a string");
@@ -70,7 +75,7 @@ StatusOr<CameraSettings> ParseCamera(const nlohmann::json& j) {
 }
 
 StatusOr<PlcConfig> ParsePlc(const nlohmann::json& j) {
-  ZQ_RETURN_IF_ERROR(OnlyKeys(j, "plc", {"host", "port", "unit", "trigger_coil", "part_id_register", "result_register", "timeout_ms"}));
+  ZQ_RETURN_IF_ERROR(OnlyKeys(j, "plc", {"host", "port", "unit", "trigger_coil", "part_id_register", "result_register", "timeout_ms", "poll_ms"}));
   PlcConfig p;
   if (!j.contains("host") || !j["host"].is_string() || j["host"].get<std::string>().empty())
     return InvalidArgument("plc.host must name the PLC's address (e.g. \"192.168.0.10\")");
@@ -82,7 +87,7 @@ StatusOr<PlcConfig> ParsePlc(const nlohmann::json& j) {
   };
   for (const Field& f : {Field{"port", &p.port, 1, 65535}, Field{"unit", &p.unit, 0, 247}, Field{"trigger_coil", &p.trigger_coil, 0, 65535},
                          Field{"part_id_register", &p.part_id_register, -1, 65535}, Field{"result_register", &p.result_register, 0, 65532},
-                         Field{"timeout_ms", &p.timeout_ms, 10, 60000}}) {
+                         Field{"timeout_ms", &p.timeout_ms, 10, 60000}, Field{"poll_ms", &p.poll_ms, 1, 1000}}) {
     if (!j.contains(f.key)) continue;
     auto v = Int(j, f.key, "plc", f.lo, f.hi);
     if (!v.ok()) return v.status();
@@ -97,8 +102,13 @@ StatusOr<PlcConfig> ParsePlc(const nlohmann::json& j) {
 }  // namespace
 
 StatusOr<StationConfig> ParseStation(const nlohmann::json& j) {
-  ZQ_RETURN_IF_ERROR(OnlyKeys(j, "the station file", {"product", "camera", "trigger", "software_trigger_hz", "plc", "queue"}));
+  ZQ_RETURN_IF_ERROR(OnlyKeys(j, "the station file", {"name", "product", "camera", "trigger", "software_trigger_hz", "plc", "queue"}));
   StationConfig s;
+  if (j.contains("name")) {
+    if (!j["name"].is_string() || j["name"].get<std::string>().empty() || j["name"].get<std::string>().size() > 64)
+      return InvalidArgument("name must be a string of 1-64 characters (the station's name in results)");
+    s.name = j["name"];
+  }
   if (!j.contains("product") || !j["product"].is_string() || j["product"].get<std::string>().empty())
     return InvalidArgument("the station file needs \"product\": the product its parts are inspected as");
   s.product = j["product"];

@@ -22,9 +22,11 @@ struct CameraSettings {
   std::optional<double> exposure_us, gain;
   PixelFormat pixel_format = PixelFormat::kMono8;
   std::optional<int> roi_x, roi_y, roi_width, roi_height;  // all four or none
+  int timeout_ms = 1000;  // a triggered frame not here by then: the camera is checked, the part an error
 };
 
 struct StationConfig {
+  std::string name = "station";  // inspections' "station"
   std::string product;
   CameraSettings camera;
   TriggerSource trigger = TriggerSource::kSoftware;

@@ -1,60 +1,16 @@
 // The station's camera end to end over GigE Vision: Aravis's own fake GigE camera, in this process
 // on 127.0.0.1, speaks the real protocol (GVCP control, GVSP stream) and fills each frame with a
 // real toothbrush photo in the pixel format the station asked for. What arrives must be that photo.
-#include <arv.h>
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "station/camera.h"
+#include "station/fakes.h"
 #include "test_support.h"
 
 namespace zeroqc {
 namespace {
-
-struct Scene {
-  cv::Mat bgr;  // what the camera looks at
-  int width = 256, height = 256;  // the region the station sets (the buffer is filled before it says its size)
-};
-
-// Renders the scene into the buffer in the buffer's own size and pixel format.
-void Fill(ArvBuffer* buffer, void* data, guint32, guint32, ArvPixelFormat format) {
-  const auto* scene = static_cast<const Scene*>(data);
-
-  const int w = scene->width, h = scene->height;
-  // The buffer is the payload of the region the station set; its received size is not known yet.
-  auto* out = static_cast<uint8_t*>(const_cast<void*>(arv_buffer_get_data(buffer, nullptr)));
-  cv::Mat img;
-  cv::resize(scene->bgr, img, {w, h}, 0, 0, cv::INTER_AREA);
-  if (format == ARV_PIXEL_FORMAT_RGB_8_PACKED) {
-    cv::Mat rgb(h, w, CV_8UC3, out);
-    cv::cvtColor(img, rgb, cv::COLOR_BGR2RGB);
-  } else if (format == ARV_PIXEL_FORMAT_BAYER_RG_8) {
-    for (int y = 0; y < h; ++y)
-      for (int x = 0; x < w; ++x) {
-        const cv::Vec3b p = img.at<cv::Vec3b>(y, x);
-        out[y * w + x] = y % 2 == 0 ? (x % 2 == 0 ? p[2] : p[1]) : (x % 2 == 0 ? p[1] : p[0]);
-      }
-  } else {
-    cv::Mat gray(h, w, CV_8UC1, out);
-    cv::cvtColor(img, gray, cv::COLOR_BGR2GRAY);
-  }
-}
-
-class FakeGigECamera {
- public:
-  explicit FakeGigECamera(const Scene& scene) {
-    fake_ = arv_gv_fake_camera_new("127.0.0.1", "ZQ01");
-    arv_fake_camera_set_fill_pattern(arv_gv_fake_camera_get_fake_camera(fake_), Fill, const_cast<Scene*>(&scene));
-  }
-  ~FakeGigECamera() { g_object_unref(fake_); }
-  // The share of GVSP packets the camera drops (a bad cable, a full switch).
-  void LosePackets(double ratio) { g_object_set(G_OBJECT(fake_), "gvsp-lost-ratio", ratio, nullptr); }
-  bool running() const { return arv_gv_fake_camera_is_running(fake_); }
-
- private:
-  ArvGvFakeCamera* fake_;
-};
 
 double MeanDifference(const cv::Mat& a, const cv::Mat& b) {
   cv::Mat d;
@@ -64,9 +20,9 @@ double MeanDifference(const cv::Mat& a, const cv::Mat& b) {
 
 TEST(Camera, FramesArriveAsThePhotoInEachFormatAndIncompleteOnesAreRefused) {
   REQUIRE_DATASETS();
-  Scene scene{cv::imread((testing::Datasets() / "mvtec-toothbrush/test/defective/000.png").string())};
-  ASSERT_FALSE(scene.bgr.empty());
-  FakeGigECamera fake(scene);
+  const cv::Mat photo = cv::imread((testing::Datasets() / "mvtec-toothbrush/test/defective/000.png").string());
+  ASSERT_FALSE(photo.empty());
+  testing::FakeGigECamera fake([&] { return photo; }, 256, 256);
   ASSERT_TRUE(fake.running());
   for (auto [name, format] : {std::pair{"RGB8", PixelFormat::kRgb8}, {"BayerRG8", PixelFormat::kBayerRg8}, {"Mono8", PixelFormat::kMono8}}) {
     CameraSettings s;
@@ -79,7 +35,7 @@ TEST(Camera, FramesArriveAsThePhotoInEachFormatAndIncompleteOnesAreRefused) {
     ASSERT_TRUE(frame.ok()) << name << ": " << frame.status().message();
     ASSERT_EQ(frame->size(), cv::Size(256, 256)) << name;
     cv::Mat want;
-    cv::resize(scene.bgr, want, {256, 256}, 0, 0, cv::INTER_AREA);
+    cv::resize(photo, want, {256, 256}, 0, 0, cv::INTER_AREA);
     if (format == PixelFormat::kMono8) {
       cv::cvtColor(want, want, cv::COLOR_BGR2GRAY);
       cv::cvtColor(want, want, cv::COLOR_GRAY2BGR);
@@ -102,7 +58,7 @@ TEST(Camera, FramesArriveAsThePhotoInEachFormatAndIncompleteOnesAreRefused) {
   auto cam = Camera::Open(s, TriggerSource::kSoftware);
   ASSERT_TRUE(cam.ok()) << cam.status().message();
   cv::Mat want;
-  cv::resize(scene.bgr, want, {256, 256}, 0, 0, cv::INTER_AREA);
+  cv::resize(photo, want, {256, 256}, 0, 0, cv::INTER_AREA);
   cv::cvtColor(want, want, cv::COLOR_BGR2GRAY);
   cv::cvtColor(want, want, cv::COLOR_GRAY2BGR);
   int whole = 0, incomplete = 0, missing = 0;

@@ -230,6 +230,11 @@ try {
   await call('GET', `/v1/inspections?limit=2&cursor=${page.json.next_cursor}`, { key: 'read', expect: 200 });
   await call('GET', '/v1/inspections?verdict=maybe', { key: 'read', expect: 400 });
   await call('GET', '/v1/webhooks/dead-letters', { key: 'admin', expect: 200 });
+  // This server runs no station: each station route says so (the station test calls them on one that does).
+  await call('GET', '/v1/station', { key: 'read', expect: 404 });
+  await call('GET', '/v1/station/frame', { key: 'read', expect: 404 });
+  await call('POST', '/v1/station/trigger', { key: 'read', expect: 403 });
+  await call('POST', '/v1/station/trigger', { key: 'write', expect: 404 });
   await call('GET', '/metrics', { expect: 200 });
 
   const all = Object.entries(spec.paths).flatMap(([p, item]) => Object.keys(item).map((m) => `${m.toUpperCase()} ${p}`));
