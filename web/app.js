@@ -1,6 +1,6 @@
-// zeroqc line page, the common part: the API, the key and what its scope may do, the two screens
-// (line: the operator's; setup: the engineer's), the product choice. line.js and setup.js hold the
-// screens; the page starts once all three have loaded. No build step.
+// zeroqc line page, the common part: the API, the key and what its scope may do, the screens
+// (line: the operator's; setup: the engineer's; station: a camera and PLC's), the product choice.
+// line.js, setup.js and station.js hold the screens; the page starts once all have loaded. No build step.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -96,6 +96,8 @@ function showScreen(name) {
   document.body.dataset.screen = name;
   $('screen-line').hidden = name !== 'line';
   $('screen-setup').hidden = name !== 'setup';
+  $('screen-station').hidden = name !== 'station';
+  stationShown(name === 'station');
   for (const t of document.querySelectorAll('#screens [role=tab]')) t.setAttribute('aria-selected', String(t.dataset.screen === name));
 }
 
@@ -139,6 +141,7 @@ const productPath = () => '/v1/products/' + encodeURIComponent($('product').valu
 async function start() {
   try {
     await loadScope();
+    await loadStation();
     await loadProducts();
   } catch (e) {
     setStatus(e.message, true);

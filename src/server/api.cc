@@ -144,6 +144,7 @@ void Routes::Install() {
                                     {"/app.js", "app.js", "text/javascript; charset=utf-8"},
                                     {"/line.js", "line.js", "text/javascript; charset=utf-8"},
                                     {"/setup.js", "setup.js", "text/javascript; charset=utf-8"},
+                                    {"/station.js", "station.js", "text/javascript; charset=utf-8"},
                                     {"/openapi.json", "openapi.json", "application/json"},
                                     {"/style.css", "style.css", "text/css; charset=utf-8"}}) {
       On("GET", path, {path}, [this, file = std::string(file), mime = std::string(mime)](const httplib::Request&, httplib::Response& res) {

@@ -73,6 +73,9 @@ class FakeGigECamera {
   // The share of GVSP packets the camera drops (a bad cable, a full switch).
   void LosePackets(double ratio) { g_object_set(G_OBJECT(fake_), "gvsp-lost-ratio", ratio, nullptr); }
   int frames() const { return frames_; }
+  // How often the camera looks for a trigger (Aravis's default: 25 Hz, so up to 40 ms before a
+  // triggered frame starts); a real camera starts its exposure within microseconds.
+  void TriggerPollHz(double hz) { arv_fake_camera_set_trigger_frequency(arv_gv_fake_camera_get_fake_camera(fake_), hz); }
 
  private:
   static void Fill(ArvBuffer* buffer, void* data, guint32, guint32, ArvPixelFormat format) {

@@ -100,6 +100,7 @@ try {
   await call('GET', '/app.js', { expect: 200 });
   await call('GET', '/line.js', { expect: 200 });
   await call('GET', '/setup.js', { expect: 200 });
+  await call('GET', '/station.js', { expect: 200 });
   await call('GET', '/style.css', { expect: 200 });
 
   // One sigma: from one reference the torn sponge scores 1.6x the reference's jittered copies with the

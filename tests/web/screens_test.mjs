@@ -65,6 +65,7 @@ try {
   await page.waitForSelector('body[data-scope="write"]', { state: 'attached' });
   await page.selectOption('#product', 'brush');
   assert.equal(await page.isVisible('#tab-setup'), false, 'no setup screen for a write key');
+  assert.equal(await page.isVisible('#tab-station'), false, 'no station screen on a server without a station');
   for (const id of ['#create', '#ref-files', '#save-threshold', '#versions', '#new-name'])
     assert.equal(await page.isVisible(id), false, `${id} is not shown to an operator`);
   assert.equal(await page.isVisible('#camera-panel'), true);
