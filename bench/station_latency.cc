@@ -6,7 +6,7 @@
 // frame conversion, queue, engine, PLC write) from the stored inspections, and what the station adds
 // to the engine's time.
 //
-//   build/bench/station_latency [--parts 200] [--side 1024] [--format RGB8|BayerRG8|Mono8]
+//   build/bench/station_latency [--parts 200] [--side 1024] [--format RGB8|BayerRG8|Mono8] [--packet-size 8000] [--gap-ms 20]
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -33,7 +33,7 @@ double Quantile(std::vector<double> v, double q) {
   return v[std::min(v.size() - 1, size_t(q * double(v.size())))];
 }
 
-int Run(int parts, int side, const std::string& format) {
+int Run(int parts, int side, const std::string& format, int packet_size_asked, int gap_ms) {
   const fs::path shared = testing::Datasets() / "mvtec-toothbrush";
   std::vector<cv::Mat> photos;
   for (const auto& e : fs::directory_iterator(shared / "test/defective")) photos.push_back(cv::imread(e.path().string()));
@@ -57,6 +57,11 @@ int Run(int parts, int side, const std::string& format) {
       {"camera", {{"id", "127.0.0.1"}, {"pixel_format", format}, {"roi", {{"x", 0}, {"y", 0}, {"width", side}, {"height", side}}}}},
       {"trigger", "plc"},
       {"plc", {{"host", "127.0.0.1"}, {"port", plc_port}, {"trigger_coil", 0}, {"part_id_register", 10}, {"result_register", 100}}}};
+  if (packet_size_asked > 0) {  // the station file again, with the camera's packet size set
+    auto j = nlohmann::json::parse(std::ifstream(dir / "station.json"));
+    j["camera"]["packet_size"] = packet_size_asked;
+    std::ofstream(dir / "station.json") << j;
+  }
   ServerProcess server = Spawn(dir / "data", {"--station", (dir / "station.json").string(), "--log-format", "json"});
   if (server.port <= 0) return std::cerr << "serve did not start\n", 1;
   httplib::Client c("127.0.0.1", server.port);
@@ -81,10 +86,7 @@ int Run(int parts, int side, const std::string& format) {
       m.tab_bits[0] = 1;
       return 0;
     });
-    while (plc.results().size() == before) {
-      if (Clock::now() - t0 > std::chrono::seconds(120)) return -1;
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
+    if (!plc.WaitResults(before + 1, std::chrono::seconds(120))) return -1;
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   };
   for (int i = 0; i < 5; ++i) part(uint16_t(i)), ++shown;  // the engine built, caches warm: not counted
@@ -94,7 +96,7 @@ int Run(int parts, int side, const std::string& format) {
     if (ms < 0) return std::cerr << "no result for part " << i << "\n", 1;
     plc_ms.push_back(ms);
     ++shown;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the next part arrives
+    std::this_thread::sleep_for(std::chrono::milliseconds(gap_ms));  // the next part arrives
   }
   // The station's own breakdown, from the stored parts.
   std::map<std::string, std::vector<double>> stage;
@@ -112,11 +114,15 @@ int Run(int parts, int side, const std::string& format) {
     if (j["next_cursor"].is_null()) break;
     cursor = j["next_cursor"].is_string() ? j["next_cursor"].get<std::string>() : std::to_string(j["next_cursor"].get<int64_t>());
   }
+  int packet_size = 0;
+  if (auto st = c.Get("/v1/station"); st && st->status == 200)
+    packet_size = nlohmann::json::parse(st->body)["camera"].value("packet_size", 0);
   kill(server.pid, SIGTERM);
   waitpid(server.pid, nullptr, 0);
   fs::remove_all(dir);
 
-  std::printf("station latency: %d parts, %dx%d %s frames, 16 references, default engine\n\n", parts, side, side, format.c_str());
+  std::printf("station latency: %d parts, %dx%d %s frames (GigE Vision packets of %d bytes), 16 references, default engine\n\n", parts,
+              side, side, format.c_str(), packet_size);
   std::printf("| stage | p50 ms | p90 ms | p99 ms |\n|---|---|---|---|\n");
   auto row = [](const char* name, const std::vector<double>& v) {
     std::printf("| %s | %.1f | %.1f | %.1f |\n", name, Quantile(v, 0.5), Quantile(v, 0.9), Quantile(v, 0.99));
@@ -132,14 +138,16 @@ int Run(int parts, int side, const std::string& format) {
 }  // namespace zeroqc
 
 int main(int argc, char** argv) {
-  int parts = 200, side = 1024;
+  int parts = 200, side = 1024, packet_size = 0, gap_ms = 20;
   std::string format = "RGB8";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--parts")) parts = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--side")) side = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--format")) format = argv[i + 1];
-    else return std::cerr << "usage: station_latency [--parts N] [--side PX] [--format RGB8|BayerRG8|Mono8]\n", 2;
+    else if (!std::strcmp(argv[i], "--packet-size")) packet_size = std::atoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--gap-ms")) gap_ms = std::atoi(argv[i + 1]);
+    else return std::cerr << "usage: station_latency [--parts N] [--side PX] [--format RGB8|BayerRG8|Mono8] [--packet-size BYTES] [--gap-ms MS]\n", 2;
   }
   if (parts < 1 || side < 64) return std::cerr << "--parts >= 1, --side >= 64\n", 2;
-  return zeroqc::Run(parts, side, format);
+  return zeroqc::Run(parts, side, format, packet_size, gap_ms);
 }

@@ -46,6 +46,14 @@ StatusOr<std::unique_ptr<Camera>> Camera::Open(const CameraSettings& s, TriggerS
     arv_camera_set_gain(c->cam_, *s.gain, &err);
     ZQ_RETURN_IF_ERROR(check("gain"));
   }
+  if (arv_camera_is_gv_device(c->cam_)) {
+    // GigE Vision: the largest packet the path carries (jumbo frames: a sixth of the packets per
+    // frame), found by sending test packets, unless the station file sets one.
+    if (s.packet_size) arv_camera_gv_set_packet_size(c->cam_, *s.packet_size, &err);
+    else c->packet_size_ = int(arv_camera_gv_auto_packet_size(c->cam_, &err));
+    ZQ_RETURN_IF_ERROR(check("packet size"));
+    if (s.packet_size) c->packet_size_ = *s.packet_size;
+  }
   arv_camera_set_acquisition_mode(c->cam_, ARV_ACQUISITION_MODE_CONTINUOUS, &err);
   ZQ_RETURN_IF_ERROR(check("continuous acquisition"));
   arv_camera_set_trigger(c->cam_, trigger == TriggerSource::kLine0 ? "Line0" : "Software", &err);

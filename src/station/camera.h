@@ -38,6 +38,7 @@ class Camera {
   const std::string& device_id() const { return id_; }
   int width() const { return width_; }
   int height() const { return height_; }
+  int packet_size() const { return packet_size_; }  // GigE Vision stream packets (bytes); 0: not GigE
 
  private:
   Camera() = default;
@@ -45,7 +46,7 @@ class Camera {
   _ArvStream* stream_ = nullptr;
   std::string id_;
   PixelFormat format_ = PixelFormat::kMono8;
-  int width_ = 0, height_ = 0;
+  int width_ = 0, height_ = 0, packet_size_ = 0;
 };
 
 }  // namespace zeroqc

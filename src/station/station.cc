@@ -99,6 +99,10 @@ bool Station::EnsureCamera() {
   }
   camera_ = std::move(*cam);
   camera_backoff_ = std::chrono::milliseconds(250);
+  {
+    std::lock_guard lock(mu_);
+    packet_size_ = camera_->packet_size();
+  }
   SetDevice(camera_state_, "camera", "connected", "");
   return true;
 }
@@ -368,7 +372,8 @@ nlohmann::json Station::State() {
           {"trigger", TriggerName(cfg_.trigger)},
           {"camera",
            {{"state", camera_state_.state}, {"error", camera_state_.error}, {"since", camera_state_.since},
-            {"id", cfg_.camera.id.empty() ? "first found" : cfg_.camera.id}, {"losses", counts_.camera_losses}}},
+            {"id", cfg_.camera.id.empty() ? "first found" : cfg_.camera.id}, {"losses", counts_.camera_losses},
+            {"packet_size", packet_size_}}},
           {"plc", plc},
           {"counters",
            {{"parts", counts_.parts}, {"ok", counts_.ok}, {"nok", counts_.nok}, {"errors", counts_.errors}, {"overruns", counts_.overruns},
@@ -397,7 +402,7 @@ std::string Station::LastFrameJpeg() {
 
 void Station::WriteMetrics(std::ostream& m) {
   std::lock_guard lock(mu_);
-  const std::string st = "station=\"" + cfg_.name + "\"";  // the name is checked: 1-64 characters
+  const std::string st = "station=\"" + cfg_.name + "\"";  // the name is checked: letters, digits, - _ .
   m << "# HELP zeroqc_station_parts_total Parts the station answered, by result.\n# TYPE zeroqc_station_parts_total counter\n";
   for (auto [k, v] : {std::pair{"ok", counts_.ok}, {"nok", counts_.nok}, {"error", counts_.errors}})
     m << "zeroqc_station_parts_total{" << st << ",result=\"" << k << "\"} " << v << "\n";

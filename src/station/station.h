@@ -72,6 +72,7 @@ class Station : public Service::StationView {
   int fire_requests_ = 0;
   std::deque<std::unique_ptr<Part>> parts_, records_;
   int frames_waiting_ = 0;
+  int packet_size_ = 0;  // the camera's GigE Vision packets, as last opened
   struct Device {
     std::string state, error, since;  // state: connecting, connected, lost (camera), unreachable (PLC), none
   } camera_state_{"connecting", "", ""}, plc_state_{"none", "", ""};

@@ -1,6 +1,7 @@
 #include "station/station_file.h"
 
 #include <fstream>
+#include <regex>
 #include <set>
 
 namespace zeroqc {
@@ -33,7 +34,7 @@ StatusOr<double> Number(const nlohmann::json& j, const std::string& key, const s
 }
 
 StatusOr<CameraSettings> ParseCamera(const nlohmann::json& j) {
-  ZQ_RETURN_IF_ERROR(OnlyKeys(j, "camera", {"id", "exposure_us", "gain", "pixel_format", "roi", "timeout_ms"}));
+  ZQ_RETURN_IF_ERROR(OnlyKeys(j, "camera", {"id", "exposure_us", "gain", "pixel_format", "roi", "timeout_ms", "packet_size"}));
   CameraSettings c;
   if (j.contains("id")) {
     if (!j["id"].is_string()) return InvalidArgument("camera.id must be a string (the GenICam device id; leave it out for the first camera found)");
@@ -48,6 +49,11 @@ StatusOr<CameraSettings> ParseCamera(const nlohmann::json& j) {
     auto v = Number(j, "gain", "camera", 0, 1000);
     if (!v.ok()) return v.status();
     c.gain = *v;
+  }
+  if (j.contains("packet_size")) {
+    auto v = Int(j, "packet_size", "camera", 576, 16000);
+    if (!v.ok()) return v.status();
+    c.packet_size = *v;
   }
   if (j.contains("timeout_ms")) {
     auto v = Int(j, "timeout_ms", "camera", 10, 60000);
@@ -105,8 +111,10 @@ StatusOr<StationConfig> ParseStation(const nlohmann::json& j) {
   ZQ_RETURN_IF_ERROR(OnlyKeys(j, "the station file", {"name", "product", "camera", "trigger", "software_trigger_hz", "plc", "queue"}));
   StationConfig s;
   if (j.contains("name")) {
-    if (!j["name"].is_string() || j["name"].get<std::string>().empty() || j["name"].get<std::string>().size() > 64)
-      return InvalidArgument("name must be a string of 1-64 characters (the station's name in results)");
+    // Letters, digits, '-', '_' and '.': it labels the station's lines in /metrics and its MQTT topic.
+    static const std::regex kName("[A-Za-z0-9][A-Za-z0-9_.-]{0,63}");
+    if (!j["name"].is_string() || !std::regex_match(j["name"].get<std::string>(), kName))
+      return InvalidArgument("name must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit (the station's name in results)");
     s.name = j["name"];
   }
   if (!j.contains("product") || !j["product"].is_string() || j["product"].get<std::string>().empty())

@@ -22,6 +22,7 @@ struct CameraSettings {
   std::optional<double> exposure_us, gain;
   PixelFormat pixel_format = PixelFormat::kMono8;
   std::optional<int> roi_x, roi_y, roi_width, roi_height;  // all four or none
+  std::optional<int> packet_size;  // GigE Vision stream packet bytes; unset: the largest the path carries
   int timeout_ms = 1000;  // a triggered frame not here by then: the camera is checked, the part an error
 };
 

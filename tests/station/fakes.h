@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -75,6 +76,14 @@ class FakeGigECamera {
   int frames() const { return frames_; }
   // How often the camera looks for a trigger (Aravis's default: 25 Hz, so up to 40 ms before a
   // triggered frame starts); a real camera starts its exposure within microseconds.
+  // A pulse on the camera's Line0 input (a light barrier). Aravis's fake camera has no input line:
+  // this plays the camera's electronics, making it take and send one frame unasked, which is what a
+  // station triggered on Line0 sees of a real pulse.
+  void PulseLine0() {
+    ArvFakeCamera* c = arv_gv_fake_camera_get_fake_camera(fake_);
+    arv_fake_camera_write_register(c, ARV_FAKE_CAMERA_REGISTER_TRIGGER_SOURCE, 1);
+    arv_fake_camera_write_register(c, ARV_FAKE_CAMERA_REGISTER_TRIGGER_SOFTWARE, 1);
+  }
   void TriggerPollHz(double hz) { arv_fake_camera_set_trigger_frequency(arv_gv_fake_camera_get_fake_camera(fake_), hz); }
 
  private:
@@ -134,6 +143,12 @@ class FakePlc {
     std::lock_guard lock(mu_);
     return results_;
   }
+  // Waits (without spinning: a benchmark's PLC must not take the CPU the engine needs) until `n`
+  // results have come in all; false after `timeout`.
+  bool WaitResults(size_t n, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return results_cv_.wait_for(lock, timeout, [&] { return results_.size() >= n; });
+  }
 
  private:
   void Serve() {
@@ -152,6 +167,7 @@ class FakePlc {
         if (result_register_ >= 0 && query[h] == 0x10 && ((query[h + 1] << 8) | query[h + 2]) == result_register_) {
           const uint16_t* r = map_->tab_registers + result_register_;
           results_.push_back({r[0], r[1], r[2], r[3]});
+          results_cv_.notify_all();
         }
       }
       close(client_);
@@ -163,6 +179,7 @@ class FakePlc {
   std::mutex mu_;
   int result_register_ = -1;
   std::vector<Result> results_;
+  std::condition_variable results_cv_;
   modbus_t* ctx_ = nullptr;
   int listen_ = -1;
   std::atomic<int> client_{-1};

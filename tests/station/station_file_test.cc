@@ -11,13 +11,19 @@ namespace {
 
 TEST(StationFile, AFullFileIsReadAsWritten) {
   const auto s = ParseStation(nlohmann::json::parse(R"({
+    "name": "line-3",
     "product": "brush",
     "camera": {"id": "Aravis-GV01", "exposure_us": 8000, "gain": 2.5, "pixel_format": "BayerRG8",
-               "roi": {"x": 16, "y": 8, "width": 640, "height": 480}},
+               "roi": {"x": 16, "y": 8, "width": 640, "height": 480}, "packet_size": 8000, "timeout_ms": 250},
     "trigger": "plc",
-    "plc": {"host": "10.0.0.5", "port": 1502, "unit": 3, "trigger_coil": 7, "part_id_register": 20, "result_register": 40},
+    "plc": {"host": "10.0.0.5", "port": 1502, "unit": 3, "trigger_coil": 7, "part_id_register": 20, "result_register": 40,
+            "poll_ms": 10},
     "queue": 2})"));
   ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_EQ(s->name, "line-3");
+  EXPECT_EQ(*s->camera.packet_size, 8000);
+  EXPECT_EQ(s->camera.timeout_ms, 250);
+  EXPECT_EQ(s->plc->poll_ms, 10);
   EXPECT_EQ(s->product, "brush");
   EXPECT_EQ(s->camera.id, "Aravis-GV01");
   EXPECT_EQ(*s->camera.exposure_us, 8000);
@@ -35,6 +41,8 @@ TEST(StationFile, AFullFileIsReadAsWritten) {
   ASSERT_TRUE(min.ok());
   EXPECT_TRUE(min->camera.id.empty());
   EXPECT_EQ(min->trigger, TriggerSource::kSoftware);
+  EXPECT_EQ(min->name, "station");
+  EXPECT_FALSE(min->camera.packet_size) << "the largest the path carries";
   EXPECT_FALSE(min->plc);
 }
 
@@ -51,6 +59,10 @@ TEST(StationFile, EachMistakeIsNamedWithWhereItIs) {
       {R"({"product": "b", "plc": {"host": "x", "port": 70000}})", "plc.port must be 1-65535"},
       {R"({"product": "b", "plc": {"host": "x", "part_id_register": 101}})", "lies in the result registers 100-103"},
       {R"({"product": "b", "queue": 1.5})", "queue must be a whole number"},
+      {R"({"product": "b", "name": ""})", "name must be 1-64 letters"},
+      {R"({"product": "b", "name": "a\"} 1\nx"})", "name must be 1-64 letters"},
+      {R"({"product": "b", "camera": {"packet_size": 100}})", "camera.packet_size must be 576-16000"},
+      {R"({"product": "b", "plc": {"host": "x", "poll_ms": 0}})", "plc.poll_ms must be 1-1000"},
   };
   for (const auto& [text, want] : cases) {
     const auto s = ParseStation(nlohmann::json::parse(text));

@@ -134,11 +134,7 @@ class Rig {
   }
   // Waits for the PLC to have received `n` results in all.
   std::vector<FakePlc::Result> Results(size_t n, int seconds = 120) {
-    for (auto until = Clock::now() + std::chrono::seconds(seconds); Clock::now() < until;) {
-      auto r = plc_.results();
-      if (r.size() >= n) return r;
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
+    plc_.WaitResults(n, std::chrono::seconds(seconds));
     return plc_.results();
   }
   // One part, start to end: its result.
@@ -332,6 +328,28 @@ TEST(Station, OverrunsLostPacketsCameraLossAndPlcRestartAreResults) {
   EXPECT_EQ(again.part_id, 500);
   EXPECT_EQ(again.counter, counter + 1);
   EXPECT_NE(again.verdict, 3);
+}
+
+// The camera's own hardware input (trigger "line0"): the station never fires the camera; each frame
+// the camera sends on a pulse is a part, judged and answered.
+TEST(Station, Line0PulsesAreEachAPart) {
+  REQUIRE_BACKBONE();
+  REQUIRE_DATASETS();
+  const auto photos = Photos();
+  Rig rig("line0");
+  ASSERT_NO_FATAL_FAILURE(rig.Start());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(rig.State()["counters"]["parts"], 0) << "no pulse, no part";
+  for (int i = 0; i < 4; ++i) {
+    const size_t before = rig.plc().results().size();
+    rig.SetScene(photos[i % 2 == 0 ? 0 : 4].bgr);
+    rig.camera().PulseLine0();
+    auto r = rig.Results(before + 1, 60);
+    ASSERT_EQ(r.size(), before + 1) << rig.State().dump();
+    EXPECT_EQ(r.back().counter, i + 1);
+    EXPECT_NE(r.back().verdict, 3) << rig.State().dump();
+  }
+  EXPECT_EQ(rig.State()["trigger"], "line0");
 }
 
 // A software-triggered station (the API fires it) whose PLC only takes results: while the PLC is
