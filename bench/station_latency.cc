@@ -6,7 +6,7 @@
 // frame conversion, queue, engine, PLC write) from the stored inspections, and what the station adds
 // to the engine's time.
 //
-//   build/bench/station_latency [--parts 200] [--side 1024] [--format RGB8|BayerRG8|Mono8] [--packet-size 8000] [--gap-ms 20]
+//   build/bench/station_latency [--parts 200] [--side 1024] [--format RGB8|BayerRG8|Mono8] [--packet-size 8000] [--gap-ms 20] [--poll-ms 5]
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -33,7 +33,7 @@ double Quantile(std::vector<double> v, double q) {
   return v[std::min(v.size() - 1, size_t(q * double(v.size())))];
 }
 
-int Run(int parts, int side, const std::string& format, int packet_size_asked, int gap_ms) {
+int Run(int parts, int side, const std::string& format, int packet_size_asked, int gap_ms, int poll_ms) {
   const fs::path shared = testing::Datasets() / "mvtec-toothbrush";
   std::vector<cv::Mat> photos;
   for (const auto& e : fs::directory_iterator(shared / "test/defective")) photos.push_back(cv::imread(e.path().string()));
@@ -56,7 +56,7 @@ int Run(int parts, int side, const std::string& format, int packet_size_asked, i
       {"product", "brush"},
       {"camera", {{"id", "127.0.0.1"}, {"pixel_format", format}, {"roi", {{"x", 0}, {"y", 0}, {"width", side}, {"height", side}}}}},
       {"trigger", "plc"},
-      {"plc", {{"host", "127.0.0.1"}, {"port", plc_port}, {"trigger_coil", 0}, {"part_id_register", 10}, {"result_register", 100}}}};
+      {"plc", {{"host", "127.0.0.1"}, {"port", plc_port}, {"trigger_coil", 0}, {"part_id_register", 10}, {"result_register", 100}, {"poll_ms", poll_ms}}}};
   if (packet_size_asked > 0) {  // the station file again, with the camera's packet size set
     auto j = nlohmann::json::parse(std::ifstream(dir / "station.json"));
     j["camera"]["packet_size"] = packet_size_asked;
@@ -138,7 +138,7 @@ int Run(int parts, int side, const std::string& format, int packet_size_asked, i
 }  // namespace zeroqc
 
 int main(int argc, char** argv) {
-  int parts = 200, side = 1024, packet_size = 0, gap_ms = 20;
+  int parts = 200, side = 1024, packet_size = 0, gap_ms = 20, poll_ms = 5;
   std::string format = "RGB8";
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--parts")) parts = std::atoi(argv[i + 1]);
@@ -146,8 +146,9 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--format")) format = argv[i + 1];
     else if (!std::strcmp(argv[i], "--packet-size")) packet_size = std::atoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--gap-ms")) gap_ms = std::atoi(argv[i + 1]);
-    else return std::cerr << "usage: station_latency [--parts N] [--side PX] [--format RGB8|BayerRG8|Mono8] [--packet-size BYTES] [--gap-ms MS]\n", 2;
+    else if (!std::strcmp(argv[i], "--poll-ms")) poll_ms = std::atoi(argv[i + 1]);
+    else return std::cerr << "usage: station_latency [--parts N] [--side PX] [--format RGB8|BayerRG8|Mono8] [--packet-size BYTES] [--gap-ms MS] [--poll-ms MS]\n", 2;
   }
   if (parts < 1 || side < 64) return std::cerr << "--parts >= 1, --side >= 64\n", 2;
-  return zeroqc::Run(parts, side, format, packet_size, gap_ms);
+  return zeroqc::Run(parts, side, format, packet_size, gap_ms, poll_ms);
 }
