@@ -4,9 +4,9 @@
 'use strict';
 
 // The setup verdict's rules, as `zeroqc refs check` has them: fewer than 4 references is too few
-// unless photos show otherwise; a reference scoring over the threshold and 1.5x the references'
-// median is unlike the others.
-const FEW_REFERENCES = 4, OUTLIER_RATIO = 1.5;
+// unless photos show otherwise; a reference unlike the others comes marked by the service
+// (calibration's references[].outlier, the rule refs check applies).
+const FEW_REFERENCES = 4;
 const check = { parts: [], threshold: null, calibrated: null };
 
 // `switched`: another product, whose check photos and threshold start afresh.
@@ -64,14 +64,12 @@ async function loadCalibration() {
     $('calibration').dataset.threshold = String(c.threshold);
     check.calibrated = c.threshold;
     if (check.threshold === null && typeof c.threshold === 'number') check.threshold = c.threshold;
-    const scores = c.references.map((r) => r.score).filter((s) => typeof s === 'number').sort((a, b) => a - b);
-    const median = scores.length ? scores[Math.floor(scores.length / 2)] : 0;
     const outliers = [];
     for (const r of c.references) {
       const fig = document.querySelector(`#refs figure[data-ref="${r.id}"]`);
       if (!fig || typeof r.score !== 'number') continue;
       fig.querySelector('.score').textContent = r.score.toFixed(3);
-      const unlike = r.score > c.threshold && r.score > OUTLIER_RATIO * median;
+      const unlike = r.outlier === true;  // the service applies refs check's rule
       fig.classList.toggle('outlier', unlike);
       fig.title = unlike ? 'unlike the other references: defective, or a variant shown once' : 'this reference scored against the others';
       if (unlike) outliers.push(r.filename);

@@ -26,7 +26,6 @@ constexpr SuiteMark kSuite[] = {{1, 0.78}, {4, 0.81}, {16, 0.86}};
 constexpr int kFewReferences = 4;
 // A reference whose leave-one-out score is over the threshold and this many times the references'
 // median is unlike all the others: a defective part among them, or a variant shown only once.
-constexpr double kOutlierRatio = 1.5;
 constexpr size_t kListed = 8;  // files named in one reason
 
 struct Part {
@@ -136,14 +135,13 @@ class Check {
       for (size_t i : groups[g]) group_of[i] = int(g);
     std::vector<double> loo;
     if (refs.size() >= 2 && cal.contains("loo_scores")) loo = cal["loo_scores"].get<std::vector<double>>();
-    std::vector<double> sorted = loo;
-    std::sort(sorted.begin(), sorted.end());
-    const double median = sorted.empty() ? 0 : sorted[sorted.size() / 2];
+    double median = 0;
+    const std::vector<bool> unlike = ::zeroqc::UnlikeReferences(loo, threshold_, &median);
     std::vector<std::string> outliers;
     for (size_t i = 0; i < refs.size(); ++i) {
       nlohmann::json r = {{"file", refs[i].filename().string()}, {"group", i < group_of.size() ? group_of[i] + 1 : 0}};
       if (i < loo.size() && loo.size() == refs.size()) {
-        const bool outlier = loo[i] > threshold_ && loo[i] > kOutlierRatio * median;
+        const bool outlier = unlike[i];
         r["loo_score"] = loo[i];
         r["outlier"] = outlier;
         if (outlier) outliers.push_back(refs[i].filename().string() + " (" + Fixed(loo[i]) + ")");

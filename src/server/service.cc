@@ -20,6 +20,7 @@
 
 #include "core/hash.h"
 #include "engines/defect_names.h"
+#include "engines/patch/reference_choice.h"
 #include "image/overlay.h"
 #include "server/log.h"
 #include "vlm/http.h"
@@ -239,9 +240,13 @@ StatusOr<nlohmann::json> Service::Calibration(const std::string& product) {
   const nlohmann::json loo = s.is_object() ? s.value("loo_scores", nlohmann::json::array()) : nlohmann::json::array();
   // Each reference's score against the others (leave-one-out), in the order the bank holds them:
   // the references' own. One reference: the scores of its shifted, turned and re-lit copies.
+  std::vector<bool> unlike;
+  if (loo.size() == refs.size() && out["threshold"].is_number())
+    unlike = UnlikeReferences(loo.get<std::vector<double>>(), out["threshold"].get<double>());
   for (size_t i = 0; i < refs.size(); ++i) {
     nlohmann::json ref = {{"id", refs[i].id}, {"filename", refs[i].filename}};
     if (loo.size() == refs.size()) ref["score"] = loo[i];
+    if (i < unlike.size()) ref["outlier"] = bool(unlike[i]);  // refs check's rule: the page marks it
     out["references"].push_back(ref);
   }
   if (loo.size() != refs.size()) out["copy_scores"] = loo;

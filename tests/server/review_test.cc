@@ -213,17 +213,30 @@ std::string PlatePng(std::mt19937& rng, testing::Defect d) {
 // Issue 11, item 3: an operator names a NOK region in a review ({"verdict": "NOK", "defects":
 // [{"box", "name"}]}); later NOK regions like it get its name, with the similarity in the reason.
 // The real embedded engine on synthetic plates: a scratch and a missing hole, one example each.
+// The embedded engine itself, with the converted backbone (not the harness's stand-in).
+void UsePatchEngine(ServiceConfig& c) {
+  c.make_engine = [](const zeroqc::Product&, const std::vector<fs::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
+    PatchEngineOptions o;
+    o.backbone_spec = testing::BackboneSpecPath();
+    auto e = PatchEngine::Create(o, refs);
+    if (!e.ok()) return e.status();
+    return std::unique_ptr<Engine>(std::move(*e));
+  };
+}
+
+// The product's calibration, once its engine is built (with time to spare on a loaded machine).
+nlohmann::json Calibrated(Harness& h, const std::string& product) {
+  httplib::Client slow("127.0.0.1", h.api->port());
+  slow.set_read_timeout(300, 0);
+  slow.set_bearer_token_auth(h.reader.c_str());
+  auto c = slow.Get(("/v1/products/" + product + "/calibration").c_str());
+  EXPECT_TRUE(c && c->status == 200) << (c ? c->body : "no answer");
+  return c && c->status == 200 ? nlohmann::json::parse(c->body) : nlohmann::json::object({{"references", nlohmann::json::array()}});
+}
+
 TEST_P(Reviews, NamedDefectsNameLikeRegionsOfLaterParts) {
   REQUIRE_BACKBONE();
-  Harness h([](ServiceConfig& c) {
-    c.make_engine = [](const zeroqc::Product&, const std::vector<fs::path>& refs) -> StatusOr<std::unique_ptr<Engine>> {
-      PatchEngineOptions o;
-      o.backbone_spec = testing::BackboneSpecPath();
-      auto e = PatchEngine::Create(o, refs);
-      if (!e.ok()) return e.status();
-      return std::unique_ptr<Engine>(std::move(*e));
-    };
-  });
+  Harness h(UsePatchEngine);
   for (const char* bad : {R"({"name":"plate","settings":{"naming":{"min_similarity":2}}})", R"({"name":"plate","settings":{"naming":0.5}})",
                           R"({"name":"plate","settings":{"naming":{"min_similarity":"high"}}})"})
     EXPECT_EQ(h.Client(h.admin).Post("/v1/products", bad, "application/json")->status, 400) << bad;
@@ -235,14 +248,13 @@ TEST_P(Reviews, NamedDefectsNameLikeRegionsOfLaterParts) {
   }
   // The engine is built first (its calibration: each reference's own score), with time to spare
   // on a loaded machine; then each part is queued and polled for.
-  httplib::Client slow("127.0.0.1", h.api->port());
-  slow.set_read_timeout(300, 0);
-  slow.set_bearer_token_auth(h.reader.c_str());
-  auto calibration = slow.Get("/v1/products/plate/calibration");
-  ASSERT_TRUE(calibration && calibration->status == 200) << (calibration ? calibration->body : "no answer");
-  auto cal = nlohmann::json::parse(calibration->body);
+  nlohmann::json cal;
+  ASSERT_NO_FATAL_FAILURE(cal = Calibrated(h, "plate"));
   ASSERT_EQ(cal["references"].size(), 4u);
-  for (const auto& ref : cal["references"]) EXPECT_GT(ref["score"].get<double>(), 0) << cal.dump();
+  for (const auto& ref : cal["references"]) {
+    EXPECT_GT(ref["score"].get<double>(), 0) << cal.dump();
+    EXPECT_EQ(ref["outlier"], false) << "four good plates: none unlike the others";
+  }
   EXPECT_GT(cal["threshold"].get<double>(), 0);
   auto inspect = [&](testing::Defect d) {
     auto r = h.Upload(h.writer, "plate", PlatePng(rng, d), false);
@@ -313,6 +325,24 @@ TEST_P(Reviews, NamedDefectsNameLikeRegionsOfLaterParts) {
   EXPECT_EQ(h.Client(h.writer).Delete(path.c_str())->status, 404);
   auto last = inspect(testing::Defect::kScratch);
   EXPECT_EQ(first_name(last), "anomaly") << "not like the missing hole either";
+}
+
+// A defective plate among the references is marked unlike the others, by the rule refs check
+// applies (the page draws the flag; it no longer computes it).
+TEST_P(Reviews, CalibrationMarksAReferenceUnlikeTheOthers) {
+  REQUIRE_BACKBONE();
+  Harness h(UsePatchEngine);
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products", R"({"name":"plate"})", "application/json")->status, 201);
+  std::mt19937 rng(5);
+  httplib::MultipartFormDataItems refs;
+  for (int i = 0; i < 5; ++i) refs.push_back({"image", PlatePng(rng, testing::Defect::kNone), "good.png", "image/png"});
+  refs.push_back({"image", PlatePng(rng, testing::Defect::kScratch), "scratched.png", "image/png"});
+  ASSERT_EQ(h.Client(h.admin).Post("/v1/products/plate/references", refs)->status, 201);
+  nlohmann::json cal;
+  ASSERT_NO_FATAL_FAILURE(cal = Calibrated(h, "plate"));
+  ASSERT_EQ(cal["references"].size(), 6u);
+  for (const auto& ref : cal["references"])
+    EXPECT_EQ(ref.value("outlier", nlohmann::json()), ref["filename"] == "scratched.png") << cal.dump();
 }
 
 // An engine without region descriptors (here a stand-in; in the service the vlm engine, which names

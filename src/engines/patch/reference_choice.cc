@@ -142,4 +142,14 @@ ReferenceChoice ChooseReferences(const std::vector<ImageLook>& looks, size_t cou
   return ChooseReferences(p, count, peers);
 }
 
+std::vector<bool> UnlikeReferences(const std::vector<double>& loo, double threshold, double* median_out) {
+  std::vector<double> sorted = loo;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted.empty() ? 0 : sorted[sorted.size() / 2];
+  if (median_out) *median_out = median;
+  std::vector<bool> unlike;
+  for (double s : loo) unlike.push_back(s > threshold && s > kOutlierRatio * median);
+  return unlike;
+}
+
 }  // namespace zeroqc

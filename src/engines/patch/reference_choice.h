@@ -26,6 +26,12 @@ struct ImageLook {
 StatusOr<std::vector<ImageLook>> DescribeLooks(Backbone& backbone, const std::vector<std::filesystem::path>& paths,
                                                ImageLimits limits, const std::function<void(size_t, size_t)>& progress = {});
 
+// References unlike the others: a leave-one-out score over the threshold and over kOutlierRatio x
+// the scores' median (one is defective, or a variant shown once). The same rule for refs check, the
+// service's calibration and so the page. `median`, when given, receives the median.
+inline constexpr double kOutlierRatio = 1.5;
+std::vector<bool> UnlikeReferences(const std::vector<double>& loo_scores, double threshold, double* median = nullptr);
+
 // Euclidean distance between two descriptors.
 double LookDistance(const std::vector<float>& a, const std::vector<float>& b);
 

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""zeroqc against anomalib's PatchCore on the same machine, images and K, in one run.
+
+Each measurement is a process of its own, so that its peak memory is its own (wait4's ru_maxrss):
+  zeroqc    `zeroqc inspect --refs REFS PARTS...`, the engine's time per part from its JSON lines;
+  eager     anomalib's PatchcoreModel (WideResNet-50, layer2 + layer3, as anomalib ships it) in PyTorch;
+  openvino  the same fitted model converted to OpenVINO and compiled for the CPU.
+The three run alternately, ROUNDS times, on the same references and test photos at the same input
+size. The peer's backbone is initialised at random (pre_trained=False): no weights can be downloaded
+here. Its speed does not depend on the weights' values; its verdicts mean nothing, and none is read.
+
+Per part is the time from the decoded image to the score (zeroqc: `timing_ms`, the engine's own; the
+peer: resize, normalise, forward, nearest neighbours, score), the median and p90 over parts and
+rounds. Bank is the time to build the memory bank from the K references (zeroqc: a run without its
+bank cache less a run with it; the peer: features of the references and the coreset). First call is
+the time from the process's start to its first result with the bank built (zeroqc: with its bank
+cache; the peer: import, model construction, bank, and, for OpenVINO, conversion and compilation).
+Throughput is parts a second over the whole run of parts, on 2 cores.
+
+Run through bench/peers/anomalib.sh, which makes the virtualenv.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def p(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def run_child(cmd, env=None):
+    """Runs cmd; returns (stdout, wall seconds, peak RSS in MB)."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    out, err = proc.stdout.read(), proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{cmd[0]} failed ({status}): {err.decode()[-2000:]}")
+    return out.decode(), wall, usage.ru_maxrss / 1024.0
+
+
+# ---------------------------------------------------------------- the peer, in its own process
+def worker(args):
+    t_start = time.monotonic()
+    import cv2
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+
+    mean = np.array([0.485, 0.456, 0.406], np.float32)
+    std = np.array([0.229, 0.224, 0.225], np.float32)
+
+    def tensor(bgr):  # as anomalib's transforms: resize, to RGB in [0, 1], ImageNet normalisation
+        rgb = cv2.cvtColor(cv2.resize(bgr, (args.size, args.size), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+        x = (rgb.astype(np.float32) / 255.0 - mean) / std
+        return torch.from_numpy(x.transpose(2, 0, 1).copy()).unsqueeze(0)
+
+    refs = [cv2.imread(f) for f in args.refs]
+    parts = [cv2.imread(f) for f in args.parts]
+    torch.manual_seed(0)
+    model = PatchcoreModel(layers=["layer2", "layer3"], backbone="wide_resnet50_2", pre_trained=False, num_neighbors=9)
+    t0 = time.monotonic()
+    model.train()
+    with torch.no_grad():
+        embeddings = torch.vstack([model(tensor(r)) for r in refs])
+        model.subsample_embedding(embeddings, sampling_ratio=0.1)
+    bank_s = time.monotonic() - t0
+    model.eval()
+
+    if args.mode == "eager":
+        def infer(bgr):
+            with torch.no_grad():
+                out = model(tensor(bgr))
+            return float(out["pred_score"] if isinstance(out, dict) else out[1])
+    else:
+        import openvino as ov
+
+        t1 = time.monotonic()
+        with torch.no_grad():
+            ov_model = ov.convert_model(model, example_input=tensor(refs[0]))
+        core = ov.Core()
+        compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": str(args.threads)})
+        convert_s = time.monotonic() - t1
+        request = compiled.create_infer_request()
+
+        def infer(bgr):
+            request.infer({0: tensor(bgr).numpy()})
+            return float(np.asarray(request.get_output_tensor(1 if len(compiled.outputs) > 1 else 0).data).ravel()[0])
+
+    first = None
+    times = []
+    t_parts = time.monotonic()
+    for bgr in parts:
+        t = time.monotonic()
+        infer(bgr)
+        times.append(1000 * (time.monotonic() - t))
+        if first is None:
+            first = time.monotonic() - t_start
+    result = {"per_part_ms": times, "bank_s": bank_s, "first_call_s": first, "parts_s": time.monotonic() - t_parts,
+              "torch": torch.__version__, "memory_bank": list(model.memory_bank.shape)}
+    if args.mode == "openvino":
+        result["convert_compile_s"] = convert_s
+        result["openvino"] = ov.__version__
+    import anomalib
+    result["anomalib"] = anomalib.__version__
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------- zeroqc
+def zeroqc_run(args, refs_dir, parts, cache):
+    cmd = [args.zeroqc, "inspect", "--refs", refs_dir, "--cache", cache, "--line-window", "0"] + parts
+    out, wall, rss = run_child(cmd)
+    lines = [json.loads(l) for l in out.splitlines() if l.strip()]
+    return [l["timing_ms"] for l in lines], wall, rss
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--zeroqc", help="the zeroqc binary")
+    ap.add_argument("--dataset", help="an MVTec-layout set: train/good, test/*")
+    ap.add_argument("--shots", default="1,16,all")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--size", type=int, default=416, help="input side for both (zeroqc's lite2 reads 416 x 416)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="write every measurement here")
+    sub = ap.add_subparsers(dest="cmd")
+    w = sub.add_parser("worker")
+    w.add_argument("--mode", choices=["eager", "openvino"], required=True)
+    w.add_argument("--size", type=int, required=True)
+    w.add_argument("--threads", type=int, default=2)
+    w.add_argument("--refs", nargs="+", required=True)
+    w.add_argument("--parts", nargs="+", required=True)
+    args = ap.parse_args()
+    if args.cmd == "worker":
+        return worker(args)
+    if not args.zeroqc or not args.dataset:
+        ap.error("--zeroqc and --dataset are needed")
+
+    good = sorted(os.path.join(args.dataset, "train/good", f) for f in os.listdir(os.path.join(args.dataset, "train/good")))
+    parts = sorted(os.path.join(args.dataset, "test", d, f) for d in os.listdir(os.path.join(args.dataset, "test"))
+                   for f in os.listdir(os.path.join(args.dataset, "test", d)))
+    rows, raw = [], {}
+    for shot in args.shots.split(","):
+        k = len(good) if shot == "all" else int(shot)
+        refs = good[:k]
+        m = {"zeroqc": {"per_part_ms": [], "rss": [], "first": [], "bank": [], "tput": []},
+             "eager": {"per_part_ms": [], "rss": [], "first": [], "bank": [], "tput": []},
+             "openvino": {"per_part_ms": [], "rss": [], "first": [], "bank": [], "tput": []}}
+        with tempfile.TemporaryDirectory() as tmp:
+            refs_dir = os.path.join(tmp, "refs")
+            os.mkdir(refs_dir)
+            for r in refs:
+                os.symlink(os.path.abspath(r), os.path.join(refs_dir, os.path.basename(r)))
+            for rnd in range(args.rounds):
+                # zeroqc: a cold bank (a fresh cache), then the parts with the bank cached.
+                cache = os.path.join(tmp, f"cache{rnd}")
+                _, cold, _ = zeroqc_run(args, refs_dir, parts[:1], cache)
+                _, warm, _ = zeroqc_run(args, refs_dir, parts[:1], cache)
+                t0 = time.monotonic()
+                times, wall, rss = zeroqc_run(args, refs_dir, parts, cache)
+                z = m["zeroqc"]
+                z["per_part_ms"] += times
+                z["rss"].append(rss)
+                z["first"].append(warm)
+                z["bank"].append(max(0.0, cold - warm))
+                z["tput"].append(len(parts) / wall)
+                for mode in ("eager", "openvino"):
+                    out, wall, rss = run_child([sys.executable, __file__, "worker", "--mode", mode, "--size", str(args.size),
+                                                "--threads", str(args.threads), "--refs", *refs, "--parts", *parts])
+                    r = json.loads(out.strip().splitlines()[-1])
+                    e = m[mode]
+                    e["per_part_ms"] += r["per_part_ms"]
+                    e["rss"].append(rss)
+                    e["first"].append(r["first_call_s"])
+                    e["bank"].append(r["bank_s"])
+                    e["tput"].append(len(parts) / r["parts_s"])
+                    e["versions"] = {k: r[k] for k in ("torch", "anomalib", "openvino") if k in r}
+                    e["memory_bank"] = r["memory_bank"]
+                print(f"K={k} round {rnd + 1}/{args.rounds} done", file=sys.stderr)
+        raw[f"K={k}"] = m
+        for mode in ("zeroqc", "eager", "openvino"):
+            e = m[mode]
+            rows.append((k, mode, statistics.median(e["per_part_ms"]), p(e["per_part_ms"], 0.9), statistics.median(e["tput"]),
+                         statistics.median(e["bank"]), statistics.median(e["first"]), max(e["rss"])))
+    print(f"{len(parts)} parts of {args.dataset}, {args.rounds} rounds alternating, input {args.size} x {args.size}, "
+          f"{args.threads} threads; peer: PatchCore (WideResNet-50 layer2+layer3, random weights)\n")
+    print("| K | tool | per part p50 ms | p90 ms | parts/s | bank s | first call s | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for k, mode, p50, p90, tput, bank, first, rss in rows:
+        print(f"| {k} | {mode} | {p50:.0f} | {p90:.0f} | {tput:.2f} | {bank:.2f} | {first:.2f} | {rss:.0f} |")
+    print()
+    for k in sorted({r[0] for r in rows}):
+        z = next(r for r in rows if r[0] == k and r[1] == "zeroqc")
+        for mode in ("eager", "openvino"):
+            o = next(r for r in rows if r[0] == k and r[1] == mode)
+            print(f"K={k}: {mode} / zeroqc per part {o[2] / z[2]:.1f}x, peak RSS {o[7] / z[7]:.1f}x")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(raw, f)
+
+
+if __name__ == "__main__":
+    main()
