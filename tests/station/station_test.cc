@@ -213,7 +213,13 @@ TEST(Station, FiftyPartsReachThePlcInOrderAreStoredAndSigtermFinishesThePartInHa
 
   // Each part is an inspection like any other: station, part id, verdict, frame, timing.
   nlohmann::json items;  // stored after the PLC has its answer: waited for
-  for (auto until = Clock::now() + std::chrono::seconds(30); Clock::now() < until && items.size() < 50;) {
+  auto all_done = [&] {
+    if (items.size() < 50) return false;
+    for (const auto& it : items)
+      if (it["status"] != "done") return false;
+    return true;
+  };
+  for (auto until = Clock::now() + std::chrono::seconds(60); Clock::now() < until && !all_done();) {
     auto list = c.Get("/v1/inspections?limit=50");
     ASSERT_TRUE(list && list->status == 200);
     items = nlohmann::json::parse(list->body)["items"];
