@@ -36,13 +36,16 @@ def p(values, q):
 
 def run_child(cmd, env=None):
     """Runs cmd; returns (stdout, wall seconds, peak RSS in MB)."""
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    out, err = proc.stdout.read(), proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - t0
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{cmd[0]} failed ({status}): {err.decode()[-2000:]}")
+    # stderr to a file: a child that writes much there (progress bars) must not block on a full pipe.
+    with tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t0
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            sys.exit(f"{cmd[0]} failed ({status}): {err.read().decode(errors='replace')[-2000:]}")
     return out.decode(), wall, usage.ru_maxrss / 1024.0
 
 
@@ -191,6 +194,9 @@ def main():
             e = m[mode]
             rows.append((k, mode, statistics.median(e["per_part_ms"]), p(e["per_part_ms"], 0.9), statistics.median(e["tput"]),
                          statistics.median(e["bank"]), statistics.median(e["first"]), max(e["rss"])))
+            r = rows[-1]  # as soon as it is known: a long run stopped later keeps what it measured
+            print(f"K={k} {mode}: per part p50 {r[2]:.0f} ms, p90 {r[3]:.0f} ms, {r[4]:.2f} parts/s, bank {r[5]:.2f} s, "
+                  f"first call {r[6]:.2f} s, peak RSS {r[7]:.0f} MB", file=sys.stderr, flush=True)
     print(f"{len(parts)} parts of {args.dataset}, {args.rounds} rounds alternating, input {args.size} x {args.size}, "
           f"{args.threads} threads; peer: PatchCore (WideResNet-50 layer2+layer3, random weights)\n")
     print("| K | tool | per part p50 ms | p90 ms | parts/s | bank s | first call s | peak RSS MB |")
