@@ -502,10 +502,14 @@ void Service::WorkerLoop() {
     } else {
       Process(*item);
     }
-    { std::lock_guard lock(mu_); }  // a waiter between its status check and its wait cannot miss this
-    done_cv_.notify_all();
-    webhook_cv_.notify_one();
+    NotifyFinished();
   }
+}
+
+void Service::NotifyFinished() {
+  { std::lock_guard lock(mu_); }  // a waiter between its status check and its wait cannot miss this
+  done_cv_.notify_all();
+  webhook_cv_.notify_one();
 }
 
 void Service::Process(const WorkItem& item) {
@@ -598,9 +602,7 @@ StatusOr<std::string> Service::Record(NewInspection n, const Image& image, const
   auto id = store_->Enqueue(n, worker_id_, cfg_.lease_seconds);
   if (!id.ok()) return id.status();
   if (!FinishJudged(*id, n.product, image, insp, version, t0)) return Unavailable("inspection " + *id + ": its result was not stored");
-  { std::lock_guard lock(mu_); }
-  done_cv_.notify_all();
-  webhook_cv_.notify_one();
+  NotifyFinished();
   return *id;
 }
 

@@ -168,6 +168,8 @@ class Service {
   // when it could not be stored (the claim was lost).
   bool FinishJudged(const std::string& id, const std::string& product, const Image& img, const Inspection& insp, int64_t version,
                     std::chrono::steady_clock::time_point t0);
+  // Wakes ?wait=true waiters and the webhook sender: an inspection finished.
+  void NotifyFinished();
   std::atomic<StationView*> station_{nullptr};
   struct EngineAt {
     std::shared_ptr<Engine> engine;

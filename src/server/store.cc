@@ -504,15 +504,13 @@ bool Store::DeleteReference(const std::string& product, int64_t id, const std::s
 
 StatusOr<std::string> Store::Enqueue(const NewInspection& n, const std::string& claimed_by, int lease_seconds) {
   const std::string id = "ins_" + RandomHex(12);
-  auto r = claimed_by.empty()
-               ? Q(R"(INSERT INTO inspections(id, product, batch, part_id, station, metadata, image_blob, image_name, status, created_at)
-                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'queued', ?9))",
-                   {id, n.product, n.batch, n.part_id, n.station, n.metadata.dump(), n.image_blob, n.image_name, NowIso()})
-               : Q(R"(INSERT INTO inspections(id, product, batch, part_id, station, metadata, image_blob, image_name, status, created_at,
-                                              worker, claims, lease_until)
-                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'running', ?9, ?10, 1, )" +
-                       db_->NowSql(lease_seconds) + ")",
-                   {id, n.product, n.batch, n.part_id, n.station, n.metadata.dump(), n.image_blob, n.image_name, NowIso(), claimed_by});
+  const bool claimed = !claimed_by.empty();
+  auto r = Q(R"(INSERT INTO inspections(id, product, batch, part_id, station, metadata, image_blob, image_name, status, created_at,
+                                        worker, claims, lease_until)
+               VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, )" +
+                 (claimed ? db_->NowSql(lease_seconds) : std::string("NULL")) + ")",
+             {id, n.product, n.batch, n.part_id, n.station, n.metadata.dump(), n.image_blob, n.image_name,
+              std::string(claimed ? "running" : "queued"), NowIso(), claimed ? DbValue(claimed_by) : DbValue(nullptr), int64_t(claimed)});
   if (!r.ok()) return r.status();
   return id;
 }

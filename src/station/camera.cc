@@ -49,10 +49,13 @@ StatusOr<std::unique_ptr<Camera>> Camera::Open(const CameraSettings& s, TriggerS
   if (arv_camera_is_gv_device(c->cam_)) {
     // GigE Vision: the largest packet the path carries (jumbo frames: a sixth of the packets per
     // frame), found by sending test packets, unless the station file sets one.
-    if (s.packet_size) arv_camera_gv_set_packet_size(c->cam_, *s.packet_size, &err);
-    else c->packet_size_ = int(arv_camera_gv_auto_packet_size(c->cam_, &err));
+    if (s.packet_size) {
+      arv_camera_gv_set_packet_size(c->cam_, *s.packet_size, &err);
+      c->packet_size_ = *s.packet_size;
+    } else {
+      c->packet_size_ = int(arv_camera_gv_auto_packet_size(c->cam_, &err));
+    }
     ZQ_RETURN_IF_ERROR(check("packet size"));
-    if (s.packet_size) c->packet_size_ = *s.packet_size;
   }
   arv_camera_set_acquisition_mode(c->cam_, ARV_ACQUISITION_MODE_CONTINUOUS, &err);
   ZQ_RETURN_IF_ERROR(check("continuous acquisition"));

@@ -24,6 +24,11 @@ StatusOr<std::unique_ptr<Plc>> Plc::Connect(const PlcConfig& config) {
 
 Plc::~Plc() { Close(); }
 
+Status Plc::Reach() {
+  std::lock_guard lock(mu_);
+  return ctx_ ? Status::Ok() : Open();
+}
+
 Status Plc::Open() {
   Close();
   ctx_ = modbus_new_tcp(cfg_.host.c_str(), cfg_.port);

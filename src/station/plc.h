@@ -37,6 +37,8 @@ class Plc {
   // Not connected yet: the first request connects (a station starts while its PLC is away).
   static std::unique_ptr<Plc> Later(const PlcConfig& config) { return std::unique_ptr<Plc>(new Plc(config)); }
   ~Plc();
+  // Connects now if not connected (and reads the counter): kUnavailable when the PLC cannot be reached.
+  Status Reach();
 
   // The trigger coil: when set, clears it and gives the part id (0 without a part-id register);
   // nullopt when no part is waiting. kUnavailable when the PLC cannot be reached.

@@ -156,13 +156,18 @@ void Station::Push(Part p) {
   cv_.notify_all();
 }
 
+void Station::Overrun(Part& p, int waiting, const std::string& what) const {
+  p.error = "overrun: " + std::to_string(waiting) + " part(s) were already waiting for the engine (queue " + std::to_string(cfg_.queue) +
+            "); " + what;
+  p.error_kind = "overrun";
+}
+
 void Station::AcquireLoop() {
   int64_t seq = 0;
   auto idle_since = Clock::now();
   if (plc_ && cfg_.trigger != TriggerSource::kPlc) {  // results only: the PLC's state is known from the start all the same
-    auto c = Plc::Connect(*cfg_.plc);
-    if (c.ok()) SetDevice(plc_state_, "PLC", "connected", "");
-    else SetDevice(plc_state_, "PLC", "unreachable", c.status().message());
+    const Status reached = plc_->Reach();
+    SetDevice(plc_state_, "PLC", reached.ok() ? "connected" : "unreachable", reached.message());
   }
   for (;;) {
     {
@@ -200,9 +205,7 @@ void Station::AcquireLoop() {
         waiting = frames_waiting_;
       }
       if (waiting >= cfg_.queue) {  // never a silent drop: the part gets an error result, in its turn
-        p.error = "overrun: " + std::to_string(waiting) + " part(s) were already waiting for the engine (queue " +
-                  std::to_string(cfg_.queue) + "); this part was not photographed";
-        p.error_kind = "overrun";
+        Overrun(p, waiting, "this part was not photographed");
       } else if (!have_camera) {
         std::lock_guard lock(mu_);
         p.error = "the camera is not connected: " + camera_state_.error;
@@ -223,9 +226,7 @@ void Station::AcquireLoop() {
     if (cfg_.trigger == TriggerSource::kLine0 && !p.frame.empty()) {
       std::lock_guard lock(mu_);
       if (frames_waiting_ >= cfg_.queue) {
-        p.error = "overrun: " + std::to_string(frames_waiting_) + " part(s) were already waiting for the engine (queue " +
-                  std::to_string(cfg_.queue) + "); this frame was not inspected";
-        p.error_kind = "overrun";
+        Overrun(p, frames_waiting_, "this frame was not inspected");
         p.frame = cv::Mat();
       }
     }

@@ -57,6 +57,8 @@ class Station : public Service::StationView {
   bool EnsureCamera();
   void CameraLost(const std::string& why);
   void Push(Part p);
+  // Makes `p` an overrun's error result: `waiting` frames were ahead of it; `what` became of it.
+  void Overrun(Part& p, int waiting, const std::string& what) const;
   void SleepFor(std::chrono::milliseconds d);
 
   Service& svc_;
