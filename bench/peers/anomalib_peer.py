@@ -3,19 +3,24 @@
 
 Each measurement is a process of its own, so that its peak memory is its own (wait4's ru_maxrss):
   zeroqc    `zeroqc inspect --refs REFS PARTS...`, the engine's time per part from its JSON lines;
-  eager     anomalib's PatchcoreModel (WideResNet-50, layer2 + layer3, as anomalib ships it) in PyTorch;
-  openvino  the same fitted model converted to OpenVINO and compiled for the CPU.
-The three run alternately, ROUNDS times, on the same references and test photos at the same input
-size. The peer's backbone is initialised at random (pre_trained=False): no weights can be downloaded
-here. Its speed does not depend on the weights' values; its verdicts mean nothing, and none is read.
+  fit       anomalib's PatchcoreModel (WideResNet-50, layer2 + layer3, as anomalib ships it) builds
+            its bank from the K references in PyTorch and saves it (once per K);
+  export    that fitted model converted to OpenVINO IR (once per K), as anomalib's export does;
+  eager     the fitted model in PyTorch: backbone, saved bank, the parts;
+  openvino  the deployed peer: the OpenVINO runtime reads the IR, compiles it for the CPU, the parts.
+zeroqc, eager and openvino run alternately, ROUNDS times, on the same references and test photos at
+the same input size. The peer's backbone is initialised at random (pre_trained=False): no weights can
+be downloaded here. Its speed does not depend on the weights' values; its verdicts mean nothing, and
+none is read.
 
 Per part is the time from the decoded image to the score (zeroqc: `timing_ms`, the engine's own; the
 peer: resize, normalise, forward, nearest neighbours, score), the median and p90 over parts and
-rounds. Bank is the time to build the memory bank from the K references (zeroqc: a run without its
-bank cache less a run with it; the peer: features of the references and the coreset). First call is
-the time from the process's start to its first result with the bank built (zeroqc: with its bank
-cache; the peer: import, model construction, bank, and, for OpenVINO, conversion and compilation).
-Throughput is parts a second over the whole run of parts, on 2 cores.
+rounds. Bank is the time from the K references to a model ready to judge (zeroqc: a run without its
+bank cache less a run with it; eager: features of the references and the coreset; openvino: that and
+the export). First call is the time from the process's start to its first result with the bank
+built (zeroqc: with its bank cache; eager: imports, model, saved bank; openvino: the runtime's import,
+reading and compiling the IR). Throughput is parts a second over the whole run of parts, on 2 cores.
+Peak RSS is that of the process that judges the parts (the fit's and the export's are printed too).
 
 Run through bench/peers/anomalib.sh, which makes the virtualenv.
 """
@@ -49,58 +54,33 @@ def run_child(cmd, env=None):
     return out.decode(), wall, usage.ru_maxrss / 1024.0
 
 
-# ---------------------------------------------------------------- the peer, in its own process
-def worker(args):
-    t_start = time.monotonic()
-    import cv2
-    import numpy as np
+# ---------------------------------------------------------------- the peer, in its own processes
+# As a user deploys it: fit in PyTorch (the bank), export once, then run the exported model with the
+# OpenVINO runtime alone. Each step is a process of its own, so each peak memory is that step's.
+def peer_model(args):
     import torch
-
-    torch.set_num_threads(args.threads)
     from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 
-    mean = np.array([0.485, 0.456, 0.406], np.float32)
-    std = np.array([0.229, 0.224, 0.225], np.float32)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # the random backbone is the same in every process
+    return PatchcoreModel(layers=["layer2", "layer3"], backbone="wide_resnet50_2", pre_trained=False, num_neighbors=9)
 
-    def tensor(bgr):  # as anomalib's transforms: resize, to RGB in [0, 1], ImageNet normalisation
-        rgb = cv2.cvtColor(cv2.resize(bgr, (args.size, args.size), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
-        x = (rgb.astype(np.float32) / 255.0 - mean) / std
-        return torch.from_numpy(x.transpose(2, 0, 1).copy()).unsqueeze(0)
 
-    refs = [cv2.imread(f) for f in args.refs]
+def peer_tensor(args, bgr):
+    """As anomalib's transforms: resize, to RGB in [0, 1], ImageNet normalisation; NCHW float32."""
+    import cv2
+    import numpy as np
+
+    rgb = cv2.cvtColor(cv2.resize(bgr, (args.size, args.size), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB)
+    x = (rgb.astype(np.float32) / 255.0 - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+    return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+
+
+def time_parts(args, infer, t_start):
+    import cv2
+
     parts = [cv2.imread(f) for f in args.parts]
-    torch.manual_seed(0)
-    model = PatchcoreModel(layers=["layer2", "layer3"], backbone="wide_resnet50_2", pre_trained=False, num_neighbors=9)
-    t0 = time.monotonic()
-    model.train()
-    with torch.no_grad():
-        embeddings = torch.vstack([model(tensor(r)) for r in refs])
-        model.subsample_embedding(embeddings, sampling_ratio=0.1)
-    bank_s = time.monotonic() - t0
-    model.eval()
-
-    if args.mode == "eager":
-        def infer(bgr):
-            with torch.no_grad():
-                out = model(tensor(bgr))
-            return float(out["pred_score"] if isinstance(out, dict) else out[1])
-    else:
-        import openvino as ov
-
-        t1 = time.monotonic()
-        with torch.no_grad():
-            ov_model = ov.convert_model(model, example_input=tensor(refs[0]))
-        core = ov.Core()
-        compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": str(args.threads)})
-        convert_s = time.monotonic() - t1
-        request = compiled.create_infer_request()
-
-        def infer(bgr):
-            request.infer({0: tensor(bgr).numpy()})
-            return float(np.asarray(request.get_output_tensor(1 if len(compiled.outputs) > 1 else 0).data).ravel()[0])
-
-    first = None
-    times = []
+    first, times = None, []
     t_parts = time.monotonic()
     for bgr in parts:
         t = time.monotonic()
@@ -108,13 +88,74 @@ def worker(args):
         times.append(1000 * (time.monotonic() - t))
         if first is None:
             first = time.monotonic() - t_start
-    result = {"per_part_ms": times, "bank_s": bank_s, "first_call_s": first, "parts_s": time.monotonic() - t_parts,
-              "torch": torch.__version__, "memory_bank": list(model.memory_bank.shape)}
-    if args.mode == "openvino":
-        result["convert_compile_s"] = convert_s
-        result["openvino"] = ov.__version__
+    return {"per_part_ms": times, "first_call_s": first, "parts_s": time.monotonic() - t_parts}
+
+
+def worker_fit(args):
+    """Builds the bank from the references (features, then anomalib's coreset) and saves it."""
+    import cv2
+    import torch
+
+    model = peer_model(args)
+    refs = [cv2.imread(f) for f in args.refs]
+    t0 = time.monotonic()
+    model.train()
+    with torch.no_grad():
+        embeddings = torch.vstack([model(torch.from_numpy(peer_tensor(args, r))) for r in refs])
+        model.subsample_embedding(embeddings, sampling_ratio=0.1)
+    bank_s = time.monotonic() - t0
+    torch.save(model.memory_bank, args.bank)
+    print(json.dumps({"bank_s": bank_s, "memory_bank": list(model.memory_bank.shape)}))
+
+
+def worker_eager(args):
+    """The fitted model in PyTorch: the backbone, the saved bank, then the parts."""
+    t_start = time.monotonic()
+    import torch
     import anomalib
-    result["anomalib"] = anomalib.__version__
+
+    model = peer_model(args)
+    model.memory_bank = torch.load(args.bank)
+    model.eval()
+
+    def infer(bgr):
+        with torch.no_grad():
+            model(torch.from_numpy(peer_tensor(args, bgr)))
+
+    result = time_parts(args, infer, t_start)
+    result.update(torch=torch.__version__, anomalib=anomalib.__version__)
+    print(json.dumps(result))
+
+
+def worker_export(args):
+    """The fitted model (same random backbone, the saved bank) to OpenVINO IR, as anomalib's export."""
+    t_start = time.monotonic()
+    import cv2
+    import torch
+    import openvino as ov
+
+    model = peer_model(args)
+    model.memory_bank = torch.load(args.bank)
+    model.eval()
+    with torch.no_grad():
+        ov_model = ov.convert_model(model, example_input=torch.from_numpy(peer_tensor(args, cv2.imread(args.refs[0]))))
+    ov.save_model(ov_model, args.ir)
+    print(json.dumps({"export_s": time.monotonic() - t_start}))
+
+
+def worker_openvino(args):
+    """The deployed peer: the OpenVINO runtime reads the IR, compiles it for the CPU, judges the parts."""
+    t_start = time.monotonic()
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(args.ir, "CPU", {"INFERENCE_NUM_THREADS": str(args.threads)})
+    request = compiled.create_infer_request()
+
+    def infer(bgr):
+        request.infer({0: peer_tensor(args, bgr)})
+
+    result = time_parts(args, infer, t_start)
+    result["openvino"] = ov.__version__
     print(json.dumps(result))
 
 
@@ -137,14 +178,16 @@ def main():
     ap.add_argument("--json", help="write every measurement here")
     sub = ap.add_subparsers(dest="cmd")
     w = sub.add_parser("worker")
-    w.add_argument("--mode", choices=["eager", "openvino"], required=True)
+    w.add_argument("--mode", choices=["fit", "eager", "export", "openvino"], required=True)
     w.add_argument("--size", type=int, required=True)
     w.add_argument("--threads", type=int, default=2)
-    w.add_argument("--refs", nargs="+", required=True)
-    w.add_argument("--parts", nargs="+", required=True)
+    w.add_argument("--refs", nargs="+", default=[])
+    w.add_argument("--parts", nargs="+", default=[])
+    w.add_argument("--bank", help="the saved memory bank (fit writes it, eager and export read it)")
+    w.add_argument("--ir", help="the OpenVINO IR (export writes it, openvino reads it)")
     args = ap.parse_args()
     if args.cmd == "worker":
-        return worker(args)
+        return {"fit": worker_fit, "eager": worker_eager, "export": worker_export, "openvino": worker_openvino}[args.mode](args)
     if not args.zeroqc or not args.dataset:
         ap.error("--zeroqc and --dataset are needed")
 
@@ -163,12 +206,25 @@ def main():
             os.mkdir(refs_dir)
             for r in refs:
                 os.symlink(os.path.abspath(r), os.path.join(refs_dir, os.path.basename(r)))
+            # The peer's bank is fitted once per K (its coreset takes many minutes at K = all), then
+            # exported once; each round runs the fitted model as a user would: eager, and deployed.
+            bank, ir = os.path.join(tmp, "bank.pt"), os.path.join(tmp, "patchcore.xml")
+            peer = [sys.executable, __file__, "worker", "--size", str(args.size), "--threads", str(args.threads),
+                    "--bank", bank, "--ir", ir]
+            out, _, fit_rss = run_child(peer + ["--mode", "fit", "--refs", *refs])
+            fit = json.loads(out.strip().splitlines()[-1])
+            out, _, export_rss = run_child(peer + ["--mode", "export", "--refs", refs[0]])
+            export = json.loads(out.strip().splitlines()[-1])
+            m["eager"]["bank"].append(fit["bank_s"])
+            m["openvino"]["bank"].append(fit["bank_s"] + export["export_s"])
+            m["peer_fit"] = {**fit, "peak_rss_mb": fit_rss, "export_s": export["export_s"], "export_peak_rss_mb": export_rss}
+            print(f"K={k} peer: bank {fit['bank_s']:.1f} s ({fit['memory_bank'][0]} patches, peak RSS {fit_rss:.0f} MB), "
+                  f"export {export['export_s']:.1f} s (peak RSS {export_rss:.0f} MB)", file=sys.stderr, flush=True)
             for rnd in range(args.rounds):
                 # zeroqc: a cold bank (a fresh cache), then the parts with the bank cached.
                 cache = os.path.join(tmp, f"cache{rnd}")
                 _, cold, _ = zeroqc_run(args, refs_dir, parts[:1], cache)
                 _, warm, _ = zeroqc_run(args, refs_dir, parts[:1], cache)
-                t0 = time.monotonic()
                 times, wall, rss = zeroqc_run(args, refs_dir, parts, cache)
                 z = m["zeroqc"]
                 z["per_part_ms"] += times
@@ -177,17 +233,14 @@ def main():
                 z["bank"].append(max(0.0, cold - warm))
                 z["tput"].append(len(parts) / wall)
                 for mode in ("eager", "openvino"):
-                    out, wall, rss = run_child([sys.executable, __file__, "worker", "--mode", mode, "--size", str(args.size),
-                                                "--threads", str(args.threads), "--refs", *refs, "--parts", *parts])
+                    out, wall, rss = run_child(peer + ["--mode", mode, "--parts", *parts])
                     r = json.loads(out.strip().splitlines()[-1])
                     e = m[mode]
                     e["per_part_ms"] += r["per_part_ms"]
                     e["rss"].append(rss)
                     e["first"].append(r["first_call_s"])
-                    e["bank"].append(r["bank_s"])
                     e["tput"].append(len(parts) / r["parts_s"])
                     e["versions"] = {k: r[k] for k in ("torch", "anomalib", "openvino") if k in r}
-                    e["memory_bank"] = r["memory_bank"]
                 print(f"K={k} round {rnd + 1}/{args.rounds} done", file=sys.stderr)
         raw[f"K={k}"] = m
         for mode in ("zeroqc", "eager", "openvino"):
