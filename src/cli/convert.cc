@@ -15,13 +15,14 @@ void RegisterConvert(CLI::App& app) {
     std::string model_json, weights, pytorch, out;
     int size = 0;
     std::vector<std::string> outputs;
-    std::string arch;
+    std::string arch, prefix;
   };
   auto args = std::make_shared<Args>();
   auto* model = cmd->add_option("--model", args->model_json, "TF.js: model.json with modelTopology and weightsManifest")->check(CLI::ExistingFile);
   auto* weights = cmd->add_option("--weights", args->weights, "TF.js: weights.bin, the shards' bytes in manifest order")->check(CLI::ExistingFile);
   auto* pytorch = cmd->add_option("--pytorch", args->pytorch, "a PyTorch checkpoint (.pth: zip or legacy format); read without running any of its code")->check(CLI::ExistingFile);
-  auto* arch = cmd->add_option("--arch", args->arch, "the checkpoint's architecture: efficientnet-lite0 ... efficientnet-lite4");
+  auto* arch = cmd->add_option("--arch", args->arch, "the checkpoint's architecture: efficientnet-lite0 ... efficientnet-lite4, resnet50, resnet101, resnet152");
+  cmd->add_option("--prefix", args->prefix, "PyTorch: the network's names start with this in the checkpoint (e.g. features.)")->needs(pytorch);
   model->needs(weights)->excludes(pytorch);
   weights->needs(model);
   pytorch->needs(arch);
@@ -30,12 +31,13 @@ void RegisterConvert(CLI::App& app) {
   cmd->add_option("--size", args->size, "input height and width in pixels (default: 299 for TF.js, the architecture's own for PyTorch)")->check(CLI::Range(32, 4096));
   cmd->add_option("--outputs", args->outputs,
                   "tensors to expose as outputs (default: the model's own). TF.js: layer names. "
-                  "efficientnet-lite: stem, blockN, blockN_expand, stage1-stage7, head, logits");
+                  "efficientnet-lite: stem, blockN, blockN_expand, stage1-stage7, head, logits; resnet: stem, layer1-layer4, logits");
   cmd->callback([args] {
     Status st;
     if (!args->pytorch.empty()) {
       TorchConvertOptions opt;
       opt.arch = args->arch;
+      opt.prefix = args->prefix;
       opt.input_height = opt.input_width = args->size;
       opt.outputs = args->outputs;
       st = ConvertTorchToOnnx(args->pytorch, opt, args->out);

@@ -43,27 +43,42 @@ std::string Dims(const Shape& s) {
   return out + "]";
 }
 
-class LiteBuilder {
+enum class Act { kNone, kRelu, kRelu6 };
+
+// How a family pads and normalises: the Lite family was trained in TensorFlow ("same" padding, the
+// extra pixel at the end; BatchNorm epsilon 1e-3), torchvision's ResNets in PyTorch (k / 2 on every
+// side; epsilon 1e-5).
+struct Family {
+  bool tf_same;
+  double bn_eps;
+};
+constexpr Family kTensorFlowFamily{true, 1e-3}, kPyTorchFamily{false, 1e-5};
+
+// Builds the ONNX graph from a state dict's tensors, checking each one's shape against the
+// architecture. `prefix` is the part of every name before the network's own (a network kept inside
+// a larger model's state dict, e.g. "features.").
+class GraphBuilder {
  public:
-  LiteBuilder(const StateDict& w, const std::string& arch, int h, int wd) : w_(w), arch_(arch), g_(arch) {
+  GraphBuilder(const StateDict& w, const std::string& arch, const std::string& prefix, Family family, int h, int wd)
+      : w_(w), arch_(arch), prefix_(prefix), family_(family), g_(arch) {
     g_.Input("input", {1, 3, h, wd});
     shape_["input"] = {1, 3, h, wd};
   }
 
   StatusOr<const TorchTensor*> Get(const std::string& name, const Shape& expect) {
-    auto it = w_.find(name);
-    if (it == w_.end()) return Corrupt("the checkpoint is not " + arch_ + ": it has no tensor " + name);
+    auto it = w_.find(prefix_ + name);
+    if (it == w_.end()) return Corrupt("the checkpoint is not " + arch_ + ": it has no tensor " + prefix_ + name);
     if (it->second.shape != expect)
-      return Corrupt("the checkpoint is not " + arch_ + ": " + name + " is " + Dims(it->second.shape) + ", expected " +
-                     Dims(expect));
-    used_.insert(name);
+      return Corrupt("the checkpoint is not " + arch_ + ": " + prefix_ + name + " is " + Dims(it->second.shape) +
+                     ", expected " + Dims(expect));
+    used_.insert(it->first);
     return &it->second;
   }
 
-  // A bias-free convolution followed by BatchNorm (folded into it) and optionally ReLU6, with
-  // TensorFlow's "same" padding at the size it actually gets. Returns the output tensor's name.
+  // A bias-free convolution followed by BatchNorm (folded into it) and an activation, padded as the
+  // family pads. Returns the output tensor's name.
   StatusOr<std::string> ConvBn(const std::string& in, const std::string& conv, const std::string& bn, int cout,
-                               int kernel, int stride, bool depthwise, bool relu6, const std::string& out) {
+                               int kernel, int stride, bool depthwise, Act act, const std::string& out) {
     const Shape s = shape_.at(in);
     const int64_t cin = s[1], per = depthwise ? 1 : cin;
     if (depthwise && cout != cin) return Internal("a depthwise convolution that changes the channels");
@@ -75,17 +90,17 @@ class LiteBuilder {
       if (!x.ok()) return x.status();
       *t = *x;
     }
-    if (w_.count(bn + ".num_batches_tracked")) used_.insert(bn + ".num_batches_tracked");
+    if (w_.count(prefix_ + bn + ".num_batches_tracked")) used_.insert(prefix_ + bn + ".num_batches_tracked");
     std::vector<float> weight = (*k)->data, bias(static_cast<size_t>(cout));
     const size_t each = size_t(per) * kernel * kernel;
     for (int o = 0; o < cout; ++o) {  // y = gamma * (conv - mean) / sqrt(var + eps) + beta
-      const double f = gamma->data[o] / std::sqrt(double(var->data[o]) + kEps);
+      const double f = gamma->data[o] / std::sqrt(double(var->data[o]) + family_.bn_eps);
       for (size_t j = 0; j < each; ++j) weight[o * each + j] = float(weight[o * each + j] * f);
       bias[o] = float(beta->data[o] - mean->data[o] * f);
     }
-    auto [top, bottom] = SamePads(s[2], kernel, stride);
-    auto [left, right] = SamePads(s[3], kernel, stride);
-    const std::string conv_out = relu6 ? out + "_conv" : out;
+    auto [top, bottom] = family_.tf_same ? SamePads(s[2], kernel, stride) : std::pair<int64_t, int64_t>{kernel / 2, kernel / 2};
+    auto [left, right] = family_.tf_same ? SamePads(s[3], kernel, stride) : std::pair<int64_t, int64_t>{kernel / 2, kernel / 2};
+    const std::string conv_out = act != Act::kNone ? out + "_conv" : out;
     g_.Initializer(conv + "_W", {cout, per, kernel, kernel}, weight);
     g_.Initializer(conv + "_B", {cout}, bias);
     auto* n = g_.Node("Conv", {in, conv + "_W", conv + "_B"}, conv_out);
@@ -94,13 +109,58 @@ class LiteBuilder {
     OnnxGraph::Ints(n, "dilations", {1, 1});
     OnnxGraph::Ints(n, "pads", {top, left, bottom, right});
     if (depthwise) OnnxGraph::Int(n, "group", cin);
-    if (relu6) {
+    if (act == Act::kRelu6) {
       auto* c = g_.Node("Clip", {conv_out}, out);
       OnnxGraph::Float(c, "min", 0.f);
       OnnxGraph::Float(c, "max", 6.f);
+    } else if (act == Act::kRelu) {
+      g_.Node("Relu", {conv_out}, out);
     }
-    shape_[out] = {1, cout, (s[2] + stride - 1) / stride, (s[3] + stride - 1) / stride};
+    shape_[out] = {1, cout, (s[2] + top + bottom - kernel) / stride + 1, (s[3] + left + right - kernel) / stride + 1};
     return out;
+  }
+
+  // PyTorch's MaxPool2d(kernel, stride, padding), floor mode.
+  std::string MaxPool(const std::string& in, int kernel, int stride, int pad, const std::string& out) {
+    auto* n = g_.Node("MaxPool", {in}, out);
+    OnnxGraph::Ints(n, "kernel_shape", {kernel, kernel});
+    OnnxGraph::Ints(n, "strides", {stride, stride});
+    OnnxGraph::Ints(n, "pads", {pad, pad, pad, pad});
+    const Shape& s = shape_.at(in);
+    shape_[out] = {1, s[1], (s[2] + 2 * pad - kernel) / stride + 1, (s[3] + 2 * pad - kernel) / stride + 1};
+    return out;
+  }
+
+  // A residual sum, then an optional ReLU.
+  std::string Add(const std::string& a, const std::string& b, bool relu, const std::string& out) {
+    const std::string sum = relu ? out + "_sum" : out;
+    g_.Node("Sum", {a, b}, sum);
+    shape_[sum] = shape_.at(a);
+    if (relu) {
+      g_.Node("Relu", {sum}, out);
+      shape_[out] = shape_.at(a);
+    }
+    return out;
+  }
+
+  // GlobalAveragePool, Flatten and the ImageNet classifier `fc` ([1000, channels] weights).
+  Status Classifier(const std::string& in, const std::string& fc, const std::string& out) {
+    const int64_t c = shape_.at(in)[1];
+    auto fw = Get(fc + ".weight", {1000, c});
+    if (!fw.ok()) return fw.status();
+    auto fb = Get(fc + ".bias", {1000});
+    if (!fb.ok()) return fb.status();
+    g_.Node("GlobalAveragePool", {in}, in + "_pool");
+    OnnxGraph::Int(g_.Node("Flatten", {in + "_pool"}, in + "_flat"), "axis", 1);
+    g_.Initializer(fc + "_W", {1000, c}, (*fw)->data);  // [out, in] with transB, as OpenCV reads Gemm
+    g_.Initializer(fc + "_B", {1000}, (*fb)->data);
+    OnnxGraph::Int(g_.Node("Gemm", {in + "_flat", fc + "_W", fc + "_B"}, out), "transB", 1);
+    shape_[out] = {1, 1000};
+    // The whole network was read: any tensor left over means another architecture.
+    if (auto unused = Unused(); !unused.empty())
+      return Corrupt("the checkpoint is not " + arch_ + ": it has " + std::to_string(unused.size()) +
+                     " tensors the architecture does not use, e.g. " + unused.front());
+    return Status();
   }
 
   void Alias(const std::string& tensor, const std::string& name) {
@@ -115,40 +175,24 @@ class LiteBuilder {
   std::vector<std::string> Unused() const {
     std::vector<std::string> out;
     for (const auto& [name, t] : w_)
-      if (!used_.count(name) && name.find("num_batches_tracked") == std::string::npos) out.push_back(name);
+      if (name.rfind(prefix_, 0) == 0 && !used_.count(name) && name.find("num_batches_tracked") == std::string::npos)
+        out.push_back(name);
     return out;
   }
 
-  static constexpr double kEps = 1e-3;  // the Lite family's BatchNorm epsilon (TensorFlow's)
-
  private:
   const StateDict& w_;
-  std::string arch_;
+  std::string arch_, prefix_;
+  Family family_;
   OnnxGraph g_;
   std::map<std::string, Shape> shape_;
   std::set<std::string> used_;
 };
 
-}  // namespace
-
-std::vector<std::string> TorchArchitectures() {
-  std::vector<std::string> out;
-  for (const auto& [name, p] : kLite) out.push_back(name);
-  return out;
-}
-
-Status ConvertStateDictToOnnx(const StateDict& weights, const TorchConvertOptions& options,
-                              const std::filesystem::path& out_onnx) {
-  auto arch = kLite.find(options.arch);
-  if (arch == kLite.end()) {
-    std::string known;
-    for (const auto& a : TorchArchitectures()) known += (known.empty() ? "" : ", ") + a;
-    return InvalidArgument("unknown architecture '" + options.arch + "' (known: " + known + ")");
-  }
-  const LiteParams p = arch->second;
+Status ConvertLite(const StateDict& weights, const TorchConvertOptions& options, const LiteParams& p,
+                   const std::filesystem::path& out_onnx) {
   const int h = options.input_height ? options.input_height : p.resolution;
   const int w = options.input_width ? options.input_width : p.resolution;
-  if (h < 32 || w < 32 || h > 4096 || w > 4096) return InvalidArgument("the input size must be 32-4096 pixels");
 
   // Every block's arguments, and the index of each stage's last block.
   struct Block {
@@ -197,8 +241,8 @@ Status ConvertStateDictToOnnx(const StateDict& weights, const TorchConvertOption
     deepest = std::max(deepest, at);
   }
 
-  LiteBuilder b(weights, options.arch, h, w);
-  auto x = b.ConvBn("input", "_conv_stem", "_bn0", 32, 3, 2, false, true, "stem");
+  GraphBuilder b(weights, options.arch, options.prefix, kTensorFlowFamily, h, w);
+  auto x = b.ConvBn("input", "_conv_stem", "_bn0", 32, 3, 2, false, Act::kRelu6, "stem");
   if (!x.ok()) return x.status();
   for (int i = 0; i < nb && i <= deepest; ++i) {
     const Block& k = blocks[size_t(i)];
@@ -207,14 +251,14 @@ Status ConvertStateDictToOnnx(const StateDict& weights, const TorchConvertOption
     std::string y = *x;
     const int mid = k.in * k.expand;
     if (k.expand != 1) {
-      auto e = b.ConvBn(y, pre + "._expand_conv", pre + "._bn0", mid, 1, 1, false, true, name + "_expand");
+      auto e = b.ConvBn(y, pre + "._expand_conv", pre + "._bn0", mid, 1, 1, false, Act::kRelu6, name + "_expand");
       if (!e.ok()) return e.status();
       y = *e;
     }
-    auto d = b.ConvBn(y, pre + "._depthwise_conv", pre + "._bn1", mid, k.kernel, k.stride, true, true, name + "_dw");
+    auto d = b.ConvBn(y, pre + "._depthwise_conv", pre + "._bn1", mid, k.kernel, k.stride, true, Act::kRelu6, name + "_dw");
     if (!d.ok()) return d.status();
     const bool skip = k.stride == 1 && k.in == k.out;
-    auto pr = b.ConvBn(*d, pre + "._project_conv", pre + "._bn2", k.out, 1, 1, false, false, skip ? name + "_project" : name);
+    auto pr = b.ConvBn(*d, pre + "._project_conv", pre + "._bn2", k.out, 1, 1, false, Act::kNone, skip ? name + "_project" : name);
     if (!pr.ok()) return pr.status();
     if (skip) {
       b.graph().Node("Sum", {*pr, *x}, name);
@@ -223,24 +267,11 @@ Status ConvertStateDictToOnnx(const StateDict& weights, const TorchConvertOption
     x = name;
   }
   if (deepest >= nb) {
-    x = b.ConvBn(*x, "_conv_head", "_bn1", 1280, 1, 1, false, true, "head");
+    x = b.ConvBn(*x, "_conv_head", "_bn1", 1280, 1, 1, false, Act::kRelu6, "head");
     if (!x.ok()) return x.status();
   }
   if (deepest > nb) {
-    auto fw = b.Get("_fc.weight", {1000, 1280});
-    if (!fw.ok()) return fw.status();
-    auto fb = b.Get("_fc.bias", {1000});
-    if (!fb.ok()) return fb.status();
-    b.graph().Node("GlobalAveragePool", {"head"}, "head_pool");
-    OnnxGraph::Int(b.graph().Node("Flatten", {"head_pool"}, "head_flat"), "axis", 1);
-    b.graph().Initializer("_fc_W", {1000, 1280}, (*fw)->data);  // [out, in] with transB, as OpenCV reads Gemm
-    b.graph().Initializer("_fc_B", {1000}, (*fb)->data);
-    OnnxGraph::Int(b.graph().Node("Gemm", {"head_flat", "_fc_W", "_fc_B"}, "logits"), "transB", 1);
-    b.SetShape("logits", {1, 1000});
-    // The whole network was read: any tensor left over means another architecture.
-    if (auto unused = b.Unused(); !unused.empty())
-      return Corrupt("the checkpoint is not " + options.arch + ": it has " + std::to_string(unused.size()) +
-                     " tensors the architecture does not use, e.g. " + unused.front());
+    if (Status st = b.Classifier("head", "_fc", "logits"); !st.ok()) return st;
   }
   for (const auto& o : outputs) {
     b.Alias(alias[o], o);
@@ -249,9 +280,82 @@ Status ConvertStateDictToOnnx(const StateDict& weights, const TorchConvertOption
   return b.graph().Write(out_onnx);
 }
 
+const std::map<std::string, std::vector<int>> kResNet = {
+    {"resnet50", {3, 4, 6, 3}}, {"resnet101", {3, 4, 23, 3}}, {"resnet152", {3, 8, 36, 3}}};
+
+// Outputs: stem (after the max pool, stride 4), layer1-layer4 (strides 4, 8, 16, 32; 256 to 2048
+// channels), logits. PatchCore reads layer2 and layer3.
+Status ConvertResNet(const StateDict& weights, const TorchConvertOptions& options, const std::vector<int>& depth,
+                     const std::filesystem::path& out_onnx) {
+  const int h = options.input_height ? options.input_height : 224;
+  const int w = options.input_width ? options.input_width : 224;
+  std::vector<std::string> outputs = options.outputs.empty() ? std::vector<std::string>{"logits"} : options.outputs;
+  int deepest = 0;  // 0 stem, 1-4 layers, 5 logits
+  for (const auto& o : outputs) {
+    int at = -1;
+    if (o == "stem") at = 0;
+    else if (o == "logits") at = 5;
+    else if (o.size() == 6 && o.rfind("layer", 0) == 0 && o[5] >= '1' && o[5] <= '4') at = o[5] - '0';
+    if (at < 0) return InvalidArgument("no output '" + o + "' in " + options.arch + ": stem, layer1-layer4 or logits");
+    deepest = std::max(deepest, at);
+  }
+  GraphBuilder b(weights, options.arch, options.prefix, kPyTorchFamily, h, w);
+  auto x = b.ConvBn("input", "conv1", "bn1", 64, 7, 2, false, Act::kRelu, "conv1_out");
+  if (!x.ok()) return x.status();
+  x = b.MaxPool(*x, 3, 2, 1, "stem");
+  for (int l = 1; l <= 4 && l <= deepest; ++l) {
+    const int width = 64 << (l - 1), out = width * 4;
+    for (int i = 0; i < depth[size_t(l - 1)]; ++i) {
+      const std::string pre = "layer" + std::to_string(l) + "." + std::to_string(i), name = "layer" + std::to_string(l) + "_" + std::to_string(i);
+      const int stride = i == 0 && l > 1 ? 2 : 1;
+      auto c1 = b.ConvBn(*x, pre + ".conv1", pre + ".bn1", width, 1, 1, false, Act::kRelu, name + "_a");
+      if (!c1.ok()) return c1.status();
+      auto c2 = b.ConvBn(*c1, pre + ".conv2", pre + ".bn2", width, 3, stride, false, Act::kRelu, name + "_b");
+      if (!c2.ok()) return c2.status();
+      auto c3 = b.ConvBn(*c2, pre + ".conv3", pre + ".bn3", out, 1, 1, false, Act::kNone, name + "_c");
+      if (!c3.ok()) return c3.status();
+      std::string shortcut = *x;
+      if (i == 0) {  // the first block of a layer changes the width (and, but in layer1, the stride)
+        auto d = b.ConvBn(*x, pre + ".downsample.0", pre + ".downsample.1", out, 1, stride, false, Act::kNone, name + "_down");
+        if (!d.ok()) return d.status();
+        shortcut = *d;
+      }
+      x = b.Add(*c3, shortcut, true, name);
+    }
+    b.Alias(*x, "layer" + std::to_string(l));
+    x = "layer" + std::to_string(l);
+  }
+  if (deepest == 5) {
+    if (Status st = b.Classifier("layer4", "fc", "logits"); !st.ok()) return st;
+  }
+  for (const auto& o : outputs) b.graph().Output(o, b.ShapeOf(o));
+  return b.graph().Write(out_onnx);
+}
+
+}  // namespace
+
+std::vector<std::string> TorchArchitectures() {
+  std::vector<std::string> out;
+  for (const auto& [name, p] : kLite) out.push_back(name);
+  for (const auto& [name, d] : kResNet) out.push_back(name);
+  return out;
+}
+
+Status ConvertStateDictToOnnx(const StateDict& weights, const TorchConvertOptions& options,
+                              const std::filesystem::path& out_onnx) {
+  const int h = options.input_height, w = options.input_width;
+  if (h < 0 || w < 0 || (h && h < 32) || (w && w < 32) || h > 4096 || w > 4096)
+    return InvalidArgument("the input size must be 32-4096 pixels");
+  if (auto lite = kLite.find(options.arch); lite != kLite.end()) return ConvertLite(weights, options, lite->second, out_onnx);
+  if (auto res = kResNet.find(options.arch); res != kResNet.end()) return ConvertResNet(weights, options, res->second, out_onnx);
+  std::string known;
+  for (const auto& a : TorchArchitectures()) known += (known.empty() ? "" : ", ") + a;
+  return InvalidArgument("unknown architecture '" + options.arch + "' (known: " + known + ")");
+}
+
 Status ConvertTorchToOnnx(const std::filesystem::path& checkpoint, const TorchConvertOptions& options,
                           const std::filesystem::path& out_onnx) {
-  if (kLite.find(options.arch) == kLite.end()) return ConvertStateDictToOnnx({}, options, out_onnx);  // names the known ones
+  if (!kLite.count(options.arch) && !kResNet.count(options.arch)) return ConvertStateDictToOnnx({}, options, out_onnx);  // names the known ones
   auto weights = ReadTorchCheckpoint(checkpoint);
   if (!weights.ok()) return weights.status();
   return ConvertStateDictToOnnx(*weights, options, out_onnx);

@@ -1,6 +1,7 @@
 #include "features/torch_convert.h"
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include <gtest/gtest.h>
@@ -133,6 +134,160 @@ TEST(TorchConvert, OneDnnRunsTheLiteFeaturesAsOpenCvDoes) {
     const double scale = cv::norm(ref, cv::NORM_INF);
     EXPECT_LT(cv::norm((*ours)[i].data, ref, cv::NORM_INF), 1e-3 * scale) << opt.outputs[i];
   }
+}
+
+// torchvision's ResNet-50 with weights from a formula instead of training, in torchvision's own
+// order: the same formula in PyTorch gave the values below (torchvision 0.19.1, run once by hand).
+// Element i of the t-th tensor (num_batches_tracked not counted) is sin(1.3 i + 0.7 t), scaled:
+// BatchNorm weight 1 + 0.1 s, bias 0.1 s, mean 0.05 s, variance 1 + 0.5 |s|; convolutions and the
+// classifier s * 2 / sqrt(fan in); the classifier's bias 0.1 s.
+StateDict FormulaResNet50(const std::string& prefix) {
+  StateDict w;
+  int t = 0;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, char kind) {
+    TorchTensor x;
+    x.shape = shape;
+    x.data.resize(size_t(x.numel()));
+    const double fan_in = double(x.numel()) / double(shape[0]);
+    for (size_t i = 0; i < x.data.size(); ++i) {
+      const double v = std::sin(1.3 * double(i) + 0.7 * t);
+      x.data[i] = float(kind == 'v' ? 1 + 0.5 * std::abs(v) : kind == 'm' ? 0.05 * v : kind == 'b' ? 0.1 * v
+                        : kind == 'g' ? 1 + 0.1 * v : v * 2.0 / std::sqrt(fan_in));
+    }
+    w[prefix + name] = std::move(x);
+    ++t;
+  };
+  auto conv_bn = [&](const std::string& conv, const std::string& bn, int64_t out, int64_t in, int64_t k) {
+    add(conv + ".weight", {out, in, k, k}, 'w');
+    add(bn + ".weight", {out}, 'g');
+    add(bn + ".bias", {out}, 'b');
+    add(bn + ".running_mean", {out}, 'm');
+    add(bn + ".running_var", {out}, 'v');
+  };
+  conv_bn("conv1", "bn1", 64, 3, 7);
+  int64_t in = 64;
+  const int depth[] = {3, 4, 6, 3};
+  for (int l = 1; l <= 4; ++l) {
+    const int64_t width = 64 << (l - 1);
+    for (int i = 0; i < depth[l - 1]; ++i) {
+      const std::string pre = "layer" + std::to_string(l) + "." + std::to_string(i);
+      conv_bn(pre + ".conv1", pre + ".bn1", width, in, 1);
+      conv_bn(pre + ".conv2", pre + ".bn2", width, width, 3);
+      conv_bn(pre + ".conv3", pre + ".bn3", width * 4, width, 1);
+      if (i == 0) conv_bn(pre + ".downsample.0", pre + ".downsample.1", width * 4, in, 1);
+      in = width * 4;
+    }
+  }
+  add("fc.weight", {1000, 2048}, 'w');
+  add("fc.bias", {1000}, 'b');
+  EXPECT_EQ(t, 267);  // as many as torchvision's state dict holds
+  return w;
+}
+
+// A 96 x 80 input (rows and columns differ, so a swap shows): sin(0.1 x + 0.2 y + channel).
+cv::Mat FormulaInput() {
+  const int size[] = {1, 3, 96, 80};
+  cv::Mat blob(4, size, CV_32F);
+  for (int c = 0; c < 3; ++c)
+    for (int y = 0; y < 96; ++y)
+      for (int x = 0; x < 80; ++x) blob.ptr<float>(0, c, y)[x] = float(std::sin(0.1 * x + 0.2 * y + c));
+  return blob;
+}
+
+// PyTorch's conventions (symmetric padding, the stride on the 3x3, the shortcut's projection,
+// epsilon 1e-5, the max pool) all show in these sums: a wrong one moves them by far more than 1e-4.
+TEST(TorchConvert, ResNetMatchesTorchvisionAndOneDnnRunsIt) {
+  // Kept inside a larger model's state dict, as resmem keeps its ResNet-152: the prefix selects it.
+  StateDict w = FormulaResNet50("features.");
+  w["head.weight"] = TorchTensor{{1, 4}, {1, 2, 3, 4}};  // outside the prefix: ignored
+  TorchConvertOptions opt;
+  opt.arch = "resnet50";
+  opt.prefix = "features.";
+  opt.input_height = 96;
+  opt.input_width = 80;
+  opt.outputs = {"layer2", "layer3", "logits"};
+  auto onnx = testing::TempDir() / "resnet50_formula.onnx";
+  Status st = ConvertStateDictToOnnx(w, opt, onnx);
+  ASSERT_TRUE(st.ok()) << st.message();
+  auto net = cv::dnn::readNetFromONNX(onnx.string());
+  net.setInput(FormulaInput());
+  std::vector<cv::Mat> out;
+  net.forward(out, std::vector<cv::String>{"layer2", "layer3", "logits"});
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].size[1], 512);
+  EXPECT_EQ(out[0].size[2], 12);
+  EXPECT_EQ(out[0].size[3], 10);
+  EXPECT_EQ(out[1].size[1], 1024);
+  EXPECT_EQ(out[1].size[2], 6);
+  EXPECT_EQ(out[1].size[3], 5);
+  auto sums = [](const cv::Mat& m) {
+    cv::Mat flat = m.reshape(1, 1);
+    return std::pair{cv::sum(flat)[0], flat.dot(flat)};
+  };
+  auto [s2, q2] = sums(out[0]);
+  auto [s3, q3] = sums(out[1]);
+  EXPECT_NEAR(s2, 34998.038, 1e-4 * 34998.0);
+  EXPECT_NEAR(q2, 55121.134, 1e-4 * 55121.0);
+  EXPECT_NEAR(s3, 39026.888, 1e-4 * 39026.0);
+  EXPECT_NEAR(q3, 126608.53, 1e-4 * 126608.0);
+  const float logits[] = {-0.58072f, 1.89856f, 0.14089f, -1.90462f, 0.31192f};
+  for (int i = 0; i < 5; ++i) EXPECT_NEAR(out[2].at<float>(0, i), logits[i], 1e-3) << "logit " << i;
+  cv::Point best;
+  cv::minMaxLoc(out[2].reshape(1, 1), nullptr, nullptr, nullptr, &best);
+  EXPECT_EQ(best.x, 554);
+
+  // oneDNN runs the feature graph (the max pool, residual sums, ReLU after them) as OpenCV does.
+  opt.outputs = {"layer2", "layer3"};
+  ASSERT_TRUE(ConvertStateDictToOnnx(w, opt, onnx).ok());
+  auto dnnl = DnnlNet::Load(onnx, 96, 80, opt.outputs);
+  ASSERT_TRUE(dnnl.ok()) << dnnl.status().message();
+  auto ours = (*dnnl)->Run(FormulaInput());
+  ASSERT_TRUE(ours.ok()) << ours.status().message();
+  for (size_t i = 0; i < 2; ++i) {
+    cv::Mat ref = out[i].reshape(1, out[i].size[1]);
+    EXPECT_LT(cv::norm((*ours)[i].data, ref, cv::NORM_INF), 1e-4 * cv::norm(ref, cv::NORM_INF)) << opt.outputs[i];
+  }
+}
+
+TEST(TorchConvert, AResNetCheckpointThatIsNotOneIsNamed) {
+  TorchConvertOptions opt;
+  opt.arch = "resnet50";
+  opt.prefix = "features.";
+  opt.input_height = opt.input_width = 64;
+  auto onnx = testing::TempDir() / "resnet_bad.onnx";
+  StateDict w = FormulaResNet50("features.");
+  // Without the prefix, the network is not there.
+  TorchConvertOptions bare = opt;
+  bare.prefix.clear();
+  Status st = ConvertStateDictToOnnx(w, bare, onnx);
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("no tensor conv1.weight"), std::string::npos) << st.message();
+  // A ResNet-101's layer3 is longer: ResNet-50's weights are not one.
+  opt.arch = "resnet101";
+  st = ConvertStateDictToOnnx(w, opt, onnx);
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("features.layer3.6.conv1.weight"), std::string::npos) << st.message();
+  // A tensor of the wrong shape is named with both shapes.
+  opt.arch = "resnet50";
+  w["features.layer2.1.conv2.weight"].shape = {128, 128, 1, 9};
+  st = ConvertStateDictToOnnx(w, opt, onnx);
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("features.layer2.1.conv2.weight is [128, 128, 1, 9], expected [128, 128, 3, 3]"),
+            std::string::npos) << st.message();
+  // A tensor the architecture does not have, within the prefix, means another network.
+  w = FormulaResNet50("features.");
+  w["features.layer4.3.conv1.weight"] = TorchTensor{{1}, {0}};
+  st = ConvertStateDictToOnnx(w, opt, onnx);
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("does not use, e.g. features.layer4.3.conv1.weight"), std::string::npos) << st.message();
+  // Unknown outputs and sizes are refused before anything is read.
+  opt.outputs = {"layer5"};
+  st = ConvertStateDictToOnnx(w, opt, onnx);
+  EXPECT_EQ(st.code(), Code::kInvalidArgument);
+  EXPECT_NE(st.message().find("stem, layer1-layer4 or logits"), std::string::npos) << st.message();
+  opt.outputs = {"layer2"};
+  opt.input_height = 16;
+  EXPECT_EQ(ConvertStateDictToOnnx(w, opt, onnx).code(), Code::kInvalidArgument);
 }
 
 }  // namespace
