@@ -216,10 +216,19 @@ void Station::AcquireLoop() {
         p.acquire_ms = t.acquire_ms, p.convert_ms = t.convert_ms;
         if (f.ok()) {
           p.frame = std::move(*f);
+          silent_triggers_ = 0;
         } else {
           p.error = f.status().message();
           p.error_kind = f.status().code() == Code::kCorrupt ? "incomplete" : "camera";
-          if (p.error_kind == "camera" && !camera_->Alive()) CameraLost(f.status().message());
+          if (p.error_kind == "camera" && !camera_->Alive()) {
+            CameraLost(f.status().message());
+          } else if (p.error_kind == "camera" && ++silent_triggers_ >= kSilentTriggersBeforeReopen) {
+            // The camera answers but its frames never come (a stream that died, or was set up
+            // before the camera was ready): open it again rather than fail every part from now on.
+            silent_triggers_ = 0;
+            CameraLost("no frame for " + std::to_string(kSilentTriggersBeforeReopen) +
+                       " triggers in a row although the camera answers: opening it again");
+          }
         }
       }
     }

@@ -66,6 +66,8 @@ class Station : public Service::StationView {
   std::unique_ptr<Camera> camera_;  // the acquisition thread's
   std::unique_ptr<Plc> plc_;        // thread-safe: triggers read by one thread, results written by another
   std::chrono::milliseconds camera_backoff_{250};
+  static constexpr int kSilentTriggersBeforeReopen = 3;
+  int silent_triggers_ = 0;  // triggered grabs in a row that timed out with the camera answering
   std::chrono::steady_clock::time_point camera_retry_at_{}, next_tick_{};
 
   std::mutex mu_;  // everything below

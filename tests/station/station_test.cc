@@ -313,6 +313,17 @@ TEST(Station, OverrunsLostPacketsCameraLossAndPlcRestartAreResults) {
   rig.camera().LosePackets(0);
   EXPECT_GE(rig.State()["counters"]["incomplete_frames"].get<int>() + rig.State()["camera"]["losses"].get<int>(), 1);
 
+  // A stream that died with the camera still answering (every GVSP packet lost): after three
+  // triggers without a frame the station opens the camera again, and parts are judged again.
+  const int losses = rig.State()["camera"]["losses"].get<int>();
+  rig.camera().LosePackets(1.0);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(rig.Part(photos[0].bgr, uint16_t(310 + i)).verdict, 3);
+  ASSERT_TRUE(rig.WaitState([&](const nlohmann::json& s) { return s["camera"]["losses"].get<int>() > losses; }, 10))
+      << rig.State().dump();
+  rig.camera().LosePackets(0);
+  ASSERT_TRUE(rig.WaitState([](const nlohmann::json& s) { return s["camera"]["state"] == "connected"; }, 30)) << rig.State().dump();
+  EXPECT_NE(rig.Part(photos[0].bgr, 320).verdict, 3) << "the reopened stream brings frames";
+
   // The camera unplugged: its parts are errors at once, the page and /metrics say so; plugged in
   // again, it is found and parts are judged again.
   rig.camera().Stop();
