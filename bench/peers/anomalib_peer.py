@@ -57,13 +57,18 @@ def run_child(cmd, env=None):
 # ---------------------------------------------------------------- the peer, in its own processes
 # As a user deploys it: fit in PyTorch (the bank), export once, then run the exported model with the
 # OpenVINO runtime alone. Each step is a process of its own, so each peak memory is that step's.
-def peer_model(args):
+def peer_model(args, fitted=False):
+    """The peer's model; fitted: with the bank the fit saved, ready to judge."""
     import torch
     from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)  # the random backbone is the same in every process
-    return PatchcoreModel(layers=["layer2", "layer3"], backbone="wide_resnet50_2", pre_trained=False, num_neighbors=9)
+    model = PatchcoreModel(layers=["layer2", "layer3"], backbone="wide_resnet50_2", pre_trained=False, num_neighbors=9)
+    if fitted:
+        model.memory_bank = torch.load(args.bank)
+        model.eval()
+    return model
 
 
 def peer_tensor(args, bgr):
@@ -114,9 +119,7 @@ def worker_eager(args):
     import torch
     import anomalib
 
-    model = peer_model(args)
-    model.memory_bank = torch.load(args.bank)
-    model.eval()
+    model = peer_model(args, fitted=True)
 
     def infer(bgr):
         with torch.no_grad():
@@ -134,9 +137,7 @@ def worker_export(args):
     import torch
     import openvino as ov
 
-    model = peer_model(args)
-    model.memory_bank = torch.load(args.bank)
-    model.eval()
+    model = peer_model(args, fitted=True)
     with torch.no_grad():
         ov_model = ov.convert_model(model, example_input=torch.from_numpy(peer_tensor(args, cv2.imread(args.refs[0]))))
     ov.save_model(ov_model, args.ir)

@@ -109,6 +109,7 @@ bool Station::EnsureCamera() {
 
 void Station::CameraLost(const std::string& why) {
   camera_.reset();
+  silent_triggers_ = 0;  // the camera opened next starts afresh
   {
     std::lock_guard lock(mu_);
     ++counts_.camera_losses;
@@ -225,7 +226,6 @@ void Station::AcquireLoop() {
           } else if (p.error_kind == "camera" && ++silent_triggers_ >= kSilentTriggersBeforeReopen) {
             // The camera answers but its frames never come (a stream that died, or was set up
             // before the camera was ready): open it again rather than fail every part from now on.
-            silent_triggers_ = 0;
             CameraLost("no frame for " + std::to_string(kSilentTriggersBeforeReopen) +
                        " triggers in a row although the camera answers: opening it again");
           }
