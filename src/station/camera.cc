@@ -2,7 +2,13 @@
 
 #include <arv.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 
 namespace zeroqc {
 namespace {
@@ -12,6 +18,48 @@ std::string Take(GError* e) {
   std::string m = e ? e->message : "unknown error";
   if (e) g_error_free(e);
   return m;
+}
+
+// The stream's UDP socket, found among this process's descriptors by the port Aravis bound it to
+// (Aravis does not hand it out); -1 when not found.
+int StreamSocket(uint16_t port) {
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    const int fd = std::atoi(e.path().filename().c_str());
+    sockaddr_in a{};
+    socklen_t n = sizeof a;
+    int type = 0;
+    socklen_t tn = sizeof type;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n) == 0 && a.sin_family == AF_INET && ntohs(a.sin_port) == port &&
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tn) == 0 && type == SOCK_DGRAM)
+      return fd;
+  }
+  return -1;
+}
+
+// A frame's packets come in one burst, faster than a busy machine may read them: the stream's
+// socket must hold whole frames, or packets are dropped and frames arrive incomplete. The system's
+// default holds about 90 packets (a 384 x 384 RGB frame is 316 of 1400 bytes), and Aravis raises it
+// only once the first frame has begun. Sized here, before the first frame: room for 4 frames,
+// forced past the system's limit where the process may (root or CAP_NET_ADMIN). Returns a warning
+// when the socket still holds less than a frame.
+std::string SizeStreamBuffer(ArvStream* stream, guint payload) {
+  const int fd = StreamSocket(arv_gv_stream_get_port(ARV_GV_STREAM(stream)));
+  if (fd < 0) {  // not found: Aravis sizes it at the first frame
+    g_object_set(stream, "socket-buffer", ARV_GV_STREAM_SOCKET_BUFFER_AUTO, nullptr);
+    return "";
+  }
+  const int want = int(std::min<guint64>(guint64(payload) * 4, 256u << 20));
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) != 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+  int got = 0;
+  socklen_t n = sizeof got;
+  getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &got, &n);
+  // The kernel counts each packet's whole buffer (about 1.7 times a 1400-byte packet's payload).
+  if (guint64(got) >= 2 * guint64(payload)) return "";
+  return "the stream's socket holds " + std::to_string(got / 1024) + " kB, less than one frame's packets need (" +
+         std::to_string(2 * guint64(payload) / 1024) + " kB for a " + std::to_string(payload / 1024) +
+         " kB frame): frames may arrive incomplete; raise the system's limit (sysctl -w net.core.rmem_max=" + std::to_string(want) +
+         ") or run with CAP_NET_ADMIN";
 }
 
 }  // namespace
@@ -56,6 +104,11 @@ StatusOr<std::unique_ptr<Camera>> Camera::Open(const CameraSettings& s, TriggerS
       c->packet_size_ = int(arv_camera_gv_auto_packet_size(c->cam_, &err));
     }
     ZQ_RETURN_IF_ERROR(check("packet size"));
+    // The stream through an ordinary UDP socket, never Aravis's raw packet socket (its choice when
+    // run as root): that socket takes every packet on the interface until its filter is attached,
+    // and Aravis reads those strays as frames. One with a small frame id made every real frame
+    // "late" (a stream silent after an open); one with a huge size aborted the process.
+    arv_camera_gv_set_stream_options(c->cam_, ARV_GV_STREAM_OPTION_PACKET_SOCKET_DISABLED);
   }
   arv_camera_set_acquisition_mode(c->cam_, ARV_ACQUISITION_MODE_CONTINUOUS, &err);
   ZQ_RETURN_IF_ERROR(check("continuous acquisition"));
@@ -68,6 +121,7 @@ StatusOr<std::unique_ptr<Camera>> Camera::Open(const CameraSettings& s, TriggerS
   ZQ_RETURN_IF_ERROR(check("payload size"));
   c->stream_ = arv_camera_create_stream(c->cam_, nullptr, nullptr, &err);
   if (!c->stream_) return Unavailable("camera " + c->id_ + ": no stream: " + Take(err));
+  if (ARV_IS_GV_STREAM(c->stream_)) c->buffer_warning_ = SizeStreamBuffer(c->stream_, payload);
   for (int i = 0; i < 4; ++i) arv_stream_push_buffer(c->stream_, arv_buffer_new(payload, nullptr));
   arv_camera_start_acquisition(c->cam_, &err);
   ZQ_RETURN_IF_ERROR(check("start acquisition"));

@@ -39,12 +39,14 @@ class Camera {
   int width() const { return width_; }
   int height() const { return height_; }
   int packet_size() const { return packet_size_; }  // GigE Vision stream packets (bytes); 0: not GigE
+  // Non-empty when the stream's socket cannot hold a whole frame (what to change is in it).
+  const std::string& buffer_warning() const { return buffer_warning_; }
 
  private:
   Camera() = default;
   _ArvCamera* cam_ = nullptr;
   _ArvStream* stream_ = nullptr;
-  std::string id_;
+  std::string id_, buffer_warning_;
   PixelFormat format_ = PixelFormat::kMono8;
   int width_ = 0, height_ = 0, packet_size_ = 0;
 };

@@ -102,8 +102,12 @@ bool Station::EnsureCamera() {
   {
     std::lock_guard lock(mu_);
     packet_size_ = camera_->packet_size();
+    camera_warning_ = camera_->buffer_warning();
   }
   SetDevice(camera_state_, "camera", "connected", "");
+  if (!camera_->buffer_warning().empty())
+    log::Warn("station_camera_buffer", "station " + cfg_.name + ": camera " + camera_->device_id() + ": " + camera_->buffer_warning(),
+              {{"station", cfg_.name}});
   return true;
 }
 
@@ -221,13 +225,15 @@ void Station::AcquireLoop() {
         } else {
           p.error = f.status().message();
           p.error_kind = f.status().code() == Code::kCorrupt ? "incomplete" : "camera";
-          if (p.error_kind == "camera" && !camera_->Alive()) {
-            CameraLost(f.status().message());
-          } else if (p.error_kind == "camera" && ++silent_triggers_ >= kSilentTriggersBeforeReopen) {
-            // The camera answers but its frames never come (a stream that died, or was set up
-            // before the camera was ready): open it again rather than fail every part from now on.
-            CameraLost("no frame for " + std::to_string(kSilentTriggersBeforeReopen) +
-                       " triggers in a row although the camera answers: opening it again");
+          if (p.error_kind == "camera") {
+            if (!camera_->Alive()) {
+              CameraLost(f.status().message());
+            } else if (++silent_triggers_ >= kSilentTriggersBeforeReopen) {
+              // The camera answers but its frames never come (a stream that died, or was set up
+              // before the camera was ready): open it again rather than fail every part from now on.
+              CameraLost("no frame for " + std::to_string(kSilentTriggersBeforeReopen) +
+                         " triggers in a row although the camera answers: opening it again");
+            }
           }
         }
       }
@@ -383,7 +389,7 @@ nlohmann::json Station::State() {
           {"camera",
            {{"state", camera_state_.state}, {"error", camera_state_.error}, {"since", camera_state_.since},
             {"id", cfg_.camera.id.empty() ? "first found" : cfg_.camera.id}, {"losses", counts_.camera_losses},
-            {"packet_size", packet_size_}}},
+            {"packet_size", packet_size_}, {"warning", camera_warning_}}},
           {"plc", plc},
           {"counters",
            {{"parts", counts_.parts}, {"ok", counts_.ok}, {"nok", counts_.nok}, {"errors", counts_.errors}, {"overruns", counts_.overruns},

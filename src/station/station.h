@@ -77,6 +77,7 @@ class Station : public Service::StationView {
   std::deque<std::unique_ptr<Part>> parts_, records_;
   int frames_waiting_ = 0;
   int packet_size_ = 0;  // the camera's GigE Vision packets, as last opened
+  std::string camera_warning_;  // what the camera as last opened warned of (Camera::buffer_warning)
   struct Device {
     std::string state, error, since;  // state: connecting, connected, lost (camera), unreachable (PLC), none
   } camera_state_{"connecting", "", ""}, plc_state_{"none", "", ""};

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,9 @@ struct ServerProcess {
   int port = 0;
 };
 
-inline ServerProcess Spawn(const std::filesystem::path& data, const std::vector<std::string>& extra = {}) {
+// `in_child`: run in the child before it becomes serve (e.g. to drop a capability).
+inline ServerProcess Spawn(const std::filesystem::path& data, const std::vector<std::string>& extra = {},
+                           const std::function<void()>& in_child = nullptr) {
   int out[2];
   EXPECT_EQ(pipe(out), 0);
   ServerProcess s;
@@ -36,6 +39,7 @@ inline ServerProcess Spawn(const std::filesystem::path& data, const std::vector<
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
+    if (in_child) in_child();
     execv(bin.c_str(), argv.data());
     _exit(127);
   }

@@ -2,7 +2,9 @@
 // GigE Vision camera (in this process, on 127.0.0.1, showing real toothbrush photos) on the trigger
 // of a libmodbus server standing in for the PLC, and answers the PLC over Modbus TCP. This test is
 // the PLC: it writes a part id, raises the trigger coil, and reads every result it is sent.
+#include <linux/capability.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include <httplib.h>
@@ -48,9 +50,10 @@ std::vector<Photo> Photos() {
 // The station's world: the camera, the PLC, and a serve process running the station file.
 class Rig {
  public:
-  explicit Rig(const std::string& trigger = "plc", int queue = 4) : plc_port_(testing::FreePort()), plc_(plc_port_) {
+  // `side`: the camera's region (kSide x kSide unless a test needs frames of another size).
+  explicit Rig(const std::string& trigger = "plc", int queue = 4, int side = kSide) : plc_port_(testing::FreePort()), plc_(plc_port_) {
     plc_.RecordResultsAt(kResultRegister);
-    camera_ = std::make_unique<FakeGigECamera>([this] { return Scene(); }, kSide, kSide);
+    camera_ = std::make_unique<FakeGigECamera>([this] { return Scene(); }, side, side);
     dir_ = testing::TempDir();
     auto key = testing::Zeroqc("keys create --scope admin --name test --data " + (dir_ / "data").string());
     EXPECT_EQ(key.status, 0) << key.err;
@@ -59,7 +62,7 @@ class Rig {
     std::ofstream(station_file_) << nlohmann::json{
         {"name", "line-1"},
         {"product", "brush"},
-        {"camera", {{"id", "127.0.0.1"}, {"pixel_format", "RGB8"}, {"roi", {{"x", 0}, {"y", 0}, {"width", kSide}, {"height", kSide}}}}},
+        {"camera", {{"id", "127.0.0.1"}, {"pixel_format", "RGB8"}, {"roi", {{"x", 0}, {"y", 0}, {"width", side}, {"height", side}}}}},
         {"trigger", trigger},
         {"queue", queue},
         {"plc",
@@ -75,8 +78,9 @@ class Rig {
 
   // Starts serve with the station; the product gets 16 references and no line window (each part
   // judged by the references alone, so that its verdict is the photo's).
-  void Start() {
-    server_ = Spawn(dir_ / "data", {"--station", station_file_.string()});
+  // `in_child`: as Spawn's.
+  void Start(const std::function<void()>& in_child = nullptr) {
+    server_ = Spawn(dir_ / "data", {"--station", station_file_.string()}, in_child);
     ASSERT_GT(server_.port, 0);
     auto c = Client();
     ASSERT_EQ(c.Post("/v1/products", R"({"name":"brush","settings":{"line_window":0}})", "application/json")->status, 201);
@@ -451,6 +455,35 @@ TEST(Station, BadFilesAndUnreachableDevicesAreOneClearLine) {
   int status = 0;
   waitpid(server.pid, &status, 0);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "stops at once, waiting for no device";
+}
+
+// A stream socket that cannot hold a frame is said, with what to change: serve without
+// CAP_NET_ADMIN (so the system's net.core.rmem_max caps the socket) and 2048 x 2048 RGB frames
+// (12 MB). Whether that is more than the limit depends on the machine: the warning must be there
+// exactly when it is. With CAP_NET_ADMIN (root) the socket is sized past the limit: never a warning.
+TEST(Station, ASocketThatCannotHoldAFrameIsSaid) {
+  REQUIRE_BACKBONE();
+  REQUIRE_DATASETS();
+  long rmem_max = 0;
+  std::ifstream("/proc/sys/net/core/rmem_max") >> rmem_max;
+  ASSERT_GT(rmem_max, 0);
+  constexpr long kPayload = 2048L * 2048 * 3;
+  {
+    Rig rig("software", 4, 2048);
+    ASSERT_NO_FATAL_FAILURE(rig.Start([] { prctl(PR_CAPBSET_DROP, CAP_NET_ADMIN, 0, 0, 0); }));
+    const auto camera = rig.State()["camera"];
+    const std::string warning = camera.value("warning", "?");
+    if (rmem_max < kPayload) {
+      EXPECT_NE(warning.find("less than one frame"), std::string::npos) << "rmem_max " << rmem_max << ": " << camera.dump();
+      EXPECT_NE(warning.find("net.core.rmem_max="), std::string::npos) << camera.dump();
+    } else {
+      EXPECT_EQ(warning, "") << "rmem_max " << rmem_max << " holds a frame";
+    }
+  }
+  if (geteuid() != 0) return;
+  Rig rig("software", 4, 2048);
+  ASSERT_NO_FATAL_FAILURE(rig.Start());
+  EXPECT_EQ(rig.State()["camera"].value("warning", "?"), "");
 }
 
 }  // namespace
