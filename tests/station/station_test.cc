@@ -306,6 +306,8 @@ TEST(Station, OverrunsLostPacketsCameraLossAndPlcRestartAreResults) {
   }
   EXPECT_GT(overruns, 0);
   EXPECT_LT(overruns, 8);
+  // The station counts a part just after the PLC has its result: wait for the count to catch up.
+  ASSERT_TRUE(rig.WaitState([](const nlohmann::json& s) { return s["counters"]["parts"].get<int>() >= 9; }, 10)) << rig.State().dump();
   auto state = rig.State();
   EXPECT_EQ(state["counters"]["overruns"], overruns);
 
@@ -315,6 +317,7 @@ TEST(Station, OverrunsLostPacketsCameraLossAndPlcRestartAreResults) {
   auto lost = rig.Part(photos[0].bgr, 300);
   EXPECT_EQ(lost.verdict, 3);
   rig.camera().LosePackets(0);
+  ASSERT_TRUE(rig.WaitState([](const nlohmann::json& s) { return s["counters"]["parts"].get<int>() >= 10; }, 10)) << rig.State().dump();
   EXPECT_GE(rig.State()["counters"]["incomplete_frames"].get<int>() + rig.State()["camera"]["losses"].get<int>(), 1);
 
   // A stream that died with the camera still answering (every GVSP packet lost): after three
