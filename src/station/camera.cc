@@ -39,8 +39,8 @@ int StreamSocket(uint16_t port) {
 
 // A frame's packets come in one burst, faster than a busy machine may read them: the stream's
 // socket must hold whole frames, or packets are dropped and frames arrive incomplete. The system's
-// default holds about 90 packets (a 384 x 384 RGB frame is 316 of 1400 bytes), and Aravis raises it
-// only once the first frame has begun. Sized here, before the first frame: room for 4 frames,
+// default holds about 90 packets (a 384 x 384 RGB frame is 316 of 1400 bytes); Aravis leaves it so,
+// or, asked to, raises it only once the first frame has begun. Sized here, before the first frame: room for 4 frames,
 // forced past the system's limit where the process may (root or CAP_NET_ADMIN). Returns a warning
 // when the socket still holds less than a frame.
 std::string SizeStreamBuffer(ArvStream* stream, guint payload) {

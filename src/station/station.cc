@@ -229,8 +229,8 @@ void Station::AcquireLoop() {
             if (!camera_->Alive()) {
               CameraLost(f.status().message());
             } else if (++silent_triggers_ >= kSilentTriggersBeforeReopen) {
-              // The camera answers but its frames never come (a stream that died, or was set up
-              // before the camera was ready): open it again rather than fail every part from now on.
+              // The camera answers but its frames never come (a stream that died): open it again
+              // rather than fail every part from now on.
               CameraLost("no frame for " + std::to_string(kSilentTriggersBeforeReopen) +
                          " triggers in a row although the camera answers: opening it again");
             }
